@@ -1,0 +1,1 @@
+"""Conformal multi-phase tetrahedral meshes from labelled volumes (see :mod:`tomocell.meshing.tags`)."""

@@ -1,0 +1,34 @@
+"""Shared test fixtures: paths to ../shared/data (skip with a reason when absent), MPI info."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("PYVISTA_OFF_SCREEN", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TOMOCELL_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_file(name: str) -> Path:
+    """Path of a file in ../shared/data, or skip the test saying why."""
+    p = SHARED_DATA / name
+    if not p.is_file():
+        pytest.skip(f"external test volume {p} is absent (../shared/data is not beside this checkout)")
+    return p
+
+
+@pytest.fixture
+def gan_volume_path() -> Path:
+    """The 256^3 three-phase GAN NMC volume (0=pore, 85=active, 170=cbd; 0.390625 um voxels)."""
+    return shared_file("nmc_gan_3phase_256.tif")
+
+
+@pytest.fixture
+def xct_volume_path() -> Path:
+    """The 128^3 two-phase low-resolution XCT volume (0=pore+CBD, 128=NMC; voxel size unknown)."""
+    return shared_file("nmc_xct_2phase_128.tif")

@@ -1,0 +1,137 @@
+"""The ``tomocell`` command: one subcommand per pipeline stage.
+
+Each subcommand lives in its stage package (see :data:`SUBCOMMANDS`); this module only builds the
+parser, applies ``--config`` files, sets up MPI-aware logging and turns user errors into one line on
+stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from types import ModuleType
+
+from tomocell import __version__
+from tomocell.config import load_config
+from tomocell.errors import InputError, NotPercolatingError, SolverError, TomocellError
+from tomocell.log import get_logger, setup_logging
+
+#: subcommand name -> module implementing it (HELP, DESCRIPTION, EPILOG, add_arguments, run)
+SUBCOMMANDS: dict[str, str] = {
+    "generate": "tomocell.microstructure.cli_generate",
+    "segment": "tomocell.microstructure.cli_segment",
+    "superimpose": "tomocell.microstructure.cli_superimpose",
+    "characterise": "tomocell.microstructure.cli_characterise",
+    "mesh": "tomocell.meshing.cli",
+    "simulate": "tomocell.physics.cli",
+    "analyse": "tomocell.studies.cli_analyse",
+    "study": "tomocell.studies.cli",
+    "demo": "tomocell.demo",
+}
+
+ALIASES = {"characterize": "characterise", "analyze": "analyse"}
+
+
+def _available() -> dict[str, ModuleType]:
+    """Import the stage modules that exist in this installation (stages land one by one)."""
+    mods: dict[str, ModuleType] = {}
+    for name, modname in SUBCOMMANDS.items():
+        if importlib.util.find_spec(modname.rsplit(".", 1)[0]) is None:
+            continue
+        try:
+            spec = importlib.util.find_spec(modname)
+        except ModuleNotFoundError:
+            spec = None
+        if spec is None:
+            continue
+        mods[name] = importlib.import_module(modname)
+    return mods
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(
+        prog="tomocell",
+        description=(
+            "tomocell: from a 3D tomography volume of a Li-ion electrode to microstructure metrics, "
+            "conformal meshes, particle-resolved half-cell discharge and design studies "
+            "(workflow of Lu et al., Nat. Commun. 11, 2079, 2020). Lengths on the command line are "
+            "in micrometres; everything inside is SI. Run under MPI as `mpirun -n N tomocell ...`."
+        ),
+        epilog="Run `tomocell <command> --help` for the options of each command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tomocell {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", title="commands")
+    subparsers: dict[str, argparse.ArgumentParser] = {}
+    for name, mod in _available().items():
+        p = sub.add_parser(
+            name,
+            help=getattr(mod, "HELP", ""),
+            description=getattr(mod, "DESCRIPTION", getattr(mod, "HELP", "")),
+            epilog=getattr(mod, "EPILOG", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            aliases=[a for a, target in ALIASES.items() if target == name],
+        )
+        p.add_argument(
+            "--config", metavar="FILE", default=None,
+            help="TOML/YAML/JSON file whose keys give defaults for this command's options "
+            "(command-line options win)",
+        )
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run, _name=name)
+        subparsers[name] = p
+    return parser, subparsers
+
+
+def _apply_config(argv: list[str], parser: argparse.ArgumentParser, subparsers: dict[str, argparse.ArgumentParser]) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None) and getattr(args, "_name", None):
+        sp = subparsers[args._name]
+        cfg = load_config(args.config)
+        dests = {a.dest for a in sp._actions}
+        unknown = sorted(set(cfg) - dests)
+        if unknown:
+            raise InputError(f"config file {args.config}: unknown option(s) for `tomocell {args._name}`: {', '.join(unknown)}")
+        for a in sp._actions:
+            if a.dest in cfg and a.required:
+                a.required = False  # the file supplies it
+        sp.set_defaults(**cfg)
+        args = parser.parse_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, subparsers = build_parser()
+    try:
+        args = _apply_config(argv, parser, subparsers)
+    except InputError as exc:
+        print(f"tomocell: error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(-1 if args.quiet else args.verbose)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    log = get_logger("cli")
+    try:
+        return int(args._run(args) or 0)
+    except InputError as exc:
+        print(f"tomocell {args._name}: error: {exc}", file=sys.stderr)
+        return 2
+    except NotPercolatingError as exc:
+        print(f"tomocell {args._name}: not percolating: {exc}", file=sys.stderr)
+        return 3
+    except (SolverError, TomocellError) as exc:
+        print(f"tomocell {args._name}: failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        log.warning("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

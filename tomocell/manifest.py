@@ -1,0 +1,126 @@
+"""``run.json``: what every tomocell run records about itself.
+
+Inputs with their sha256, the parameters as resolved (config file merged with options), versions of
+tomocell and of the scientific packages, timings per step, the MPI size, the command line and the
+outcome. Written atomically by rank 0 at the end of the run (also when it fails, with the error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tomocell import __version__, mpi
+from tomocell.atomic import write_json
+
+_TRACKED_PACKAGES = (
+    "numpy", "scipy", "scikit-image", "tifffile", "h5py", "edt", "scikit-fmm",
+    "connected-components-3d", "gmsh", "meshio", "pyvista", "matplotlib",
+    "fenics-dolfinx", "dolfinx-solver-real", "petsc4py", "mpi4py", "fenics-basix",
+    "fenics-ffcx", "fenics-ufl",
+)
+
+
+def sha256_of(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
+    """sha256 of a file, or of every file in a directory (sorted by relative path)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    for f in files:
+        if p.is_dir():
+            h.update(str(f.relative_to(p)).encode())
+        with open(f, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    out: dict[str, str] = {"python": platform.python_version(), "tomocell": __version__}
+    for name in _TRACKED_PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[name] = importlib.metadata.version(name)
+    return out
+
+
+class RunManifest:
+    """Collects the record of one run; :meth:`write` stores it as ``run.json``.
+
+    Use as a context manager via :func:`run_manifest`, or by hand in library code.
+    """
+
+    def __init__(self, stage: str, out_dir: str | os.PathLike[str], parameters: dict[str, Any] | None = None):
+        self.stage = stage
+        self.out_dir = Path(out_dir)
+        self.data: dict[str, Any] = {
+            "tool": "tomocell",
+            "stage": stage,
+            "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "command": sys.argv,
+            "cwd": os.getcwd(),
+            "host": platform.node(),
+            "mpi_size": mpi.size(),
+            "versions": package_versions(),
+            "parameters": dict(parameters or {}),
+            "inputs": {},
+            "outputs": {},
+            "timings_s": {},
+            "results": {},
+            "status": "running",
+        }
+        self._t0 = time.perf_counter()
+
+    def add_input(self, name: str, path: str | os.PathLike[str]) -> None:
+        p = Path(path)
+        self.data["inputs"][name] = {"path": str(p.resolve()), "sha256": sha256_of(p)}
+
+    def add_output(self, name: str, path: str | os.PathLike[str]) -> None:
+        self.data["outputs"][name] = str(Path(path))
+
+    def set_parameters(self, **params: Any) -> None:
+        self.data["parameters"].update(params)
+
+    def set_result(self, **results: Any) -> None:
+        self.data["results"].update(results)
+
+    @contextlib.contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.data["timings_s"][step] = self.data["timings_s"].get(step, 0.0) + time.perf_counter() - t0
+
+    def write(self, status: str = "ok", error: str | None = None) -> Path | None:
+        self.data["status"] = status
+        if error:
+            self.data["error"] = error
+        self.data["finished"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        self.data["timings_s"]["total"] = time.perf_counter() - self._t0
+        if mpi.rank() != 0:
+            return None
+        return write_json(self.out_dir / "run.json", self.data)
+
+
+@contextlib.contextmanager
+def run_manifest(stage: str, out_dir: str | os.PathLike[str], parameters: dict[str, Any] | None = None) -> Iterator[RunManifest]:
+    """Context manager: yields a :class:`RunManifest`, writes ``run.json`` on exit (ok or failed)."""
+    m = RunManifest(stage, out_dir, parameters)
+    try:
+        yield m
+    except BaseException as exc:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        m.write(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    else:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        m.write(status="ok")
