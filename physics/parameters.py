@@ -1,0 +1,478 @@
+"""Material and cell parameters of the half-cell model, read from cited JSON files (or BPX).
+
+Bundled sets (``physics/parameters/*.json``; every value carries its unit and literature source):
+
+* ``nmc111`` (default): NMC111 + carbon-binder domain, LiPF6 in EC:EMC 3:7 (Landesfeind &
+  Gasteiger 2019 fits for kappa, D, t+ and the thermodynamic factor), Celgard-like separator
+  (25 um, 39 %, Bruggeman 1.5), Li-metal Butler-Volmer kinetics (Xu et al. 2019).
+* ``xu2019``: the NMC532 | Li half-cell of Xu et al. 2019 as published with PyBaMM, for cross-checks.
+
+A value is either ``{"value": number}``, ``{"expression": "..."}`` (arithmetic in ``x``
+(stoichiometry) or ``c`` (electrolyte concentration in mol/m^3) and ``T`` (K), with exp, tanh, cosh,
+sinh, sqrt, log, abs), or ``{"table": {"x": [...], "y": [...]}}`` (piecewise linear, linearly
+extrapolated). The same :class:`Func` evaluates on numpy arrays and on UFL expressions, so the
+weak forms use exactly the functions the tests check.
+
+:func:`read_bpx` maps the fields BPX defines (Battery Parameter eXchange, v0.x: Cell, Electrolyte,
+Positive electrode, Separator) onto this schema; fields BPX does not define (CBD, Li metal, density)
+come from the bundled default set. Everything is SI.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tomocell.errors import InputError
+
+FARADAY = 96485.33212  # C/mol
+GAS_CONSTANT = 8.314462618  # J/(mol K)
+
+BUNDLED = {"nmc111": "nmc111_lipf6_ecemc.json", "xu2019": "xu2019_nmc_li.json"}
+DEFAULT_SET = "nmc111"
+
+_ALLOWED_FUNCS = ("exp", "tanh", "cosh", "sinh", "sqrt", "log", "abs")
+_ALLOWED_NAMES = ("x", "c", "T")
+
+
+def _check_expression(text: str) -> ast.Expression:
+    """Parse an arithmetic expression and reject anything but numbers, x/c/T and the allowed calls."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise InputError(f"parameter expression {text!r} is not valid: {exc.msg}") from None
+    ok_ops = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Expression, ast.Load, ast.BinOp, ast.UnaryOp) + ok_ops):
+            continue
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            continue
+        if isinstance(node, ast.Name) and (node.id in _ALLOWED_NAMES or node.id in _ALLOWED_FUNCS):
+            continue
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _ALLOWED_FUNCS and not node.keywords:
+            continue
+        raise InputError(f"parameter expression {text!r}: {type(node).__name__} is not allowed "
+                         f"(use numbers, {', '.join(_ALLOWED_NAMES)}, + - * / ** and {', '.join(_ALLOWED_FUNCS)})")
+    return tree
+
+
+def _namespace(kind: str) -> dict[str, Any]:
+    if kind == "numpy":
+        return {"exp": np.exp, "tanh": np.tanh, "cosh": np.cosh, "sinh": np.sinh, "sqrt": np.sqrt,
+                "log": np.log, "abs": np.abs}
+    import ufl
+
+    return {"exp": ufl.exp, "tanh": ufl.tanh, "cosh": ufl.cosh, "sinh": ufl.sinh, "sqrt": ufl.sqrt,
+            "log": ufl.ln, "abs": abs}
+
+
+class Func:
+    """A scalar material function: constant, expression or table, for numpy or UFL arguments.
+
+    Call as ``f(x=...)`` (electrode functions of stoichiometry) or ``f(c=..., T=...)`` (electrolyte
+    functions of concentration in mol/m^3). ``ufl=True`` builds a UFL expression instead.
+    """
+
+    def __init__(self, spec: Any, name: str = "parameter"):
+        self.name = name
+        self.spec = spec
+        self.valid: tuple[float, float] | None = None
+        self._const: float | None = None
+        self._code = None
+        self._table: tuple[np.ndarray, np.ndarray] | None = None
+        if isinstance(spec, (int, float)):
+            self._const = float(spec)
+            return
+        if not isinstance(spec, dict):
+            raise InputError(f"{name}: expected a number or a mapping, got {spec!r}")
+        if spec.get("valid") is not None:
+            lo, hi = spec["valid"]
+            self.valid = (float(lo), float(hi))
+        if "value" in spec:
+            try:
+                self._const = float(spec["value"])
+            except (TypeError, ValueError):
+                raise InputError(f"{name}: value {spec['value']!r} is not a number") from None
+        elif "expression" in spec:
+            tree = _check_expression(str(spec["expression"]))
+            self._code = compile(tree, f"<{name}>", "eval")
+        elif "table" in spec:
+            tx = np.asarray(spec["table"].get("x"), dtype=float)
+            ty = np.asarray(spec["table"].get("y"), dtype=float)
+            if tx.ndim != 1 or tx.shape != ty.shape or tx.size < 2:
+                raise InputError(f"{name}: table needs equally long x and y lists with >= 2 points")
+            order = np.argsort(tx)
+            tx, ty = tx[order], ty[order]
+            if np.any(np.diff(tx) <= 0):
+                raise InputError(f"{name}: table x values must be distinct")
+            self._table = (tx, ty)
+        else:
+            raise InputError(f"{name}: needs 'value', 'expression' or 'table'")
+
+    @property
+    def is_constant(self) -> bool:
+        return self._const is not None
+
+    def __call__(self, x: Any = None, c: Any = None, T: Any = None, ufl: bool = False) -> Any:
+        if self._const is not None:
+            return self._const
+        arg = x if x is not None else c
+        if self._table is not None:
+            return self._piecewise_linear(arg, ufl)
+        ns = _namespace("ufl" if ufl else "numpy")
+        ns.update({"x": arg, "c": arg if c is None else c, "T": T, "__builtins__": {}})
+        return eval(self._code, ns)  # noqa: S307 - AST checked in _check_expression
+
+    def _piecewise_linear(self, arg: Any, use_ufl: bool) -> Any:
+        # A sum of ramps max(x - x_i, 0): continuous, linearly extrapolated, and expressible in UFL
+        # with one max per node (a chain of conditionals would be much larger to compile).
+        tx, ty = self._table
+        slopes = np.diff(ty) / np.diff(tx)
+        if use_ufl:
+            import ufl
+
+            out = ty[0] + slopes[0] * (arg - tx[0])
+            for i in range(1, slopes.size):
+                out = out + (slopes[i] - slopes[i - 1]) * ufl.max_value(arg - tx[i], 0.0)
+            return out
+        a = np.asarray(arg, dtype=float)
+        out = ty[0] + slopes[0] * (a - tx[0])
+        for i in range(1, slopes.size):
+            out = out + (slopes[i] - slopes[i - 1]) * np.maximum(a - tx[i], 0.0)
+        return out
+
+
+@dataclass
+class Parameters:
+    """Resolved parameter set (SI units). ``raw`` keeps the JSON with sources for run.json."""
+
+    name: str
+    raw: dict[str, Any]
+    temperature: float
+    voltage_max: float
+    voltage_min: float
+    c_max: float
+    density: float
+    D_s: Func
+    sigma_active: float
+    k_ct: float
+    alpha_a: float
+    alpha_c: float
+    ocp: Func
+    sigma_cbd: float
+    c_e0: float
+    kappa: Func
+    D_e: Func
+    t_plus: Func
+    tdf: Func
+    c_e_valid: tuple[float, float]
+    sep_thickness: float
+    sep_porosity: float
+    sep_bruggeman: float
+    li_i0: float
+    li_c_exponent: float
+    li_alpha_a: float
+    li_alpha_c: float
+    initial_stoichiometry: float | None = None
+
+    @property
+    def thermal_voltage(self) -> float:
+        """RT/F in volts."""
+        return GAS_CONSTANT * self.temperature / FARADAY
+
+    @property
+    def ocp_valid(self) -> tuple[float, float]:
+        return self.ocp.valid or (0.0, 1.0)
+
+    def stoichiometry_at(self, voltage: float) -> float:
+        """Stoichiometry x with U(x) = voltage inside the OCP's valid range (InputError if none)."""
+        from scipy.optimize import brentq
+
+        lo, hi = self.ocp_valid
+        xs = np.linspace(lo + 1e-9, hi - 1e-9, 4001)
+        u = np.asarray(self.ocp(x=xs), dtype=float) - voltage
+        s = np.nonzero(np.sign(u[:-1]) * np.sign(u[1:]) <= 0)[0]
+        if s.size == 0:
+            raise InputError(
+                f"voltage {voltage} V is outside the OCP range of {self.name} "
+                f"({np.nanmin(u + voltage):.3f} .. {np.nanmax(u + voltage):.3f} V on x in [{lo}, {hi}])")
+        if s.size > 1 and np.ptp(xs[s]) > 1e-6:
+            raise InputError(f"OCP of {self.name} reaches {voltage} V more than once on x in [{lo}, {hi}]: "
+                             "it must be monotone on its 'valid' range")
+        i = s[0]
+        return float(brentq(lambda x: float(self.ocp(x=x)) - voltage, xs[i], xs[i + 1], xtol=1e-14))
+
+    def theta_limits(self) -> tuple[float, float]:
+        """(x at voltage_max = charged initial state, x at voltage_min = OCV-implied end of discharge)."""
+        x0 = self.initial_stoichiometry if self.initial_stoichiometry is not None else self.stoichiometry_at(self.voltage_max)
+        return x0, self.stoichiometry_at(self.voltage_min)
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "raw": self.raw}
+
+
+def _num(d: dict[str, Any], path: str) -> float:
+    node: Any = d
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise InputError(f"parameter file: missing '{path}'")
+        node = node[key]
+    f = Func(node, path)
+    if not f.is_constant:
+        raise InputError(f"parameter '{path}' must be a number")
+    return float(f())
+
+
+def _func(d: dict[str, Any], path: str) -> Func:
+    node: Any = d
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise InputError(f"parameter file: missing '{path}'")
+        node = node[key]
+    return Func(node, path)
+
+
+def from_dict(data: dict[str, Any]) -> Parameters:
+    """Build (and validate) :class:`Parameters` from the JSON schema of the bundled files."""
+    e = data.get("electrolyte", {})
+    valid = Func(e.get("conductivity", 1.0), "electrolyte.conductivity").valid or (1e-3, 1e5)
+    init = data.get("initial_stoichiometry")
+    p = Parameters(
+        name=str(data.get("name", "custom")),
+        raw=data,
+        temperature=_num(data, "temperature"),
+        voltage_max=_num(data, "voltage_max"),
+        voltage_min=_num(data, "voltage_min"),
+        c_max=_num(data, "active.c_max"),
+        density=_num(data, "active.density"),
+        D_s=_func(data, "active.diffusivity"),
+        sigma_active=_num(data, "active.conductivity"),
+        k_ct=_num(data, "active.rate_constant"),
+        alpha_a=_num(data, "active.alpha_a"),
+        alpha_c=_num(data, "active.alpha_c"),
+        ocp=_func(data, "active.ocp"),
+        sigma_cbd=_num(data, "cbd.conductivity"),
+        c_e0=_num(data, "electrolyte.c0"),
+        kappa=_func(data, "electrolyte.conductivity"),
+        D_e=_func(data, "electrolyte.diffusivity"),
+        t_plus=_func(data, "electrolyte.transference"),
+        tdf=_func(data, "electrolyte.thermodynamic_factor"),
+        c_e_valid=valid,
+        sep_thickness=_num(data, "separator.thickness"),
+        sep_porosity=_num(data, "separator.porosity"),
+        sep_bruggeman=_num(data, "separator.bruggeman"),
+        li_i0=_num(data, "li_metal.exchange_current_density"),
+        li_c_exponent=_num(data, "li_metal.c_exponent"),
+        li_alpha_a=_num(data, "li_metal.alpha_a"),
+        li_alpha_c=_num(data, "li_metal.alpha_c"),
+        initial_stoichiometry=None if init is None else float(Func(init, "initial_stoichiometry")()),
+    )
+    validate(p)
+    return p
+
+
+def validate(p: Parameters) -> None:
+    """InputError naming the first parameter that is out of its physical range."""
+
+    def positive(name: str, value: float) -> None:
+        if not (np.isfinite(value) and value > 0):
+            raise InputError(f"parameter {name} must be positive and finite, got {value}")
+
+    for name, value in [("temperature", p.temperature), ("active.c_max", p.c_max), ("active.density", p.density),
+                        ("active.conductivity", p.sigma_active), ("active.rate_constant", p.k_ct),
+                        ("cbd.conductivity", p.sigma_cbd), ("electrolyte.c0", p.c_e0),
+                        ("separator.thickness", p.sep_thickness), ("separator.bruggeman", p.sep_bruggeman),
+                        ("li_metal.exchange_current_density", p.li_i0)]:
+        positive(name, value)
+    for name, a in [("active.alpha_a", p.alpha_a), ("active.alpha_c", p.alpha_c),
+                    ("li_metal.alpha_a", p.li_alpha_a), ("li_metal.alpha_c", p.li_alpha_c)]:
+        if not 0 < a < 1:
+            raise InputError(f"parameter {name} must lie in (0, 1), got {a}")
+    if not 0 < p.sep_porosity <= 1:
+        raise InputError(f"parameter separator.porosity must lie in (0, 1], got {p.sep_porosity}")
+    xs = np.linspace(*p.ocp_valid, 201)
+    u = np.broadcast_to(np.asarray(p.ocp(x=xs), dtype=float), xs.shape)
+    if not (np.all(np.isfinite(u)) and np.all(np.diff(u) < 0)):
+        raise InputError(f"active.ocp must be finite and fall monotonically with x on its valid range {p.ocp_valid}")
+    ds = np.broadcast_to(np.asarray(p.D_s(x=xs), dtype=float), xs.shape)
+    if not np.all(np.isfinite(ds) & (ds > 0)):
+        raise InputError(f"parameter active.diffusivity must be positive on x in {p.ocp_valid} (min {np.min(ds):.3g})")
+    cs = np.linspace(*p.c_e_valid, 201)
+    for name, f in [("electrolyte.conductivity", p.kappa), ("electrolyte.diffusivity", p.D_e),
+                    ("electrolyte.thermodynamic_factor", p.tdf)]:
+        v = np.broadcast_to(np.asarray(f(c=cs, T=p.temperature), dtype=float), cs.shape)
+        if not np.all(np.isfinite(v) & (v > 0)):
+            raise InputError(f"parameter {name} must be positive for c in {p.c_e_valid} mol/m^3 (min {np.min(v):.3g})")
+    tp = np.broadcast_to(np.asarray(p.t_plus(c=cs, T=p.temperature), dtype=float), cs.shape)
+    if not np.all(np.isfinite(tp) & (tp > 0) & (tp < 1)):
+        raise InputError("parameter electrolyte.transference must lie in (0, 1)")
+    if not p.c_e_valid[0] <= p.c_e0 <= p.c_e_valid[1]:
+        raise InputError(f"electrolyte.c0 = {p.c_e0} mol/m^3 is outside the fitted range {p.c_e_valid}")
+    if not p.voltage_min < p.voltage_max:
+        raise InputError(f"voltage_min ({p.voltage_min} V) must be below voltage_max ({p.voltage_max} V)")
+    if p.initial_stoichiometry is not None and not 0 < p.initial_stoichiometry < 1:
+        raise InputError(f"initial_stoichiometry must lie in (0, 1) (c0 must be below c_max), got {p.initial_stoichiometry}")
+    x0, x1 = p.theta_limits()  # raises if a voltage limit is outside the OCP range
+    if not x0 < x1:
+        raise InputError(f"initial stoichiometry {x0:.4f} must be below the cut-off stoichiometry {x1:.4f} for a discharge")
+
+
+def _deep_set(d: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = d
+    for k in keys[:-1]:
+        if k not in node or not isinstance(node[k], dict):
+            raise InputError(f"unknown parameter '{dotted}'")
+        node = node[k]
+    if keys[-1] not in node and keys[-1] != "initial_stoichiometry":
+        raise InputError(f"unknown parameter '{dotted}'")
+    old = node.get(keys[-1])
+    if isinstance(value, dict):
+        node[keys[-1]] = value
+    elif isinstance(old, dict):
+        node[keys[-1]] = {k: v for k, v in old.items() if k not in ("expression", "table", "value")}
+        node[keys[-1]]["value"] = value
+        node[keys[-1]]["source"] = "user override"
+    else:
+        node[keys[-1]] = value
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, float]:
+    """``["active.diffusivity=1e-13", ...]`` -> {"active.diffusivity": 1e-13}."""
+    out: dict[str, float] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"--param {item!r}: expected NAME=VALUE, e.g. active.diffusivity=1e-13")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise InputError(f"--param {item!r}: value is not a number") from None
+    return out
+
+
+def load_raw(spec: str | Path | None = None) -> dict[str, Any]:
+    """The JSON mapping of a bundled set name, a parameter JSON file or a BPX file."""
+    if spec is None:
+        spec = DEFAULT_SET
+    if str(spec) in BUNDLED:
+        text = resources.files("tomocell.physics").joinpath("parameters", BUNDLED[str(spec)]).read_text()
+        return json.loads(text)
+    path = Path(spec)
+    if not path.is_file():
+        raise InputError(f"parameter set {spec!r} is neither a bundled set ({', '.join(BUNDLED)}) nor a file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"parameter file {path}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and "Parameterisation" in data:
+        return bpx_to_raw(data, source=str(path))
+    if not isinstance(data, dict):
+        raise InputError(f"parameter file {path} must hold a JSON object")
+    return data
+
+
+def load_parameters(spec: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Parameters:
+    """Load a parameter set (bundled name, JSON file or BPX file), apply dotted overrides, validate."""
+    data = copy.deepcopy(load_raw(spec))
+    for k, v in (overrides or {}).items():
+        _deep_set(data, k, v)
+    return from_dict(data)
+
+
+# ---- BPX ---------------------------------------------------------------------------------------
+
+def _bpx_value(v: Any, name: str, var: str) -> dict[str, Any]:
+    src = f"BPX field '{name}'"
+    if isinstance(v, (int, float)):
+        return {"value": float(v), "source": src}
+    if isinstance(v, str):
+        return {"expression": v.replace("x", var) if var != "x" else v, "source": src}
+    if isinstance(v, dict) and "x" in v and "y" in v:
+        return {"table": {"x": v["x"], "y": v["y"]}, "source": src}
+    raise InputError(f"BPX field '{name}': unsupported value {v!r}")
+
+
+def read_bpx(path: str | Path, overrides: dict[str, Any] | None = None) -> Parameters:
+    """Parameters from a BPX JSON file (fields BPX defines; the rest from the default set)."""
+    return load_parameters(path, overrides)
+
+
+def bpx_to_raw(bpx: dict[str, Any], source: str = "BPX") -> dict[str, Any]:
+    """Map BPX ``Parameterisation`` fields onto this module's schema.
+
+    Used: Cell (Reference temperature, Lower/Upper voltage cut-off), Electrolyte (Initial
+    concentration, Cation transference number, Conductivity, Diffusivity: numbers or expressions in
+    x = concentration in mol/m^3), Positive electrode (Maximum concentration, Diffusivity, OCP,
+    Conductivity, Reaction rate constant k_norm with i0 = F k_norm sqrt((c_e/c_e0)(x)(1-x)),
+    Minimum stoichiometry), Separator (Thickness, Porosity, Transport efficiency = porosity^b).
+    Activation energies are not applied: runs are at the BPX reference temperature.
+    """
+    par = bpx.get("Parameterisation")
+    if not isinstance(par, dict):
+        raise InputError(f"{source}: BPX file without a 'Parameterisation' object")
+    raw = copy.deepcopy(load_raw(DEFAULT_SET))
+    raw["name"] = f"bpx:{Path(source).name}"
+    raw["description"] = f"BPX file {source}; CBD, Li-metal and density from {DEFAULT_SET}"
+    cell, el, pos, sep = (par.get(k, {}) for k in ("Cell", "Electrolyte", "Positive electrode", "Separator"))
+    if not pos:
+        raise InputError(f"{source}: BPX file has no 'Positive electrode' section")
+
+    def need(section: dict[str, Any], key: str, sec_name: str) -> Any:
+        if key not in section:
+            raise InputError(f"{source}: BPX field '{sec_name}/{key}' is missing")
+        return section[key]
+
+    if "Reference temperature [K]" in cell:
+        raw["temperature"] = {"value": float(cell["Reference temperature [K]"]), "source": "BPX Cell/Reference temperature"}
+    for key, target in [("Lower voltage cut-off [V]", "voltage_min"), ("Upper voltage cut-off [V]", "voltage_max")]:
+        if key in cell:
+            raw[target] = {"value": float(cell[key]), "source": f"BPX Cell/{key}"}
+    a = raw["active"]
+    a["material"] = "BPX positive electrode"
+    c_max = float(need(pos, "Maximum concentration [mol.m-3]", "Positive electrode"))
+    a["c_max"] = {"value": c_max, "source": "BPX Positive electrode/Maximum concentration"}
+    a["diffusivity"] = _bpx_value(need(pos, "Diffusivity [m2.s-1]", "Positive electrode"), "Positive electrode/Diffusivity", "x")
+    ocp = _bpx_value(need(pos, "OCP [V]", "Positive electrode"), "Positive electrode/OCP", "x")
+    ocp["valid"] = [0.0, 1.0]
+    a["ocp"] = ocp
+    if "Conductivity [S.m-1]" in pos:
+        a["conductivity"] = _bpx_value(pos["Conductivity [S.m-1]"], "Positive electrode/Conductivity", "x")
+    e = raw["electrolyte"]
+    c_e0 = float(el.get("Initial concentration [mol.m-3]", 1000.0))
+    e["c0"] = {"value": c_e0, "source": "BPX Electrolyte/Initial concentration"}
+    if "Reaction rate constant [mol.m-2.s-1]" in pos:
+        k_norm = float(pos["Reaction rate constant [mol.m-2.s-1]"])
+        a["rate_constant"] = {"value": k_norm / (c_max * math.sqrt(c_e0)),
+                              "source": "BPX Positive electrode/Reaction rate constant k_norm / (c_max sqrt(c_e0))"}
+    a["alpha_a"] = {"value": 0.5, "source": "BPX kinetics are symmetric (sinh form)"}
+    a["alpha_c"] = {"value": 0.5, "source": "BPX kinetics are symmetric (sinh form)"}
+    for key, target in [("Conductivity [S.m-1]", "conductivity"), ("Diffusivity [m2.s-1]", "diffusivity"),
+                        ("Cation transference number", "transference")]:
+        if key in el:
+            val = _bpx_value(el[key], f"Electrolyte/{key}", "c")
+            val["valid"] = e[target].get("valid", [50.0, 3000.0]) if isinstance(e.get(target), dict) else [50.0, 3000.0]
+            e[target] = val
+    e["thermodynamic_factor"] = {"value": 1.0, "source": "BPX defines no thermodynamic factor: 1 (ideal solution)"}
+    if sep:
+        s = raw["separator"]
+        if "Thickness [m]" in sep:
+            s["thickness"] = {"value": float(sep["Thickness [m]"]), "source": "BPX Separator/Thickness"}
+        if "Porosity" in sep:
+            s["porosity"] = {"value": float(sep["Porosity"]), "source": "BPX Separator/Porosity"}
+        te = sep.get("Transport efficiency")
+        eps = float(s["porosity"]["value"])
+        if te is not None and 0 < eps < 1 and 0 < float(te) < 1:
+            s["bruggeman"] = {"value": math.log(float(te)) / math.log(eps),
+                              "source": "BPX Separator/Transport efficiency = porosity^b"}
+    if "Minimum stoichiometry" in pos and "voltage_max" not in {k for k in cell}:
+        pass  # the initial state always comes from voltage_max through the OCP
+    return raw

@@ -1,0 +1,100 @@
+"""Parameter sets: transcribed values reproduce their sources' published states; bad values are refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tomocell.errors import InputError
+from tomocell.physics.parameters import Func, load_parameters
+
+
+def test_nmc111_ocv_limits_and_capacity():
+    p = load_parameters("nmc111")
+    x0, x1 = p.theta_limits()
+    assert float(p.ocp(x=x0)) == pytest.approx(4.25, abs=1e-9)
+    assert float(p.ocp(x=x1)) == pytest.approx(3.0, abs=1e-9)
+    # BattMo's NMC111 set gives x = 0.4955 at 100 % SOC (its own upper limit); 4.25 V sits just below
+    assert 0.485 < x0 < 0.4955
+    xs = np.linspace(*p.ocp_valid, 500)
+    assert np.all(np.diff(p.ocp(x=xs)) < 0), "OCV must fall with lithiation"
+    # practical NMC111 capacity between 4.25 and 3.0 V: 150-170 mAh/g
+    cap = 96485.33212 * p.c_max * (x1 - x0) / p.density / 3.6 / 1000.0  # mAh/g
+    assert 150 < cap < 170
+
+
+def test_landesfeind_ec_emc_values_at_1M():
+    p = load_parameters("nmc111")
+    T = p.temperature
+    # Landesfeind & Gasteiger 2019, EC:EMC 3:7, 25 C, 1 M: kappa ~ 9.1 mS/cm, D ~ 2.9e-10 m2/s,
+    # t+ ~ 0.22, TDF ~ 2.2 (their Figs. 3-6)
+    assert float(p.kappa(c=1000.0, T=T)) == pytest.approx(0.913, rel=0.01)
+    assert float(p.D_e(c=1000.0, T=T)) == pytest.approx(2.89e-10, rel=0.01)
+    assert float(p.t_plus(c=1000.0, T=T)) == pytest.approx(0.221, abs=0.005)
+    assert float(p.tdf(c=1000.0, T=T)) == pytest.approx(2.18, abs=0.02)
+    # conductivity maximum near 1 M
+    cs = np.linspace(100, 3000, 300)
+    assert 700 < cs[np.argmax(p.kappa(c=cs, T=T))] < 1400
+
+
+def test_xu2019_reproduces_pybamm_initial_state():
+    p = load_parameters("xu2019")
+    x0, _ = p.theta_limits()
+    # PyBaMM Xu2019: initial concentration 4631 mol/m3 of c_max 48230 at the 4.2 V upper cut-off
+    assert x0 == pytest.approx(4631.0 / 48230.0, abs=2e-3)
+    assert float(p.kappa(c=1000.0, T=298.15)) == pytest.approx(1.19, rel=0.02)  # Valoen 2005, 1 M, 25 C
+    assert float(p.t_plus(c=1000.0)) == 0.38
+
+
+def test_table_function_is_piecewise_linear_with_extrapolation():
+    f = Func({"table": {"x": [0.0, 0.5, 1.0], "y": [4.0, 3.5, 3.4]}})
+    xs = np.linspace(0, 1, 11)
+    assert np.allclose(f(x=xs), np.interp(xs, [0, 0.5, 1], [4.0, 3.5, 3.4]))
+    assert float(f(x=1.5)) == pytest.approx(3.4 - 0.1, abs=1e-12)
+
+
+@pytest.mark.parametrize("expr", ["__import__('os').system('true')", "x.real", "open('f')", "lambda: 1", "y + 1"])
+def test_expression_sandbox(expr):
+    with pytest.raises(InputError):
+        Func({"expression": expr})
+
+
+@pytest.mark.parametrize("override, msg", [
+    ({"active.diffusivity": -1e-14}, "diffusivity"),
+    ({"initial_stoichiometry": 1.2}, "c_max"),
+    ({"voltage_min": 1.0}, "outside the OCP range"),
+    ({"active.alpha_a": 1.5}, "alpha_a"),
+    ({"separator.porosity": 0.0}, "porosity"),
+    ({"electrolyte.c0": 5000.0}, "c0"),
+    ({"no.such": 1.0}, "unknown parameter"),
+])
+def test_bad_parameters(override, msg):
+    with pytest.raises(InputError, match=msg):
+        load_parameters("nmc111", override)
+
+
+def test_bpx_reader(tmp_path):
+    bpx = {
+        "Header": {"BPX": 0.4, "Title": "test", "Model": "DFN"},
+        "Parameterisation": {
+            "Cell": {"Reference temperature [K]": 298.15, "Lower voltage cut-off [V]": 3.0, "Upper voltage cut-off [V]": 4.25},
+            "Electrolyte": {"Initial concentration [mol.m-3]": 1000, "Cation transference number": 0.3,
+                            "Conductivity [S.m-1]": "0.1297*(x/1000)**3 - 2.51*(x/1000)**1.5 + 3.329*(x/1000)",
+                            "Diffusivity [m2.s-1]": 3e-10},
+            "Positive electrode": {"Maximum concentration [mol.m-3]": 50000.0, "Diffusivity [m2.s-1]": 2e-14,
+                                   "OCP [V]": {"x": [0.3, 0.5, 0.8, 1.0], "y": [4.4, 4.1, 3.7, 2.8]},
+                                   "Conductivity [S.m-1]": 0.5, "Reaction rate constant [mol.m-2.s-1]": 1e-5},
+            "Separator": {"Thickness [m]": 2e-5, "Porosity": 0.4, "Transport efficiency": 0.4**1.5},
+        },
+    }
+    f = tmp_path / "cell.bpx.json"
+    f.write_text(json.dumps(bpx))
+    p = load_parameters(f)
+    assert p.c_max == 50000.0 and p.sigma_active == 0.5
+    assert p.k_ct == pytest.approx(1e-5 / (50000.0 * np.sqrt(1000.0)))
+    assert p.sep_bruggeman == pytest.approx(1.5)
+    assert float(p.kappa(c=1000.0)) == pytest.approx(0.9487, rel=1e-4)  # Nyman 2008 at 1 M
+    x0, x1 = p.theta_limits()
+    assert float(p.ocp(x=x0)) == pytest.approx(4.25) and float(p.ocp(x=x1)) == pytest.approx(3.0)
