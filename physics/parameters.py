@@ -219,18 +219,6 @@ class Parameters:
         return {"name": self.name, "raw": self.raw}
 
 
-def _num(d: dict[str, Any], path: str) -> float:
-    node: Any = d
-    for key in path.split("."):
-        if not isinstance(node, dict) or key not in node:
-            raise InputError(f"parameter file: missing '{path}'")
-        node = node[key]
-    f = Func(node, path)
-    if not f.is_constant:
-        raise InputError(f"parameter '{path}' must be a number")
-    return float(f())
-
-
 def _func(d: dict[str, Any], path: str) -> Func:
     node: Any = d
     for key in path.split("."):
@@ -238,6 +226,13 @@ def _func(d: dict[str, Any], path: str) -> Func:
             raise InputError(f"parameter file: missing '{path}'")
         node = node[key]
     return Func(node, path)
+
+
+def _num(d: dict[str, Any], path: str) -> float:
+    f = _func(d, path)
+    if not f.is_constant:
+        raise InputError(f"parameter '{path}' must be a number")
+    return float(f())
 
 
 def from_dict(data: dict[str, Any]) -> Parameters:

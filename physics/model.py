@@ -1,0 +1,539 @@
+"""Weak forms of the particle-resolved half-cell model on one parent mesh with four submeshes.
+
+Unknowns (P1 Lagrange, each on its own submesh of the parent mesh, dimensionless or volts):
+
+* ``cs`` = c_s / c_max on ACTIVE cells (Fick diffusion, D_s(x)),
+* ``ps`` = phi_s [V] on ACTIVE + CBD cells (Ohm's law, continuous across their contacts),
+* ``ce`` = c_e / c_e0 on PORE + SEPARATOR cells, ``pe`` = phi_e [V] on the same cells
+  (concentrated-solution theory with electroneutrality, binary salt; the separator is homogenised:
+  porosity eps in the storage term, eps^b (Bruggeman) on kappa and D).
+
+Interface (ACTIVE against PORE or SEPARATOR, one ``dS`` measure with "+" on the active side):
+Butler-Volmer current density ``i_n = i0 [exp(a_a eta/V_T) - exp(-a_c eta/V_T)]`` [A/m^2],
+positive anodic (Li leaves the particle); i0 = F k c_e^a_a (c_max - c_s)^a_a c_s^a_c,
+eta = phi_s - phi_e - U(c_s/c_max). The Li flux into the particle is -i_n/F, the Li+ flux into the
+electrolyte +i_n/F; CBD/electrolyte and CBD/active carry no reaction.
+Boundaries: current collector (z = 0, solid facets only): galvanostatic current density
+(``i_app`` [A/m^2] per projected area, > 0 on discharge, spread over the solid contact area) or a
+fixed potential; Li face (top of the separator): Li-metal Butler-Volmer with phi_Li = 0
+(``li_kinetics="butler-volmer"``) or ``"ideal"`` (phi_e = 0, uniform Li+ inflow); sides: no flux.
+
+Scaling: mesh coordinates are micrometres (``length_unit`` = 1e-6 m); every equation is written per
+(length unit)^3 and multiplied by a constant (l^2/D_s, l^2/sigma, l^2/D_e, -l^2/kappa) so that its
+stiffness coefficient is O(1); concentrations are scaled by c_max and c_e0; potentials are in volts.
+The interface terms use one quadrature rule for the solid and electrolyte sides, so Li is conserved
+to round-off whatever the mesh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+import tomocell.fem  # noqa: F401  (before dolfinx)
+import ufl
+from dolfinx import fem, mesh as dmesh
+from mpi4py import MPI
+
+from tomocell.errors import InputError
+from tomocell.meshing import tags as T
+from tomocell.physics.parameters import FARADAY, Parameters
+
+IFACE = 1  # dS subdomain id of the reaction interface
+CC_SOLID = 1  # ds subdomain ids
+LI = 2
+CC_ALL = 3
+
+FIELD_NAMES = ("c_s", "phi_s", "c_e", "phi_e")
+
+
+@dataclass
+class MeshInput:
+    """The mesh and its tags as the physics needs them (see :mod:`tomocell.meshing.tags`)."""
+
+    mesh: dmesh.Mesh
+    cell_tags: dmesh.MeshTags
+    facet_tags: dmesh.MeshTags
+    particle_tags: dmesh.MeshTags | None = None
+
+
+def _cell_values_with_ghosts(msh: dmesh.Mesh, tags: dmesh.MeshTags | None, fill: int = -1) -> np.ndarray:
+    """Tag value of every local cell (owned and ghost), filled from the owners by a DG0 scatter.
+
+    Tags read from a file may cover only owned cells; the submeshes need ghost cells too.
+    """
+    tdim = msh.topology.dim
+    imap = msh.topology.index_map(tdim)
+    n = imap.size_local + imap.num_ghosts
+    V0 = fem.functionspace(msh, ("DG", 0))
+    f = fem.Function(V0)
+    f.x.array[:] = fill
+    dofs = V0.dofmap.list[:, 0]
+    if tags is not None:
+        f.x.array[dofs[tags.indices]] = tags.values
+    f.x.scatter_forward()
+    return np.rint(f.x.array[dofs[:n]]).astype(np.int32)
+
+
+def _global_count(comm: MPI.Comm, n: int) -> int:
+    return int(comm.allreduce(int(n), op=MPI.SUM))
+
+
+@dataclass
+class Topology:
+    """Cells, interface and boundary integration data derived from the tags (owned + ghost cells)."""
+
+    cell_tag: np.ndarray
+    particle: np.ndarray
+    iface_data: np.ndarray
+    cc_solid_data: np.ndarray
+    cc_all_data: np.ndarray
+    li_data: np.ndarray
+    z_min: float
+    z_max: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def analyse_mesh(inp: MeshInput) -> Topology:
+    """Check the tags and build integration data; InputError (on every rank) on unusable meshes."""
+    msh = inp.mesh
+    comm = msh.comm
+    tdim = msh.topology.dim
+    if tdim != 3:
+        raise InputError(f"the physics needs a 3D tetrahedral mesh, got topological dimension {tdim}")
+    ct = _cell_values_with_ghosts(msh, inp.cell_tags)
+    pt = _cell_values_with_ghosts(msh, inp.particle_tags, fill=0) if inp.particle_tags is not None else np.zeros_like(ct)
+    n_owned = msh.topology.index_map(tdim).size_local
+    counts = {name: _global_count(comm, np.count_nonzero(ct[:n_owned] == tag)) for name, tag in T.CELL_TAGS.items()}
+    if counts["active"] == 0:
+        raise InputError("mesh has no active-material cells (cell tag ACTIVE = 1)")
+    if counts["pore"] + counts["separator"] == 0:
+        raise InputError("mesh has no electrolyte cells (cell tags PORE = 3 / SEPARATOR = 4)")
+    unknown = set(np.unique(ct[:n_owned]).tolist()) - set(T.CELL_TAGS.values())
+    unknown = set().union(*comm.allgather(unknown))
+    if unknown:
+        raise InputError(f"mesh has cells with unknown or missing tags {sorted(unknown)} (expected {T.CELL_TAGS})")
+
+    fdim = tdim - 1
+    msh.topology.create_connectivity(fdim, tdim)
+    f2c = msh.topology.connectivity(fdim, tdim)
+    fmap = msh.topology.index_map(fdim)
+    nf = fmap.size_local
+    offs = f2c.offsets
+    ncell = np.diff(offs)[:nf]
+    two = np.nonzero(ncell == 2)[0].astype(np.int32)
+    c0 = f2c.array[offs[two]]
+    c1 = f2c.array[offs[two] + 1]
+    t0, t1 = ct[c0], ct[c1]
+    is_e0 = np.isin(t0, T.ELECTROLYTE_CELLS)
+    is_e1 = np.isin(t1, T.ELECTROLYTE_CELLS)
+    react = ((t0 == T.ACTIVE) & is_e1) | ((t1 == T.ACTIVE) & is_e0)
+    rfacets = two[react]
+    data = np.asarray(fem.compute_integration_domains(fem.IntegralType.interior_facet, msh.topology, rfacets),
+                      dtype=np.int32).reshape(-1, 4)
+    swap = ct[data[:, 0]] != T.ACTIVE
+    data[swap] = data[swap][:, [2, 3, 0, 1]]
+    assert np.all(ct[data[:, 0]] == T.ACTIVE) and np.all(np.isin(ct[data[:, 2]], T.ELECTROLYTE_CELLS))
+    counts["reaction_facets"] = _global_count(comm, data.shape[0])
+    if counts["reaction_facets"] == 0:
+        raise InputError("mesh has no active/electrolyte interface facets: no reaction surface")
+
+    # boundary facets from the facet tags (owned facets only)
+    ft = inp.facet_tags
+    if ft is None:
+        raise InputError("mesh has no facet tags (need CURRENT_COLLECTOR = 11 and LI_FACE = 12)")
+    fidx, fval = ft.indices, ft.values
+    own = fidx < nf
+    fidx, fval = fidx[own], fval[own]
+
+    def ext(tag: int, phases: tuple[int, ...] | None) -> np.ndarray:
+        facets = fidx[fval == tag].astype(np.int32)
+        facets = facets[ncell[facets] == 1]
+        if phases is not None:
+            cells = f2c.array[offs[facets]]
+            facets = facets[np.isin(ct[cells], phases)]
+        return np.asarray(fem.compute_integration_domains(fem.IntegralType.exterior_facet, msh.topology, np.sort(facets)),
+                          dtype=np.int32)
+
+    cc_all = ext(T.CURRENT_COLLECTOR, None)
+    cc_solid = ext(T.CURRENT_COLLECTOR, T.SOLID_CELLS)
+    li = ext(T.LI_FACE, T.ELECTROLYTE_CELLS)
+    counts["cc_facets"] = _global_count(comm, cc_all.size // 2)
+    counts["cc_solid_facets"] = _global_count(comm, cc_solid.size // 2)
+    counts["li_facets"] = _global_count(comm, li.size // 2)
+    if counts["cc_facets"] == 0:
+        raise InputError("mesh has no CURRENT_COLLECTOR (11) facet tags")
+    if counts["cc_solid_facets"] == 0:
+        raise InputError("no active/CBD cell touches the current collector: the electrode is not connected")
+    if counts["li_facets"] == 0:
+        raise InputError("mesh has no LI_FACE (12) facet tags on electrolyte cells")
+    x = msh.geometry.x
+    z_min = comm.allreduce(float(x[:, 2].min()) if x.size else np.inf, op=MPI.MIN)
+    z_max = comm.allreduce(float(x[:, 2].max()) if x.size else -np.inf, op=MPI.MAX)
+    return Topology(ct, pt, data.flatten(), cc_solid, cc_all, li, z_min, z_max, counts)
+
+
+class HalfCellModel:
+    """The coupled four-field problem; one backward-Euler step per :meth:`solve_step`.
+
+    Parameters
+    ----------
+    inp : the parent mesh (micrometres) with cell/facet/particle tags.
+    params : :class:`~tomocell.physics.parameters.Parameters`.
+    li_kinetics : "butler-volmer" (default) or "ideal".
+    linear_solver : "direct" (MUMPS LU) or "iterative" (GMRES + fieldsplit, GAMG per field).
+    quadrature_degree : quadrature for every integral (2 is exact enough for P1 with smooth data).
+    extra_residual : optional callable(model, tests) -> UFL form added to the residual (used by the
+        method of manufactured solutions test).
+    """
+
+    def __init__(
+        self,
+        inp: MeshInput,
+        params: Parameters,
+        *,
+        li_kinetics: str = "butler-volmer",
+        linear_solver: str = "direct",
+        quadrature_degree: int = 2,
+        length_unit: float = T.LENGTH_UNIT_M,
+        extra_residual: Callable[[HalfCellModel, list[Any]], Any] | None = None,
+        petsc_prefix: str = "tomocell_",
+    ):
+        if li_kinetics not in ("butler-volmer", "ideal"):
+            raise InputError(f"li_kinetics must be 'butler-volmer' or 'ideal', got {li_kinetics!r}")
+        if linear_solver not in ("direct", "iterative"):
+            raise InputError(f"linear_solver must be 'direct' or 'iterative', got {linear_solver!r}")
+        self.inp = inp
+        self.p = params
+        self.li_kinetics = li_kinetics
+        self.linear_solver = linear_solver
+        self.ell = float(length_unit)
+        self.topo = analyse_mesh(inp)
+        self.comm = inp.mesh.comm
+        msh = inp.mesh
+        tdim = msh.topology.dim
+        ct = self.topo.cell_tag
+
+        def sub(tags: tuple[int, ...]):
+            cells = np.sort(np.nonzero(np.isin(ct, tags))[0]).astype(np.int32)
+            sm, emap = dmesh.create_submesh(msh, tdim, cells)[:2]
+            return sm, emap
+
+        self.sm_s, em_s = sub((T.ACTIVE,))
+        self.sm_p, em_p = sub(T.SOLID_CELLS)
+        self.sm_e, em_e = sub(T.ELECTROLYTE_CELLS)
+        self.entity_maps = [em_s, em_p, em_e]
+        V_cs = fem.functionspace(self.sm_s, ("Lagrange", 1))
+        V_ps = fem.functionspace(self.sm_p, ("Lagrange", 1))
+        V_ce = fem.functionspace(self.sm_e, ("Lagrange", 1))
+        V_pe = fem.functionspace(self.sm_e, ("Lagrange", 1))
+        self.spaces = [V_cs, V_ps, V_ce, V_pe]
+        self.u = [fem.Function(V, name=n) for V, n in zip(self.spaces, FIELD_NAMES)]
+        self.cs_n = fem.Function(V_cs, name="c_s_old")
+        self.ce_n = fem.Function(V_ce, name="c_e_old")
+        self.dt = fem.Constant(msh, 1.0)  # s
+        self.i_app = fem.Constant(msh, 0.0)  # A/m^2 of projected collector area, > 0 on discharge
+        self.v_set = fem.Constant(msh, 0.0)  # V, potentiostatic mode only
+        self.potentiostatic = False
+
+        q = {"quadrature_degree": int(quadrature_degree)}
+        self.dx = ufl.Measure("dx", domain=msh, subdomain_data=inp.cell_tags, metadata=q)
+        # cell tags given to dx must cover ghosts too: rebuild them from the scattered values
+        n_loc = ct.size
+        all_cells = np.arange(n_loc, dtype=np.int32)
+        self._ct_full = dmesh.meshtags(msh, tdim, all_cells, ct)
+        self.dx = ufl.Measure("dx", domain=msh, subdomain_data=self._ct_full, metadata=q)
+        self.dS = ufl.Measure("dS", domain=msh, subdomain_data=[(IFACE, self.topo.iface_data)], metadata=q)
+        self.ds = ufl.Measure("ds", domain=msh, subdomain_data=[(CC_SOLID, self.topo.cc_solid_data),
+                                                                 (LI, self.topo.li_data),
+                                                                 (CC_ALL, self.topo.cc_all_data)], metadata=q)
+        # geometric measures (in length_unit^k)
+        self.area_cc = self._assemble(fem.Constant(msh, 1.0) * self.ds(CC_ALL))
+        self.area_cc_solid = self._assemble(fem.Constant(msh, 1.0) * self.ds(CC_SOLID))
+        self.area_li = self._assemble(fem.Constant(msh, 1.0) * self.ds(LI))
+        self.area_iface = self._assemble(fem.Constant(msh, 1.0) * self.dS(IFACE))
+        self.vol = {name: self._assemble(fem.Constant(msh, 1.0) * self.dx(tag)) for name, tag in T.CELL_TAGS.items()}
+
+        # scales
+        p = params
+        x0, _ = p.theta_limits()
+        self.scale_Ds = float(np.asarray(p.D_s(x=x0)))
+        self.scale_sigma = p.sigma_active
+        self.scale_De = float(np.asarray(p.D_e(c=p.c_e0, T=p.temperature)))
+        self.scale_kappa = float(np.asarray(p.kappa(c=p.c_e0, T=p.temperature)))
+        self.extra_residual = extra_residual
+        self._build_forms()
+        self._build_solver(petsc_prefix)
+
+    # ---- constitutive expressions (UFL), shared by residual, outputs and tests -----------------
+    def ocp(self, cs: Any) -> Any:
+        lo, hi = self.p.ocp_valid
+        return self.p.ocp(x=ufl.min_value(ufl.max_value(cs, lo), hi), ufl=True)
+
+    def exchange_current(self, cs: Any, ce: Any) -> Any:
+        """i0 [A/m^2] from the scaled concentrations."""
+        p = self.p
+        th = ufl.min_value(ufl.max_value(cs, 1e-9), 1 - 1e-9)
+        c = ufl.max_value(ce, 1e-9) * p.c_e0
+        return FARADAY * p.k_ct * c**p.alpha_a * (p.c_max * (1 - th))**p.alpha_a * (p.c_max * th)**p.alpha_c
+
+    def overpotential(self, cs: Any, ps: Any, pe: Any) -> Any:
+        return ps - pe - self.ocp(cs)
+
+    def reaction_current(self, cs: Any, ps: Any, ce: Any, pe: Any) -> Any:
+        """Butler-Volmer i_n [A/m^2], positive anodic (Li out of the particle)."""
+        p = self.p
+        eta = self.overpotential(cs, ps, pe)
+        vt = p.thermal_voltage
+        return self.exchange_current(cs, ce) * (ufl.exp(p.alpha_a * eta / vt) - ufl.exp(-p.alpha_c * eta / vt))
+
+    def li_current(self, ce: Any, pe: Any) -> Any:
+        """Li-metal Butler-Volmer current density [A/m^2] into the electrolyte (> 0: stripping)."""
+        p = self.p
+        eta = -pe  # phi_Li = 0, U_Li = 0
+        vt = p.thermal_voltage
+        i0 = p.li_i0 * ufl.max_value(ce, 1e-9) ** p.li_c_exponent
+        return i0 * (ufl.exp(p.li_alpha_a * eta / vt) - ufl.exp(-p.li_alpha_c * eta / vt))
+
+    def electrolyte_props(self, ce: Any) -> tuple[Any, Any, Any, Any]:
+        """kappa [S/m], D [m^2/s], t+, kappa_D/kappa factor 2 V_T (1-t+) TDF [V] at scaled ce."""
+        p = self.p
+        lo, hi = p.c_e_valid
+        c = ufl.min_value(ufl.max_value(ce * p.c_e0, lo), hi)
+        kap = p.kappa(c=c, T=p.temperature, ufl=True)
+        D = p.D_e(c=c, T=p.temperature, ufl=True)
+        tp = p.t_plus(c=c, T=p.temperature, ufl=True)
+        tdf = p.tdf(c=c, T=p.temperature, ufl=True)
+        return kap, D, tp, 2.0 * p.thermal_voltage * (1.0 - tp) * tdf
+
+    def ionic_current(self, ce: Any, pe: Any, tau: float = 1.0) -> Any:
+        """i_e [A/m^2] times length_unit (gradients are per length unit)."""
+        kap, _, _, kd = self.electrolyte_props(ce)
+        return tau * kap * (-ufl.grad(pe) + kd * ufl.grad(ce) / ufl.max_value(ce, 1e-9))
+
+    def li_flux(self, ce: Any, pe: Any, eps: float = 1.0, tau: float = 1.0) -> Any:
+        """Li+ flux N [mol/m^2/s] times length_unit / c_e0 (scaled)."""
+        _, D, tp, _ = self.electrolyte_props(ce)
+        return -tau * D * ufl.grad(ce) + tp * self.ionic_current(ce, pe, tau) / (FARADAY * self.p.c_e0)
+
+    # ---- residual --------------------------------------------------------------------------------
+    def residual(self, u: list[Any], cs_old: Any, ce_old: Any, tests: list[Any]) -> Any:
+        """The scaled residual form for states ``u`` (Functions or UFL expressions)."""
+        cs, ps, ce, pe = u
+        v, q, w, r = tests
+        p = self.p
+        ell, F = self.ell, FARADAY
+        dx, dS, ds = self.dx, self.dS, self.ds
+        dt = self.dt
+        i_n = self.reaction_current(cs("+"), ps("+"), ce("-"), pe("-"))
+        eps, brug = p.sep_porosity, p.sep_bruggeman
+        tau_sep = eps**brug
+
+        # particles: c_max dc/dt = div(D_s grad c); Li flux -i_n/F enters through the interface
+        Ds = p.D_s(x=ufl.min_value(ufl.max_value(cs, 0.0), 1.0), ufl=True) if not p.D_s.is_constant else p.D_s()
+        W = ell**2 / self.scale_Ds
+        Fcs = W * ((cs - cs_old) / dt * v * dx(T.ACTIVE) + Ds / ell**2 * ufl.inner(ufl.grad(cs), ufl.grad(v)) * dx(T.ACTIVE)
+                   + i_n / (F * p.c_max * ell) * v("+") * dS(IFACE))
+        # solid potential: div(sigma grad phi_s) = 0; i_n leaves into the electrolyte; i_app leaves at z = 0
+        W = ell**2 / self.scale_sigma
+        i_cc = self.i_app * self.area_cc / self.area_cc_solid  # A/m^2 on the solid contact area
+        Fps = W * (p.sigma_active / ell**2 * ufl.inner(ufl.grad(ps), ufl.grad(q)) * dx(T.ACTIVE)
+                   + p.sigma_cbd / ell**2 * ufl.inner(ufl.grad(ps), ufl.grad(q)) * dx(T.CBD)
+                   + i_n / ell * q("+") * dS(IFACE))
+        if not self.potentiostatic:
+            Fps += W * i_cc / ell * q * ds(CC_SOLID)
+        # electrolyte mass: eps dc/dt + div N = 0, N = -D grad c + t+ i_e / F
+        W = ell**2 / self.scale_De
+        Fce = 0
+        Fpe = 0
+        for tag, e, tau in ((T.PORE, 1.0, 1.0), (T.SEPARATOR, eps, tau_sep)):
+            Fce += W * (e * (ce - ce_old) / dt * w * dx(tag) - ufl.inner(self.li_flux(ce, pe, e, tau), ufl.grad(w)) / ell**2 * dx(tag))
+            Fpe += -ell**2 / self.scale_kappa * ufl.inner(self.ionic_current(ce, pe, tau), ufl.grad(r)) / ell**2 * dx(tag)
+        if self.li_kinetics == "butler-volmer":
+            i_li = self.li_current(ce, pe)
+        else:
+            i_li = self.i_app * self.area_cc / self.area_li
+        Fce += W * (-i_n / (F * p.c_e0 * ell) * w("-") * dS(IFACE) - i_li / (F * p.c_e0 * ell) * w * ds(LI))
+        # electrolyte charge: div i_e = 0; i_n enters at the interface, i_li at the Li face
+        Wk = -ell**2 / self.scale_kappa
+        Fpe += Wk * (i_n / ell * r("-") * dS(IFACE))
+        if self.li_kinetics == "butler-volmer":
+            Fpe += Wk * (i_li / ell * r * ds(LI))
+        return Fcs + Fps + Fce + Fpe
+
+    def _build_forms(self) -> None:
+        W = ufl.MixedFunctionSpace(*self.spaces)
+        self.tests = list(ufl.TestFunctions(W))
+        R = self.residual(self.u, self.cs_n, self.ce_n, self.tests)
+        if self.extra_residual is not None:
+            R = R + self.extra_residual(self, self.tests)
+        self.F_ufl = R
+        self.F_blocks = ufl.extract_blocks(R)
+
+    def _dirichlet(self) -> list[fem.DirichletBC]:
+        bcs = []
+        tol = 1e-8 * max(1.0, abs(self.topo.z_max))
+        if self.li_kinetics == "ideal":
+            sm = self.sm_e
+            sm.topology.create_connectivity(2, 3)
+            facets = dmesh.locate_entities_boundary(sm, 2, lambda x: np.abs(x[2] - self.topo.z_max) < tol)
+            dofs = fem.locate_dofs_topological(self.spaces[3], 2, facets)
+            bcs.append(fem.dirichletbc(0.0, dofs, self.spaces[3]))
+        if self.potentiostatic:
+            sm = self.sm_p
+            sm.topology.create_connectivity(2, 3)
+            facets = dmesh.locate_entities_boundary(sm, 2, lambda x: np.abs(x[2] - self.topo.z_min) < tol)
+            dofs = fem.locate_dofs_topological(self.spaces[1], 2, facets)
+            bcs.append(fem.dirichletbc(self.v_set, dofs, self.spaces[1]))
+        return bcs
+
+    def _build_solver(self, prefix: str) -> None:
+        from dolfinx.fem.petsc import NonlinearProblem
+
+        opts: dict[str, Any] = {
+            "snes_type": "newtonls",
+            "snes_linesearch_type": "basic",
+            "snes_max_it": 15,
+            "snes_rtol": 1e-11,
+            "snes_atol": 1e-13,
+            "snes_stol": 0.0,
+        }
+        if self.linear_solver == "direct":
+            opts.update({"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"})
+            kind = "mpi"
+            P = None
+        else:
+            opts.update({"ksp_type": "gmres", "ksp_rtol": 1e-10, "ksp_atol": 1e-14, "ksp_max_it": 500,
+                         "ksp_gmres_restart": 100,
+                         "pc_type": "fieldsplit", "pc_fieldsplit_type": "multiplicative"})
+            for i in range(4):
+                opts[f"fieldsplit_{FIELD_NAMES[i]}_{i}_ksp_type"] = "preonly"
+                opts[f"fieldsplit_{FIELD_NAMES[i]}_{i}_pc_type"] = "gamg"
+            kind = "nest"
+            from dolfinx.fem.forms import derivative_block
+
+            P = derivative_block(self.F_blocks, self.u, [ufl.TrialFunction(V) for V in self.spaces])
+        self.bcs = self._dirichlet()
+        self._prefix = prefix
+        self.problem = NonlinearProblem(
+            self.F_blocks, self.u, bcs=self.bcs, P=P, kind=kind, petsc_options_prefix=prefix,
+            petsc_options=opts, entity_maps=self.entity_maps,
+        )
+        snes = self.problem.solver
+        self._f0 = None
+
+        def converged(snes, it, norms):  # noqa: ANN001
+            # Newton with the exact Jacobian: stop on a small residual, or when the update is at
+            # round-off (the residual cannot fall further), so Li is conserved to ~1e-13.
+            xnorm, gnorm, fnorm = norms
+            if not np.isfinite(fnorm):
+                return -4  # SNES_DIVERGED_FNORM_NAN
+            if it == 0:
+                self._f0 = fnorm
+                return 2 if fnorm < 1e-14 else 0
+            if fnorm <= max(1e-13, 1e-11 * self._f0) and gnorm <= 1e-8 * max(1.0, xnorm):
+                return 3
+            if gnorm <= 1e-13 * max(1.0, xnorm):
+                return 4
+            if it >= snes.getTolerances()[3]:
+                return -5  # max it
+            return 0
+
+        snes.setConvergenceTest(converged)
+
+    # ---- state ------------------------------------------------------------------------------------
+    def set_state(self, cs: float, ce: float = 1.0, pe: float = 0.0, ps: float | None = None) -> None:
+        """Uniform equilibrium state: cs = x, ce = c/c_e0, phi_e = pe, phi_s = U(x) + pe."""
+        self.u[0].x.array[:] = cs
+        self.u[2].x.array[:] = ce
+        self.u[3].x.array[:] = pe
+        self.u[1].x.array[:] = (float(np.asarray(self.p.ocp(x=cs))) + pe) if ps is None else ps
+        self.accept_step()
+
+    def accept_step(self) -> None:
+        self.cs_n.x.array[:] = self.u[0].x.array
+        self.ce_n.x.array[:] = self.u[2].x.array
+
+    def snapshot(self) -> list[np.ndarray]:
+        """Copies of the current and the accepted state (c_s, phi_s, c_e, phi_e, c_s_old, c_e_old)."""
+        return [f.x.array.copy() for f in (*self.u, self.cs_n, self.ce_n)]
+
+    def restore(self, snap: list[np.ndarray]) -> None:
+        for f, a in zip((*self.u, self.cs_n, self.ce_n), snap):
+            f.x.array[:] = a
+
+    def solve_step(self, dt: float) -> tuple[bool, int, int]:
+        """One backward-Euler step of length dt [s] from the accepted state. (converged, newton, krylov)."""
+        self.dt.value = dt
+        snes = self.problem.solver
+        try:
+            self.problem.solve()
+        except Exception:  # noqa: BLE001 - PETSc errors (e.g. NaN in a factorisation) mean a failed step
+            return False, snes.getIterationNumber(), snes.getLinearSolveIterations()
+        reason = snes.getConvergedReason()
+        its = snes.getIterationNumber()
+        kits = snes.getLinearSolveIterations()
+        ok = reason > 0 and all(np.all(np.isfinite(f.x.array)) for f in self.u)
+        ok = bool(self.comm.allreduce(ok, op=MPI.LAND))
+        return ok, its, kits
+
+    # ---- integrated quantities -----------------------------------------------------------------
+    def _assemble(self, form_ufl: Any) -> float:
+        f = fem.form(form_ufl, entity_maps=self.entity_maps if hasattr(self, "entity_maps") else None)
+        return float(self.comm.allreduce(fem.assemble_scalar(f), op=MPI.SUM))
+
+    def compile_quantities(self) -> None:
+        """Forms for the scalar outputs (compiled once)."""
+        cs, ps, ce, pe = self.u
+        p = self.p
+        ell3 = self.ell**3
+        i_n = self.reaction_current(cs("+"), ps("+"), ce("-"), pe("-"))
+        eps = p.sep_porosity
+        forms = {
+            "li_solid_mol": p.c_max * ell3 * cs * self.dx(T.ACTIVE),
+            "li_electrolyte_mol": p.c_e0 * ell3 * (ce * self.dx(T.PORE) + eps * ce * self.dx(T.SEPARATOR)),
+            "interface_current_A": self.ell**2 * i_n * self.dS(IFACE),
+            "phi_s_cc_int": ps * self.ds(CC_SOLID),
+            "cs_int": cs * self.dx(T.ACTIVE),
+            "ce_min_proxy": ce * self.dx(T.PORE),
+            "phi_e_li_int": pe * self.ds(LI),
+        }
+        if self.li_kinetics == "butler-volmer":
+            forms["li_face_current_A"] = self.ell**2 * self.li_current(ce, pe) * self.ds(LI)
+        self._qforms = {k: fem.form(v, entity_maps=self.entity_maps) for k, v in forms.items()}
+
+    def quantities(self) -> dict[str, float]:
+        if not hasattr(self, "_qforms"):
+            self.compile_quantities()
+        vals = {k: float(self.comm.allreduce(fem.assemble_scalar(f), op=MPI.SUM)) for k, f in self._qforms.items()}
+        out = {
+            "voltage_V": vals["phi_s_cc_int"] / self.area_cc_solid,
+            "li_solid_mol": vals["li_solid_mol"],
+            "li_electrolyte_mol": vals["li_electrolyte_mol"],
+            "interface_current_A": vals["interface_current_A"],
+            "mean_stoichiometry": vals["cs_int"] / self.vol["active"],
+            "phi_e_li_V": vals["phi_e_li_int"] / self.area_li,
+        }
+        if "li_face_current_A" in vals:
+            out["li_face_current_A"] = vals["li_face_current_A"]
+        loc_min = float(self.u[2].x.array.min()) if self.u[2].x.array.size else np.inf
+        out["c_e_min"] = float(self.comm.allreduce(loc_min, op=MPI.MIN)) * self.p.c_e0
+        return out
+
+    @property
+    def applied_current_A(self) -> float:
+        """Applied cell current [A] (> 0 on discharge) for the projected collector area."""
+        return float(self.i_app.value) * self.area_cc * self.ell**2
+
+    def one_c_current_A(self) -> float:
+        """1C [A]: active-material capacity between the initial and cut-off stoichiometries in 1 h."""
+        x0, x1 = self.p.theta_limits()
+        return FARADAY * self.p.c_max * self.vol["active"] * self.ell**3 * (x1 - x0) / 3600.0
+
+    def set_current_A(self, current: float) -> None:
+        self.i_app.value = current / (self.area_cc * self.ell**2)
+
+    def dof_count(self) -> int:
+        return int(sum(V.dofmap.index_map.size_global * V.dofmap.index_map_bs for V in self.spaces))

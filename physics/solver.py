@@ -1,0 +1,119 @@
+"""Time stepping of a :class:`~tomocell.physics.model.HalfCellModel`: adaptive backward Euler, retries,
+and events located in time (voltage cut-off by a bracketed secant search, depths of discharge exactly).
+
+The Newton solve itself is PETSc SNES with the exact Jacobian (set up in the model); this module
+decides step sizes: grow after easy steps, halve and retry after a failed Newton solve (the state
+is restored first, so a failed step leaves nothing behind), and never change the depth of discharge
+by more than ``max_ddod`` per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from tomocell.errors import SolverError
+from tomocell.log import get_logger
+from tomocell.physics.model import HalfCellModel
+
+log = get_logger("physics.solver")
+
+
+@dataclass
+class StepControl:
+    dt_init_s: float = 1.0
+    dt_min_s: float = 1e-4
+    dt_max_s: float = 600.0
+    grow: float = 1.6
+    shrink: float = 0.5
+    easy_newton: int = 4
+    max_cuts: int = 14
+
+
+@dataclass
+class StepStats:
+    dt: float
+    newton: int
+    krylov: int
+    retries: int
+
+
+def try_step(model: HalfCellModel, dt: float, ctl: StepControl) -> StepStats:
+    """Advance by exactly ``dt`` (sub-stepping after Newton failures); the new state is NOT accepted.
+
+    On failure of every retry the accepted state is restored and SolverError is raised.
+    """
+    start = model.snapshot()
+    done, newton, krylov, retries = 0.0, 0, 0, 0
+    sub = dt
+    while done < dt * (1 - 1e-12):
+        sub = min(sub, dt - done)
+        before = model.snapshot()
+        ok, its, kits = model.solve_step(sub)
+        newton += its
+        krylov += kits
+        if ok:
+            done += sub
+            if done < dt * (1 - 1e-12):
+                model.accept_step()
+            continue
+        retries += 1
+        model.restore(before)
+        sub *= ctl.shrink
+        if retries > ctl.max_cuts or sub < ctl.dt_min_s:
+            model.restore(start)
+            raise SolverError(f"Newton failed {retries} times; step {dt:.4g} s could not be completed "
+                              f"(last sub-step {sub:.3g} s)")
+    return StepStats(dt, newton, krylov, retries)
+
+
+def locate_event(
+    model: HalfCellModel,
+    g: Callable[[], float],
+    dt_hi: float,
+    g_lo: float,
+    g_hi: float,
+    ctl: StepControl,
+    tol: float,
+    max_iter: int = 20,
+) -> tuple[float, StepStats]:
+    """Find dt in (0, dt_hi] with g(state after dt) = 0, from the accepted state (g_lo > 0 >= g_hi).
+
+    Illinois-modified regula falsi on the step length; ends on the non-negative side of g within
+    ``tol`` (so a voltage cut-off is met, not overshot). Leaves the model at the found state
+    (not accepted).
+    """
+    start = model.snapshot()
+    lo, hi = 0.0, dt_hi
+    flo, fhi = g_lo, g_hi
+    side = 0
+    best = None
+    stats = StepStats(0.0, 0, 0, 0)
+    for _ in range(max_iter):
+        dt = (lo * fhi - hi * flo) / (fhi - flo)
+        dt = min(max(dt, lo + 1e-6 * (hi - lo)), hi - 1e-6 * (hi - lo))
+        model.restore(start)
+        s = try_step(model, dt, ctl)
+        stats = StepStats(dt, stats.newton + s.newton, stats.krylov + s.krylov, stats.retries + s.retries)
+        f = g()
+        if f >= 0:
+            best = (dt, model.snapshot())
+            if f <= tol:
+                return dt, stats
+            lo, flo = dt, f
+            if side == 1:
+                fhi *= 0.5
+            side = 1
+        else:
+            hi, fhi = dt, f
+            if side == -1:
+                flo *= 0.5
+            side = -1
+        if hi - lo <= 1e-9 * dt_hi:
+            break
+    if best is None:
+        model.restore(start)
+        try_step(model, lo if lo > 0 else 1e-6 * dt_hi, ctl)
+        return (lo if lo > 0 else 1e-6 * dt_hi), stats
+    model.restore(best[1])
+    return best[0], stats

@@ -1,0 +1,135 @@
+"""Coupled four-field solve on small in-memory meshes: Li conservation, current balance, rest, bad meshes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tomocell.fem  # noqa: E402,F401  (before dolfinx)
+
+pytest.importorskip("dolfinx")
+
+from mpi4py import MPI  # noqa: E402
+
+from tomocell.errors import InputError  # noqa: E402
+from tomocell.meshing import tags as T  # noqa: E402
+from tomocell.physics.model import HalfCellModel, MeshInput  # noqa: E402
+from tomocell.physics.parameters import FARADAY, load_parameters  # noqa: E402
+from tomocell.physics.synthetic import box_cell  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_parameters("nmc111")
+
+
+@pytest.fixture(scope="module")
+def cell():
+    return box_cell(MPI.COMM_WORLD, n=(5, 5, 6), n_sep=2)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("li", ["butler-volmer", "ideal"])
+def test_li_conservation_and_current_balance(cell, params, li):
+    m = HalfCellModel(cell, params, li_kinetics=li)
+    x0, _ = params.theta_limits()
+    m.set_state(x0)
+    current = 3.0 * m.one_c_current_A()
+    m.set_current_A(current)
+    q0 = m.quantities()
+    for dt in (5.0, 20.0, 60.0, 120.0):
+        ok, its, _ = m.solve_step(dt)
+        assert ok and its <= 6
+        q = m.quantities()
+        passed = current * dt / FARADAY  # mol of Li moved from the Li metal into the cell
+        d_li = (q["li_solid_mol"] + q["li_electrolyte_mol"]) - (q0["li_solid_mol"] + q0["li_electrolyte_mol"])
+        assert abs(d_li - passed) / passed <= 1e-10
+        # the particles gained what the electrolyte carried in (minus its own change)
+        assert q["li_solid_mol"] > q0["li_solid_mol"]
+        assert q["interface_current_A"] == pytest.approx(-current, rel=1e-9)
+        if li == "butler-volmer":
+            assert q["li_face_current_A"] == pytest.approx(current, rel=1e-9)
+            assert q["phi_e_li_V"] < 0  # stripping needs a positive overpotential phi_Li - phi_e
+        assert q["voltage_V"] < q0["voltage_V"] + 1e-12  # discharging lowers the voltage
+        m.accept_step()
+        q0 = q
+
+
+def test_rest_at_equilibrium_does_not_drift(cell, params):
+    m = HalfCellModel(cell, params)
+    x = 0.7
+    m.set_state(x)
+    m.set_current_A(0.0)
+    start = [a.copy() for a in m.snapshot()[:4]]
+    for dt in (10.0, 100.0, 1000.0):
+        ok, _, _ = m.solve_step(dt)
+        assert ok
+        m.accept_step()
+    for a, b in zip(start, m.snapshot()[:4]):
+        assert np.max(np.abs(a - b)) < 1e-11
+    assert m.quantities()["voltage_V"] == pytest.approx(float(params.ocp(x=x)), abs=1e-11)
+
+
+def test_relaxation_after_pulse_approaches_ocv(cell, params):
+    """After a 4C pulse the open-circuit voltage rises monotonically to U(mean stoichiometry)."""
+    m = HalfCellModel(cell, params)
+    m.set_state(0.6)
+    m.set_current_A(4.0 * m.one_c_current_A())
+    for _ in range(3):
+        assert m.solve_step(60.0)[0]
+        m.accept_step()
+    v_load = m.quantities()["voltage_V"]
+    m.set_current_A(0.0)
+    volts = []
+    for dt in (1.0, 10.0, 100.0, 1000.0, 5000.0):
+        assert m.solve_step(dt)[0]
+        m.accept_step()
+        volts.append(m.quantities()["voltage_V"])
+    assert volts[0] > v_load
+    assert np.all(np.diff(volts) > -1e-9)
+    q = m.quantities()
+    assert volts[-1] == pytest.approx(float(params.ocp(x=q["mean_stoichiometry"])), abs=2e-4)
+
+
+def _retag(cell: MeshInput, new_values) -> MeshInput:
+    from dolfinx import mesh as dmesh
+
+    ct = cell.cell_tags
+    return MeshInput(cell.mesh, dmesh.meshtags(cell.mesh, 3, ct.indices, new_values(ct.values)), cell.facet_tags,
+                     cell.particle_tags)
+
+
+@pytest.mark.parametrize("case, msg", [
+    ("no_active", "no active-material"),
+    ("no_electrolyte", "no electrolyte"),
+    ("no_interface", "no active/electrolyte interface"),
+    ("no_cc", "CURRENT_COLLECTOR"),
+    ("no_li", "LI_FACE"),
+    ("unknown_tag", "unknown or missing"),
+])
+def test_bad_meshes_are_refused_before_any_solve(cell, params, case, msg):
+    from dolfinx import mesh as dmesh
+
+    ft = cell.facet_tags
+    if case == "no_active":
+        inp = _retag(cell, lambda v: np.where(v == T.ACTIVE, T.PORE, v))
+    elif case == "no_electrolyte":
+        inp = _retag(cell, lambda v: np.where(np.isin(v, T.ELECTROLYTE_CELLS), T.CBD, v))
+    elif case == "no_interface":
+        inp = _retag(cell, lambda v: np.where(np.isin(v, (T.PORE,)), T.CBD, v))
+        inp = _retag(inp, lambda v: np.where(v == T.SEPARATOR, T.SEPARATOR, v))
+        # particles touching the separator would still react: cover them with CBD too
+        inp = MeshInput(inp.mesh, inp.cell_tags, ft, inp.particle_tags)
+        vals = inp.cell_tags.values.copy()
+        mid = dmesh.compute_midpoints(cell.mesh, 3, inp.cell_tags.indices)
+        vals[(vals == T.SEPARATOR) & (mid[:, 2] < 10.0 + 2.5 + 1e-9)] = T.CBD
+        inp = MeshInput(inp.mesh, dmesh.meshtags(cell.mesh, 3, inp.cell_tags.indices, vals), ft, inp.particle_tags)
+    elif case in ("no_cc", "no_li"):
+        drop = T.CURRENT_COLLECTOR if case == "no_cc" else T.LI_FACE
+        keep = ft.values != drop
+        inp = MeshInput(cell.mesh, cell.cell_tags, dmesh.meshtags(cell.mesh, 2, ft.indices[keep], ft.values[keep]),
+                        cell.particle_tags)
+    else:
+        inp = _retag(cell, lambda v: np.where(v == T.CBD, 9, v))
+    with pytest.raises(InputError, match=msg):
+        HalfCellModel(inp, params)
