@@ -39,7 +39,7 @@ from scipy import ndimage
 
 from tomocell.errors import InputError
 from tomocell.log import get_logger, progress
-from tomocell.microstructure.variants_common import particle_labels, provenance
+from tomocell.microstructure.variants_common import derived, particle_labels, provenance
 from tomocell.microstructure.volume import ACTIVE, CBD, PORE, Volume
 
 log = get_logger(__name__)
@@ -177,7 +177,7 @@ def calender(
     crushed = int(np.count_nonzero(new_active & (bg == CBD)))
     out = bg
     out[new_active] = ACTIVE
-    new = volume.with_labels(out, variant={"calender": {"strain": strain, "achieved_strain": achieved}})
+    new = derived(volume, out, "calender", {"strain": strain, "achieved_strain": achieved, "seed": seed})
     fin, fout = volume.fractions(), new.fractions()
     report: dict[str, Any] = {
         "strain_requested": strain,

@@ -91,6 +91,19 @@ def particle_labels(volume: Volume, labels: np.ndarray | None = None) -> np.ndar
     return cc3d.connected_components(active, connectivity=6).astype(np.int32)
 
 
+#: metadata that describes the input's exact geometry and is wrong for a modified volume
+STALE_METADATA = ("particles", "particle_ids")
+
+
+def derived(volume: Volume, labels: np.ndarray, operation: str, params: dict[str, Any]) -> Volume:
+    """A variant of ``volume``: new labels, same voxel size, metadata with the variant appended to
+    ``metadata['variants']`` (so chains such as calendered-then-graded stay traceable) and the
+    input's per-particle ground truth dropped (it no longer describes the geometry)."""
+    md = {k: v for k, v in volume.metadata.items() if k not in STALE_METADATA}
+    md["variants"] = list(volume.metadata.get("variants", [])) + [{"operation": operation, **params}]
+    return Volume(labels, volume.voxel_size_um, md)
+
+
 def provenance(volume: Volume, operation: str, params: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """Provenance record of a variant: the operation, its parameters and the input's description."""
     rec: dict[str, Any] = {

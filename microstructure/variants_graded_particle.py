@@ -35,6 +35,7 @@ from scipy import ndimage
 from tomocell.errors import InputError
 from tomocell.log import get_logger
 from tomocell.microstructure.variants_common import (
+    derived,
     band_indices,
     check_positive_um,
     distance_to_other_um,
@@ -286,5 +287,5 @@ def graded_particle(
          "tolerance": tolerance, "seed": seed, "min_gap_voxels": min_gap_voxels,
          "particle_labels": "given" if labels is not None else "6-connected components"},
     )
-    new = volume.with_labels(out, variant={"graded_particle": report["provenance"]["parameters"]})
+    new = derived(volume, out, "graded_particle", report["provenance"]["parameters"])
     return new, report

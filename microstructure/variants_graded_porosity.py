@@ -26,6 +26,7 @@ import numpy as np
 
 from tomocell.errors import InputError
 from tomocell.microstructure.variants_common import (
+    derived,
     band_indices,
     check_positive_um,
     distance_to_other_um,
@@ -117,5 +118,5 @@ def graded_porosity(
     elif n_changed == 0:
         report["warning"] = "no CBD voxel touches the pore phase in this band: nothing changed"
     report["provenance"] = provenance(volume, "graded_porosity", {"band": [start, end], "dilation_um": dilation_um})
-    new = volume.with_labels(out, variant={"graded_porosity": {"band_um": [start, end], "dilation_um": dilation_um}})
+    new = derived(volume, out, "graded_porosity", report["provenance"]["parameters"])
     return new, report

@@ -19,13 +19,13 @@ electrode without seams.
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from tomocell.errors import InputError
-from tomocell.microstructure.variants_common import check_positive_um, provenance
+from tomocell.microstructure.variants_common import derived, check_positive_um, provenance
 from tomocell.microstructure.volume import Volume
 
 
@@ -68,7 +68,8 @@ def thick_electrode(
                              "(metadata['generator'] holds its parameters); use method 'mirror'")
         from tomocell.microstructure import synthetic
 
-        kwargs = {k: v for k, v in gen.items() if k in inspect.signature(synthetic.generate_electrode).parameters}
+        fields = {f.name for f in dataclasses.fields(synthetic.GeneratorParams)} - {"extra"}
+        kwargs = {k: v for k, v in gen.items() if k in fields}
         box = list(kwargs.get("box_um", volume.extent_um))
         box[0] = n_out * d0
         kwargs["box_um"] = tuple(box)
@@ -76,13 +77,14 @@ def thick_electrode(
         if seed is not None:
             kwargs["seed"] = seed
         new = synthetic.generate_electrode(**kwargs)
+        assert isinstance(new, Volume)
         if new.voxel_size_um != volume.voxel_size_um:
             raise InputError(f"regenerated voxel size {new.voxel_size_um} differs from the input's {volume.voxel_size_um}")
         labels = new.labels
         blocks = [{"index": [0, labels.shape[0]], "generated": True, "generator": kwargs}]
     else:
         raise InputError(f"unknown thickening method {method!r} (use 'mirror' or 'generate')")
-    out = volume.with_labels(labels, variant={"thick_electrode": params})
+    out = derived(volume, labels, "thick_electrode", params)
     for b in blocks:
         i0, i1 = b["index"]
         b["fractions"] = Volume(labels[i0:i1], volume.voxel_size_um).fractions()

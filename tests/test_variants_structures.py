@@ -239,3 +239,20 @@ def test_calender_packed_particle_deforms_at_constant_volume():
     assert int(act.sum()) == int(lab.astype(bool).sum())
     assert rep["particles_deformed"] == 1
     assert int(act.any(axis=0).sum()) > 16  # footprint grew (horizontal deformation)
+
+
+def test_thick_generate_uses_recorded_generator_and_variants_chain():
+    from tomocell.microstructure.synthetic import generate_electrode
+
+    base = generate_electrode(box_um=(20.0, 16.0, 16.0), voxel_size_um=0.5, d90_um=9.0, seed=1)
+    thick, rep = thick_electrode(base, thickness_um=30.0, method="generate")
+    assert thick.shape == (60, 32, 32)
+    gen = rep["blocks"][0]["generator"]
+    assert gen["d90_um"] == 9.0 and gen["seed"] == 1 and tuple(gen["box_um"]) == (30.0, 16.0, 16.0)
+    for k in ("active", "cbd"):
+        assert thick.fractions()[k] == pytest.approx(base.fractions()[k], abs=0.05)
+    cal, _ = calender(thick, 0.1)
+    assert [v["operation"] for v in cal.metadata["variants"]] == ["thick_electrode", "calender"]
+    assert "particles" not in cal.metadata  # the generator's ground truth no longer applies
+    with pytest.raises(InputError, match="synthetic generator"):
+        thick_electrode(Volume(np.zeros((4, 4, 4), np.uint8), 1.0), 8.0, method="generate")
