@@ -9,9 +9,11 @@ as bodies, roll, and deform horizontally only once constrained; pores and CBD ta
    separator face (index 0) down. The output has ``n' = round(n (1 - strain))`` slices of the same
    voxel size, so the achieved strain ``1 - n'/n`` is exact in voxels and within half a voxel of
    the request (reported).
-2. **Pore and CBD** (the compressible phases; CBD carries its own nano-porosity) follow the
-   affine map ``h' = (1 - strain) h`` (h: height above the collector), sampled nearest-neighbour
-   along axis 0. The CBD volume lost to this uniform compaction is reported as ``cbd_compacted``.
+2. **CBD bonded to a particle** (within ``cbd_attach_um`` of its surface, assigned to the nearest
+   particle) moves rigidly with that particle. **Free CBD** (farther from every particle) and the
+   **pore** are the compressible phases: they follow the affine map ``h' = (1 - strain) h``
+   (h: height above the collector), sampled nearest-neighbour along axis 0; the free CBD volume
+   lost to this uniform compaction (CBD carries its own nano-porosity) is ``cbd_compacted``.
 3. **Particles** (watershed labels if given, else 6-connected active components) are rigid bodies
    translated along axis 0 only (no lateral motion, no rotation) by the affine displacement of
    their centroid, rounded to whole voxels and limited so they stay between the collector and the
@@ -22,9 +24,10 @@ as bodies, roll, and deform horizontally only once constrained; pores and CBD ta
    (or out-of-box) voxels are removed and the same number is added on its free surface,
    preferring in-plane (horizontal) growth, then any direction. Active volume is conserved
    exactly, and active voxels never overlap.
-5. **Crushed CBD** is the CBD of the compacted background that ends up under a particle (between
-   particles pressed together, Fig. 9j inset); it is removed and reported (voxels, um^3, fraction
-   of the input CBD). Space a particle leaves behind becomes pore.
+5. **Crushed CBD** is the bonded CBD squeezed out where bodies press together (Fig. 9j inset):
+   landing on another particle's active voxels, on another particle's CBD, or beyond the roll or
+   the collector; it is removed and reported (um^3 and fraction of the input CBD), so
+   ``CBD_in = CBD_out + compacted + crushed`` exactly. Space a body leaves behind becomes pore.
 
 What it cannot give: particle cracking, rolling, binder redistribution into neighbouring pores,
 stress-dependent behaviour; strain localisation is only as realistic as rules 3-4.
@@ -86,6 +89,7 @@ def calender(
     strain: float,
     labels: np.ndarray | None = None,
     seed: int = 0,
+    cbd_attach_um: float = 1.0,
 ) -> tuple[Volume, dict[str, Any]]:
     """Compress ``volume`` along axis 0 by ``strain`` (0 <= strain < 0.9); see the module docstring.
 
@@ -110,12 +114,22 @@ def calender(
     shift = n - n_new
     vvol = volume.voxel_volume_um3
 
-    # 2. compressible background
+    if not cbd_attach_um >= 0:
+        raise InputError(f"cbd_attach_um must be >= 0, got {cbd_attach_um}")
+    # 2. CBD bonded to particles (nearest particle within cbd_attach_um) vs free CBD
+    cbd = volume.labels == CBD
+    cbd_owner = np.zeros(lab.shape, np.int32)
+    if cbd.any() and (lab > 0).any():
+        dist, idx = ndimage.distance_transform_edt(lab == 0, sampling=volume.voxel_size_um, return_indices=True)
+        bonded = cbd & (dist <= cbd_attach_um + 1e-9)
+        cbd_owner[bonded] = lab[tuple(i[bonded] for i in idx)]
+        del dist, idx
+    free_cbd = cbd & (cbd_owner == 0)
     src = _affine_source_index(n, n_new)
-    bg = volume.labels[src].copy()
-    bg[bg == ACTIVE] = PORE  # space vacated by particles becomes pore
-    cbd_in = int((volume.labels == CBD).sum())
-    cbd_bg = int((bg == CBD).sum())
+    free_new = free_cbd[src]
+    cbd_in = int(cbd.sum())
+    compacted = int(free_cbd.sum()) - int(free_new.sum())
+    cbd_objs = ndimage.find_objects(cbd_owner, max_label=int(lab.max()) if lab.size else 0)
 
     # 3-4. particles, bottom-up
     objs = ndimage.find_objects(lab)
@@ -124,6 +138,7 @@ def calender(
     heights = {i: n - 0.5 - c[0] for i, c in zip(ids, centroids)}
     order = sorted(ids, key=lambda i: heights[i])
     new_active = np.zeros((n_new,) + volume.shape[1:], dtype=bool)
+    moved: dict[int, int] = {}
     n_contact = n_deformed = deformed_voxels = lost = 0
     for pid in progress(order, desc="calendering particles"):
         sl = objs[pid - 1]
@@ -145,11 +160,13 @@ def calender(
         if best is not None and best_ov == 0:
             j0 = imin - shift + best
             new_active[j0:j0 + pm.shape[0], sl[1], sl[2]] |= pm
+            moved[pid] = best
             if best != min(max(target, lo), hi):
                 n_contact += 1
             continue
         # packed: least-overlap shift (or the roll's limit when the particle is taller than the box)
         d = best if best is not None else lo
+        moved[pid] = d
         j0 = imin - shift + d
         # local box: particle rows clipped to the new box, in-plane margin for lateral growth
         count = int(pm.sum())
@@ -174,9 +191,22 @@ def calender(
         raise InputError(
             f"calendering to strain {strain}: {lost} active voxels found no free space (volume fully packed)"
         )
-    crushed = int(np.count_nonzero(new_active & (bg == CBD)))
-    out = bg
+    # bonded CBD follows its particle; overlaps, active voxels and the box edges crush it
+    new_cbd = free_new.copy()
+    for pid, d in moved.items():
+        csl = cbd_objs[pid - 1] if pid - 1 < len(cbd_objs) else None
+        if csl is None:
+            continue
+        cm = cbd_owner[csl] == pid
+        j0 = csl[0].start - shift + d
+        r0, r1 = max(0, j0), min(n_new, j0 + cm.shape[0])
+        if r1 > r0:
+            new_cbd[r0:r1, csl[1], csl[2]] |= cm[r0 - j0:r1 - j0]
+    out = np.full(new_active.shape, PORE, dtype=np.uint8)
+    out[new_cbd] = CBD
     out[new_active] = ACTIVE
+    cbd_out = int((out == CBD).sum())
+    crushed = cbd_in - compacted - cbd_out
     new = derived(volume, out, "calender", {"strain": strain, "achieved_strain": achieved, "seed": seed})
     fin, fout = volume.fractions(), new.fractions()
     report: dict[str, Any] = {
@@ -193,15 +223,16 @@ def calender(
         "active_voxels_input": int((volume.labels == ACTIVE).sum()),
         "active_voxels": int(new_active.sum()),
         "cbd_volume_um3_input": cbd_in * vvol,
-        "cbd_compacted_volume_um3": (cbd_in - cbd_bg) * vvol,
+        "cbd_bonded_fraction": float((cbd_owner > 0).sum() / cbd_in) if cbd_in else 0.0,
+        "cbd_compacted_volume_um3": compacted * vvol,
         "cbd_crushed_volume_um3": crushed * vvol,
         "cbd_crushed_fraction": crushed / cbd_in if cbd_in else 0.0,
-        "cbd_volume_um3": int((out == CBD).sum()) * vvol,
+        "cbd_volume_um3": cbd_out * vvol,
         "porosity_input": fin["pore"],
         "porosity": fout["pore"],
         "fractions_input": fin,
         "fractions": fout,
-        "provenance": provenance(volume, "calender", {"strain": strain, "seed": seed,
+        "provenance": provenance(volume, "calender", {"strain": strain, "seed": seed, "cbd_attach_um": cbd_attach_um,
                                  "particle_labels": "given" if labels is not None else "6-connected components"}),
     }
     return new, report

@@ -197,7 +197,9 @@ def test_calender_free_particle_moves_rigidly():
     lab = np.zeros((40, 20, 20), np.uint8)
     z, y, x = np.indices(lab.shape)
     ball = (z - 15.0) ** 2 + (y - 10.0) ** 2 + (x - 10.0) ** 2 <= 16
+    coat = ndimage.binary_dilation(ball) & ~ball
     lab[ball] = ACTIVE
+    lab[coat] = CBD  # bonded coating (within cbd_attach_um) travels with the particle
     vol = Volume(lab, 0.5)
     new, rep = calender(vol, 0.25)  # 40 -> 30 slices, shift 10
     h_c = 40 - 0.5 - 15.0
@@ -206,7 +208,10 @@ def test_calender_free_particle_moves_rigidly():
     zz = np.flatnonzero(ball.any(axis=(1, 2)))
     expect[zz.min() - 10 + delta:zz.max() - 10 + delta + 1] = ball[zz.min():zz.max() + 1]
     assert np.array_equal(new.labels == ACTIVE, expect)
-    assert rep["particles_deformed"] == 0
+    expect_cbd = np.zeros(new.shape, bool)
+    expect_cbd[zz.min() - 11 + delta:zz.max() - 9 + delta + 1] = coat[zz.min() - 1:zz.max() + 2]
+    assert np.array_equal(new.labels == CBD, expect_cbd)
+    assert rep["particles_deformed"] == 0 and rep["cbd_crushed_volume_um3"] == 0
 
 
 def test_calender_slabs_crush_cbd_between_them():
