@@ -50,3 +50,112 @@ def block_mode(arr: np.ndarray, factor: int, ignore_zero: bool = False) -> np.nd
     best = np.argmax(counts, axis=1)
     out = a[np.arange(len(a)), best]
     return out.reshape(tuple(nb)).astype(arr.dtype)
+
+
+def coarsen_surface(
+    points: np.ndarray,
+    groups: dict,
+    *,
+    voxel_um: float,
+    target_edge_um: float,
+    max_error_um: float | None = None,
+    extra_frozen: np.ndarray | None = None,
+) -> tuple[dict, dict]:
+    """Coarsen every surface patch towards ``target_edge_um`` keeping the patches conformal.
+
+    ``groups`` maps a patch key to its (T, 3) triangles (indices into ``points``). Vertices shared by
+    two patches (triple lines, junctions, box edges) and vertices on non-manifold edges of a patch are
+    frozen together with their incident triangles; the rest of each patch is decimated by VTK's
+    vtkDecimatePro with its boundary kept, topology preserved and an absolute error bound. Vertex
+    removal keeps the remaining vertices on the smoothed surface, so box faces stay planar and phase
+    volumes change only by the chord error (reported by the fidelity check).
+
+    Returns (new groups, figures).
+    """
+    from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray, vtk_to_numpy
+    from vtkmodules.vtkCommonCore import vtkPoints
+    from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
+    from vtkmodules.vtkFiltersCore import vtkDecimatePro
+
+    if target_edge_um <= 1.2 * voxel_um:
+        return groups, {"coarsened": False}
+    if max_error_um is None:
+        max_error_um = 0.1 * voxel_um
+    reduction = float(min(0.97, 1.0 - (voxel_um / target_edge_um) ** 2))
+    nv = len(points)
+    # vertices used by more than one patch
+    n_groups_of = np.zeros(nv, dtype=np.int32)
+    for tri in groups.values():
+        n_groups_of[np.unique(tri)] += 1
+    frozen_v = n_groups_of > 1
+    if extra_frozen is not None:
+        frozen_v |= extra_frozen
+    for tri in groups.values():
+        e = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), axis=1)
+        ue, c = np.unique(e, axis=0, return_counts=True)
+        frozen_v[ue[c > 2].ravel()] = True
+    out: dict = {}
+    n_in = n_out = 0
+    for key, tri in groups.items():
+        n_in += len(tri)
+        froz = frozen_v[tri].any(axis=1)
+        free = tri[~froz]
+        if len(free) < 8:
+            out[key] = tri
+            n_out += len(tri)
+            continue
+        used, loc = np.unique(free, return_inverse=True)
+        pd = vtkPolyData()
+        vp = vtkPoints()
+        vp.SetData(numpy_to_vtk(np.ascontiguousarray(points[used]), deep=True))
+        pd.SetPoints(vp)
+        conn = np.column_stack([np.full(len(free), 3), loc.reshape(-1, 3)]).astype(np.int64).ravel()
+        ca = vtkCellArray()
+        ca.SetCells(len(free), numpy_to_vtkIdTypeArray(conn, deep=True))
+        pd.SetPolys(ca)
+        gid = numpy_to_vtk(used.astype(np.int64), deep=True)
+        gid.SetName("gid")
+        pd.GetPointData().AddArray(gid)
+        dec = vtkDecimatePro()
+        dec.SetInputData(pd)
+        dec.SetTargetReduction(reduction)
+        dec.PreserveTopologyOn()
+        dec.SplittingOff()
+        dec.BoundaryVertexDeletionOff()
+        dec.SetFeatureAngle(45.0)
+        dec.SetErrorIsAbsolute(1)
+        dec.SetAbsoluteError(max_error_um)
+        dec.SetMaximumError(1e30)
+        dec.Update()
+        res = dec.GetOutput()
+        g = vtk_to_numpy(res.GetPointData().GetArray("gid")).astype(np.int64)
+        polys = vtk_to_numpy(res.GetPolys().GetData()).reshape(-1, 4)[:, 1:]
+        new = np.concatenate([g[polys], tri[froz]])
+        out[key] = new
+        n_out += len(new)
+    return out, {"coarsened": True, "target_reduction": reduction, "triangles_in": int(n_in),
+                 "triangles_out": int(n_out), "max_error_um": float(max_error_um)}
+
+
+def coarsen_surface_checked(points: np.ndarray, groups: dict, *, voxel_um: float, target_edge_um: float,
+                            max_rounds: int = 4) -> tuple[dict, dict]:
+    """:func:`coarsen_surface`, then freeze the vertices of folded triangles (and their neighbours)
+    and redo it until no triangle folds onto another; falls back to the uncoarsened surface."""
+    from tomocell.meshing.surface import defective_triangles
+
+    extra = np.zeros(len(points), dtype=bool)
+    for r in range(max_rounds):
+        out, info = coarsen_surface(points, groups, voxel_um=voxel_um, target_edge_um=target_edge_um,
+                                    extra_frozen=extra)
+        if not info.get("coarsened"):
+            return out, info
+        allt = np.concatenate(list(out.values()))
+        bad = defective_triangles(points, allt)
+        info["fold_repair_rounds"] = r
+        if not np.any(bad):
+            return out, info
+        v = np.unique(allt[bad])
+        ring = np.isin(allt, v).any(axis=1)
+        extra[np.unique(allt[ring])] = True
+    info = {"coarsened": False, "fallback": f"coarsening still folded triangles after {max_rounds} rounds"}
+    return groups, info

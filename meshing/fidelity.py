@@ -159,8 +159,11 @@ def check_fidelity(report: dict, *, volume_tol: float = 0.01, cbd_tol: float = 0
         if abs(v["rel_error"]) > tol:
             errors.append(f"{name} volume off by {100 * v['rel_error']:+.2f} % (tolerance {100 * tol:.0f} %)")
     if area_tol is not None:
+        total = sum(max(v["marching_cubes_um2"], 0.0) for v in report["interface_areas"].values())
         for name, v in report["interface_areas"].items():
-            if v["marching_cubes_um2"] > 0 and abs(v["rel_error"]) > area_tol:
+            # interfaces below 2 % of the total area are too small for a relative check (the
+            # marching-cubes pair split is not exact at triple lines)
+            if v["marching_cubes_um2"] > 0.02 * total and abs(v["rel_error"]) > area_tol:
                 errors.append(f"{name} area off by {100 * v['rel_error']:+.1f} % from marching cubes "
                               f"(tolerance {100 * area_tol:.0f} %)")
     if report["quality_sicn"]["min"] < min_sicn:

@@ -22,6 +22,7 @@ from scipy.sparse.csgraph import connected_components
 from tomocell.errors import InputError, TomocellError
 from tomocell.log import get_logger
 from tomocell.meshing import tags
+from tomocell.meshing.coarsen import coarsen_surface_checked
 from tomocell.meshing.separator import layer_thicknesses
 from tomocell.meshing.surface import Surface, surface_of_volume
 from tomocell.meshing.tagging import face_keys, face_table, tag_facets
@@ -119,6 +120,7 @@ def surface_mesh(
     separator_um: float = 25.0,
     particle_labels: np.ndarray | None = None,
     smoothing_iterations: int = 12,
+    coarsen_factor: float = 1.0,
     threads: int = 1,
 ) -> TetMesh:
     """Conformal tagged tet mesh of ``volume`` by the smoothed-surface + gmsh route (see module doc)."""
@@ -159,6 +161,14 @@ def surface_mesh(
     keys = list(groups)
     points, tri_lists = _merge_duplicates(points, [groups[k] for k in keys], 1e-6 * min(d))
     groups = dict(zip(keys, tri_lists))
+    groups, coarsen_info = coarsen_surface_checked(points, groups, voxel_um=float(np.mean(d)),
+                                           target_edge_um=h_interface_um * coarsen_factor)
+    # keep only nodes used by the (coarsened) surface, renumbered
+    used_s = np.unique(np.concatenate(list(groups.values())))
+    ren = np.full(len(points), -1, dtype=np.int64)
+    ren[used_s] = np.arange(len(used_s))
+    points = points[used_s]
+    groups = {k: ren[t] for k, t in groups.items()}
     z_top = L + (separator_um if sep else 0.0)
     box = (float(X), float(Y), float(z_top))
 
@@ -216,6 +226,13 @@ def surface_mesh(
     lut[ntags] = np.arange(len(ntags))
     pts = np.asarray(coords).reshape(-1, 3)
     tets = lut[tet_nodes]
+    # gmsh occasionally emits the same tet twice (seen after its optimiser); drop exact copies.
+    # Anything else that overlaps is caught by the volume and face-sharing checks.
+    _, ui = np.unique(np.sort(tets, axis=1), axis=0, return_index=True)
+    n_dup = len(tets) - len(ui)
+    if n_dup:
+        log.warning("gmsh returned %d duplicated tets; removed", n_dup)
+        tets = tets[np.sort(ui)]
     used, inv = np.unique(tets, return_inverse=True)
     pts, tets = pts[used], inv.reshape(-1, 4)
     # interface triangles in the final node numbering (surface nodes keep gmsh tags 1..N)
@@ -229,7 +246,9 @@ def surface_mesh(
         info={
             "route": "surface", "h_interface_um": h_interface_um, "h_bulk_um": h_bulk_um,
             "separator_um": float(separator_um), "surface_triangles": int(sum(len(t) for t in groups.values())),
-            "smoothing_iterations": smoothing_iterations, "centroid_phase_disagreement": disagree,
+            "smoothing_iterations": smoothing_iterations, "surface_coarsening": coarsen_info,
+            "duplicate_tets_removed": int(n_dup),
+            "repaired_vertices": int(getattr(surf, "repaired_vertices", 0)), "centroid_phase_disagreement": disagree,
             "time_surface_s": t_surf, "time_gmsh_s": t_gmsh, "time_s": time.perf_counter() - t0,
             "voxel_size_um": list(d), "volume_shape": list(volume.shape),
         },

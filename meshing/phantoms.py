@@ -31,14 +31,20 @@ def sphere_pack_volume(
     shp = np.array(shape)
     centres = rng.uniform(0, 1, size=(n_spheres, 3)) * shp
     radii = rng.uniform(*radius_vox, size=n_spheres)
-    g = np.stack(np.meshgrid(*[np.arange(s) + 0.5 for s in shape], indexing="ij"), axis=-1)
     best = np.full(shape, np.inf)
     owner = np.zeros(shape, dtype=np.int32)
+    reach = cbd_shell_vox + 1.0
     for k, (c, r) in enumerate(zip(centres, radii)):
-        d = np.linalg.norm(g - c, axis=-1) / r  # < 1 inside sphere k
-        better = d < best
-        best[better] = d[better]
-        owner[better] = k + 1
+        lo = np.maximum(np.floor(c - r - reach).astype(int), 0)
+        hi = np.minimum(np.ceil(c + r + reach).astype(int) + 1, shp)
+        if np.any(hi <= lo):
+            continue
+        ax = [np.arange(lo[a], hi[a]) + 0.5 - c[a] for a in range(3)]
+        d = np.sqrt(ax[0][:, None, None] ** 2 + ax[1][None, :, None] ** 2 + ax[2][None, None, :] ** 2) / r
+        sub = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+        better = d < best[sub]
+        best[sub][better] = d[better]
+        owner[sub][better] = k + 1
     r_own = np.where(owner > 0, radii[np.maximum(owner - 1, 0)], 1.0)
     dist_out = (best - 1.0) * r_own  # approx. distance outside the nearest sphere, voxels
     labels = np.full(shape, PORE, dtype=np.uint8)

@@ -1,0 +1,158 @@
+"""One call from a labelled volume to a checked, written mesh: route choice, fallback, report, files.
+
+:func:`mesh_volume` runs the requested route, builds the fidelity report and runs its checks. If the
+surface route fails (gmsh error, unrecovered or self-intersecting surface, non-conformal output or a
+failed fidelity check) and ``fallback`` is on, the exact voxel route is used instead and the reason
+is kept in ``mesh.info['fallback']`` and in the report: never a silently bad mesh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tomocell.errors import InputError, TomocellError
+from tomocell.log import get_logger
+from tomocell.meshing.fidelity import FidelityError, check_fidelity, fidelity_report, marching_cubes_areas
+from tomocell.meshing.tetmesh import TetMesh
+from tomocell.microstructure.volume import Volume
+
+log = get_logger("meshing")
+
+ROUTES = ("surface", "voxel")
+
+
+@dataclasses.dataclass
+class MeshResult:
+    mesh: TetMesh
+    report: dict
+
+
+def mesh_volume(
+    volume: Volume,
+    *,
+    route: str = "surface",
+    h_interface_um: float = 0.3,
+    h_bulk_um: float = 1.0,
+    separator_um: float = 25.0,
+    coarsen: int = 1,
+    particle_labels: np.ndarray | None = None,
+    fallback: bool = True,
+    area_tol: float = 0.05,
+) -> MeshResult:
+    """Mesh ``volume`` and check it (see module docstring).
+
+    ``coarsen`` (voxel route): block size of the label grid; (surface route): the label grid is
+    coarsened by the same block mode before the surface is built when ``coarsen > 1``.
+    Raises :class:`FidelityError` if the final mesh fails its checks.
+    """
+    from tomocell.meshing.gmsh_volume import surface_mesh
+    from tomocell.meshing.voxel import voxel_mesh
+
+    if route not in ROUTES:
+        raise InputError(f"unknown route {route!r} (choose from {', '.join(ROUTES)})")
+    volume.require_phases("pore", "active")
+    mc = marching_cubes_areas(volume)
+    if route == "surface":
+        try:
+            vol_s, part_s = volume, particle_labels
+            if coarsen > 1:
+                from tomocell.meshing.coarsen import block_mode
+
+                lab = block_mode(volume.labels, coarsen)
+                vs = tuple(v * coarsen for v in volume.voxel_size_um)
+                if any(n * coarsen != m for n, m in zip(lab.shape, volume.shape)):
+                    raise InputError(f"surface route: volume shape {volume.shape} must be a multiple of --coarsen {coarsen}")
+                vol_s = volume.with_labels(lab)
+                vol_s = Volume(lab, vs, vol_s.metadata)
+                part_s = block_mode(particle_labels, coarsen, ignore_zero=True) if particle_labels is not None else None
+            mesh = surface_mesh(vol_s, h_interface_um=h_interface_um, h_bulk_um=h_bulk_um,
+                                separator_um=separator_um, particle_labels=part_s)
+            report = fidelity_report(mesh, volume, mc_reference=mc)
+            check_fidelity(report, area_tol=area_tol)
+            return MeshResult(mesh, report)
+        except InputError:
+            raise
+        except TomocellError as exc:
+            if not fallback:
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("surface route failed (%s); falling back to the exact voxel route", reason)
+    else:
+        reason = None
+    mesh = voxel_mesh(volume, separator_um=separator_um, coarsen=coarsen, particle_labels=particle_labels)
+    if reason:
+        mesh.info["fallback"] = reason
+    report = fidelity_report(mesh, volume, mc_reference=mc)
+    if coarsen > 1:
+        # the coarse grid is the reference of a coarsened voxel mesh: check volumes against it
+        from tomocell.meshing.coarsen import block_mode
+
+        report["phase_volumes_vs_original_voxels"] = report["phase_volumes"]
+        lab = block_mode(volume.labels, coarsen)
+        ref = _coarse_reference_volume(volume, lab, coarsen)
+        report["phase_volumes"] = fidelity_report(mesh, ref, mc_reference=mc)["phase_volumes"]
+    # voxel interfaces are stair-stepped: their excess area is reported, not a failure
+    check_fidelity(report, area_tol=None)
+    return MeshResult(mesh, report)
+
+
+def _coarse_reference_volume(volume: Volume, lab: np.ndarray, n: int) -> Volume:
+    """The coarsened labels expanded back to the fine grid (same box), as the volume reference."""
+    fine = np.repeat(np.repeat(np.repeat(lab, n, axis=0), n, axis=1), n, axis=2)
+    fine = fine[: volume.shape[0], : volume.shape[1], : volume.shape[2]]
+    return volume.with_labels(np.ascontiguousarray(fine))
+
+
+def write_outputs(result: MeshResult, out_dir: str | os.PathLike[str], *, write_msh: bool = True) -> dict[str, Path]:
+    """mesh.xdmf/.h5 (DOLFINx), mesh.msh (gmsh, physical groups = tags) and fidelity.json in out_dir."""
+    from tomocell.atomic import atomic_path, write_json
+    from tomocell.meshing.meshfile import write_mesh
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"xdmf": write_mesh(out / "mesh.xdmf", result.mesh), "report": write_json(out / "fidelity.json", result.report)}
+    if write_msh:
+        with atomic_path(out / "mesh.msh") as tmp:
+            write_msh_file(tmp, result.mesh)
+        paths["msh"] = out / "mesh.msh"
+    return paths
+
+
+def write_msh_file(path: str | os.PathLike[str], mesh: TetMesh) -> None:
+    """gmsh MSH 4.1: tets per phase tag and facets per facet tag as physical groups (names from tags)."""
+    import gmsh
+
+    from tomocell.meshing import tags
+
+    names_cell = {v: k for k, v in tags.CELL_TAGS.items()}
+    names_facet = {v: k for k, v in tags.FACET_TAGS.items()}
+    gmsh.initialize(["-noenv"], readConfigFiles=False)
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        gmsh.model.add("tomocell")
+        node_tags = np.arange(1, mesh.num_nodes + 1, dtype=np.uint64)
+        first = True
+        for t in np.unique(mesh.cell_tags):
+            e = int(t)
+            gmsh.model.addDiscreteEntity(3, e)
+            if first:
+                gmsh.model.mesh.addNodes(3, e, node_tags, mesh.points.ravel())
+                first = False
+            gmsh.model.mesh.addElementsByType(e, 4, [], (mesh.tets[mesh.cell_tags == t] + 1).astype(np.uint64).ravel())
+            gmsh.model.addPhysicalGroup(3, [e], e, name=names_cell.get(e, str(e)))
+        for t in np.unique(mesh.facet_tags):
+            e = int(t)
+            gmsh.model.addDiscreteEntity(2, e)
+            gmsh.model.mesh.addElementsByType(e, 2, [], (mesh.facets[mesh.facet_tags == t] + 1).astype(np.uint64).ravel())
+            gmsh.model.addPhysicalGroup(2, [e], e, name=names_facet.get(e, str(e)))
+        gmsh.option.setNumber("Mesh.MshFileVersion", 4.1)
+        gmsh.write(str(path) if str(path).endswith(".msh") else str(path))
+    finally:
+        gmsh.finalize()
+
+
+__all__ = ["MeshResult", "mesh_volume", "write_outputs", "write_msh_file", "FidelityError", "ROUTES"]
