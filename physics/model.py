@@ -269,8 +269,14 @@ class HalfCellModel:
 
     # ---- constitutive expressions (UFL), shared by residual, outputs and tests -----------------
     def ocp(self, cs: Any) -> Any:
+        """U(x) on the valid range, continued linearly with the end slopes outside it, so Newton still
+        sees a driving force when P1 nodes overshoot full lithiation near the cut-off."""
         lo, hi = self.p.ocp_valid
-        return self.p.ocp(x=ufl.min_value(ufl.max_value(cs, lo), hi), ufl=True)
+        h = 1e-6 * (hi - lo)
+        s_lo = float((self.p.ocp(x=lo + h) - self.p.ocp(x=lo)) / h)
+        s_hi = float((self.p.ocp(x=hi) - self.p.ocp(x=hi - h)) / h)
+        inner = self.p.ocp(x=ufl.min_value(ufl.max_value(cs, lo), hi), ufl=True)
+        return inner + s_hi * ufl.max_value(cs - hi, 0.0) + s_lo * ufl.min_value(cs - lo, 0.0)
 
     def exchange_current(self, cs: Any, ce: Any) -> Any:
         """i0 [A/m^2] from the scaled concentrations."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from tomocell.errors import SolverError
 from tomocell.log import get_logger
 from tomocell.physics.model import HalfCellModel
@@ -38,33 +40,27 @@ class StepStats:
     retries: int
 
 
-def try_step(model: HalfCellModel, dt: float, ctl: StepControl) -> StepStats:
-    """Advance by exactly ``dt`` (sub-stepping after Newton failures); the new state is NOT accepted.
+def try_step(model: HalfCellModel, dt: float, ctl: StepControl, *, allow_shorter: bool = True) -> StepStats:
+    """One backward-Euler step of ``dt`` from the accepted state; the new state is NOT accepted.
 
-    On failure of every retry the accepted state is restored and SolverError is raised.
+    After a Newton failure the state is restored and the step is retried with ``dt * shrink``
+    (``allow_shorter``): the returned ``StepStats.dt`` is the step actually taken. Raises SolverError
+    (state restored) when no step down to ``dt_min_s`` converges, or at once if not ``allow_shorter``.
     """
     start = model.snapshot()
-    done, newton, krylov, retries = 0.0, 0, 0, 0
-    sub = dt
-    while done < dt * (1 - 1e-12):
-        sub = min(sub, dt - done)
-        before = model.snapshot()
-        ok, its, kits = model.solve_step(sub)
+    newton = krylov = retries = 0
+    h = dt
+    while True:
+        ok, its, kits = model.solve_step(h)
         newton += its
         krylov += kits
         if ok:
-            done += sub
-            if done < dt * (1 - 1e-12):
-                model.accept_step()
-            continue
+            return StepStats(h, newton, krylov, retries)
+        model.restore(start)
         retries += 1
-        model.restore(before)
-        sub *= ctl.shrink
-        if retries > ctl.max_cuts or sub < ctl.dt_min_s:
-            model.restore(start)
-            raise SolverError(f"Newton failed {retries} times; step {dt:.4g} s could not be completed "
-                              f"(last sub-step {sub:.3g} s)")
-    return StepStats(dt, newton, krylov, retries)
+        h *= ctl.shrink
+        if not allow_shorter or retries > ctl.max_cuts or h < ctl.dt_min_s:
+            raise SolverError(f"Newton failed {retries} times from t-step {dt:.4g} s (last try {h / ctl.shrink:.3g} s)")
 
 
 def locate_event(
@@ -90,12 +86,18 @@ def locate_event(
     best = None
     stats = StepStats(0.0, 0, 0, 0)
     for _ in range(max_iter):
-        dt = (lo * fhi - hi * flo) / (fhi - flo)
+        dt = 0.5 * (lo + hi) if not np.isfinite(fhi) else (lo * fhi - hi * flo) / (fhi - flo)
         dt = min(max(dt, lo + 1e-6 * (hi - lo)), hi - 1e-6 * (hi - lo))
         model.restore(start)
-        s = try_step(model, dt, ctl)
+        try:
+            s = try_step(model, dt, ctl, allow_shorter=False)
+            f = g()
+        except SolverError:
+            # Newton fails only past the cut-off (surfaces saturate): that is the far side
+            model.restore(start)
+            s = StepStats(dt, 0, 0, 1)
+            f = -np.inf
         stats = StepStats(dt, stats.newton + s.newton, stats.krylov + s.krylov, stats.retries + s.retries)
-        f = g()
         if f >= 0:
             best = (dt, model.snapshot())
             if f <= tol:
@@ -105,15 +107,13 @@ def locate_event(
                 fhi *= 0.5
             side = 1
         else:
-            hi, fhi = dt, f
+            hi, fhi = dt, (f if np.isfinite(f) else fhi)
             if side == -1:
                 flo *= 0.5
             side = -1
         if hi - lo <= 1e-9 * dt_hi:
             break
     if best is None:
-        model.restore(start)
-        try_step(model, lo if lo > 0 else 1e-6 * dt_hi, ctl)
-        return (lo if lo > 0 else 1e-6 * dt_hi), stats
+        raise SolverError("cut-off event: no step length found that ends above the cut-off")
     model.restore(best[1])
     return best[0], stats

@@ -1,0 +1,269 @@
+"""The operation: galvanostatic half-cell discharge from the charged state to the voltage cut-off.
+
+:func:`simulate_discharge` is the library entry point (the CLI and the demo call it):
+start at equilibrium at ``voltage_max`` (4.25 V for NMC111), discharge at ``c_rate`` x 1C (1C =
+the active material's capacity between the stoichiometries at ``voltage_max`` and ``voltage_min``
+on the OCV, delivered in one hour), locate the ``voltage_min`` (3.0 V) crossing in time, then
+optionally rest at zero current. Depth-of-discharge snapshots (default 25/50/70 %) are hit exactly.
+Output layout: see :mod:`tomocell.physics.outputs`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tomocell.errors import InputError, SolverError
+from tomocell.log import get_logger
+from tomocell.physics import checkpoint as ckpt
+from tomocell.physics.model import HalfCellModel, MeshInput
+from tomocell.physics.outputs import OutputWriter, write_timeseries
+from tomocell.physics.parameters import FARADAY, Parameters, load_parameters
+from tomocell.physics.solver import StepControl, locate_event, try_step
+
+log = get_logger("physics.discharge")
+
+DIRECT_DOF_LIMIT = 300_000
+
+
+@dataclass
+class DischargeResult:
+    """What a discharge delivered. Capacities are per active-material mass and per projected area."""
+
+    c_rate: float
+    capacity_Ah: float
+    capacity_mAh_g: float
+    capacity_mAh_cm2: float
+    nominal_capacity_Ah: float
+    nominal_capacity_mAh_g: float
+    utilisation: float
+    one_c_current_A: float
+    final_voltage_V: float
+    mean_voltage_V: float
+    energy_Wh: float
+    discharge_time_s: float
+    reason: str
+    steps: int
+    newton_total: int
+    krylov_total: int
+    newton_per_step: float
+    snapshots: list[float]
+    dofs: int
+    cells: int
+    mpi_size: int
+    wall_s: float
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("rows")
+        return d
+
+
+def _fingerprint(model: HalfCellModel) -> dict[str, Any]:
+    return {"dofs": model.dof_count(), "cells": model.inp.mesh.topology.index_map(3).size_global,
+            "active_volume_um3": round(model.vol["active"], 6)}
+
+
+def make_model(inp: MeshInput, params: Parameters, *, li_kinetics: str = "butler-volmer",
+               linear_solver: str = "auto") -> HalfCellModel:
+    if linear_solver == "auto":
+        ncell = inp.mesh.topology.index_map(3).size_global
+        linear_solver = "direct" if ncell * 1.2 < DIRECT_DOF_LIMIT else "iterative"
+    return HalfCellModel(inp, params, li_kinetics=li_kinetics, linear_solver=linear_solver)
+
+
+def simulate_discharge(
+    inp: MeshInput | None,
+    c_rate: float,
+    *,
+    params: Parameters | str | Path | None = None,
+    out_dir: str | Path | None = None,
+    dod_snapshots: tuple[float, ...] = (0.25, 0.5, 0.7),
+    rest_s: float = 0.0,
+    li_kinetics: str = "butler-volmer",
+    linear_solver: str = "auto",
+    max_ddod: float = 0.02,
+    event_tol_V: float = 1e-4,
+    checkpoint_every: int = 25,
+    resume: bool = False,
+    model: HalfCellModel | None = None,
+    control: StepControl | None = None,
+    max_steps: int = 100_000,
+) -> DischargeResult:
+    """Galvanostatic discharge to the cut-off (then an optional rest); outputs under ``out_dir``.
+
+    ``inp``: mesh with tags (ignored when ``model`` is given). Returns a :class:`DischargeResult`
+    (same on every rank). Raises InputError before any solve on bad input, SolverError when the
+    time stepping cannot continue.
+    """
+    t_wall = time.perf_counter()
+    if not (isinstance(c_rate, (int, float)) and np.isfinite(c_rate) and c_rate > 0):
+        raise InputError(f"C-rate must be > 0, got {c_rate}")
+    if not 0 < max_ddod <= 0.5:
+        raise InputError(f"max_ddod must lie in (0, 0.5], got {max_ddod}")
+    if rest_s < 0:
+        raise InputError(f"rest duration must be >= 0 s, got {rest_s}")
+    snaps = sorted(float(d) for d in dod_snapshots)
+    if any(not 0 < d < 1 for d in snaps):
+        raise InputError(f"DoD snapshots must lie in (0, 1), got {dod_snapshots}")
+    if model is None:
+        p = params if isinstance(params, Parameters) else load_parameters(params)
+        if inp is None:
+            raise InputError("simulate_discharge needs a mesh or a model")
+        model = make_model(inp, p, li_kinetics=li_kinetics, linear_solver=linear_solver)
+    p = model.p
+    comm = model.comm
+    out = Path(out_dir) if out_dir is not None else None
+    ctl = control or StepControl()
+    x0, x1 = p.theta_limits()
+    i1c = model.one_c_current_A()
+    q_nom = i1c * 3600.0  # C
+    current = c_rate * i1c
+    t_1c = 3600.0 / c_rate
+    ctl.dt_max_s = min(ctl.dt_max_s, max_ddod * t_1c)
+    mass_g = p.density * model.vol["active"] * model.ell**3 * 1e3
+    area_cm2 = model.area_cc * model.ell**2 * 1e4
+    writer = OutputWriter(model, out) if out is not None else None
+    fp = _fingerprint(model)
+
+    # ---- state: fresh or from checkpoint ----------------------------------------------------------
+    rows: list[dict[str, Any]] = []
+    segment, t, q_dis, step, dt = "discharge", 0.0, 0.0, 0, 2e-4 * t_1c
+    done_snaps: list[float] = []
+    seg_t0 = 0.0
+    if resume:
+        if out is None:
+            raise InputError("--resume needs the output directory of the interrupted run")
+        arrays, meta = ckpt.read_checkpoint(comm, out, fp)
+        model.restore(arrays)
+        rows = meta["rows"]
+        segment, t, q_dis, step, dt = meta["segment"], meta["t"], meta["q"], meta["step"], meta["dt"]
+        done_snaps, seg_t0 = meta["snapshots"], meta["seg_t0"]
+        if writer is not None:
+            writer.sol_columns = meta.get("sol_columns", [])
+            writer.particle_sol = {k: np.asarray(v) for k, v in meta.get("particle_sol", {}).items()}
+        log.info("resumed at step %d, t = %.1f s, segment %s", step, t, segment)
+    else:
+        model.set_state(x0, 1.0, 0.0)
+    q_prev = model.quantities()
+    li_prev = q_prev["li_solid_mol"] + q_prev["li_electrolyte_mol"]
+
+    def row(dt_: float, cur: float, q: dict[str, float], st: Any, li_bal: float) -> dict[str, Any]:
+        return {"step": step, "t_s": t, "dt_s": dt_, "segment": segment, "voltage_V": q["voltage_V"], "current_A": cur,
+                "current_density_A_m2": cur / (model.area_cc * model.ell**2), "capacity_Ah": q_dis / 3600.0,
+                "capacity_mAh_g": q_dis / 3.6 / mass_g, "capacity_mAh_cm2": q_dis / 3.6 / area_cm2,
+                "dod": q_dis / q_nom, "mean_stoichiometry": q["mean_stoichiometry"], "li_solid_mol": q["li_solid_mol"],
+                "li_electrolyte_mol": q["li_electrolyte_mol"], "li_total_mol": q["li_solid_mol"] + q["li_electrolyte_mol"],
+                "li_balance_rel": li_bal, "interface_current_A": q["interface_current_A"],
+                "c_e_min_mol_m3": q["c_e_min"], "phi_e_li_V": q["phi_e_li_V"],
+                "newton_its": getattr(st, "newton", 0), "krylov_its": getattr(st, "krylov", 0),
+                "retries": getattr(st, "retries", 0)}
+
+    if not rows:
+        rows.append(row(0.0, 0.0, q_prev, None, 0.0))
+    reason = "running"
+    newton_total = sum(int(r["newton_its"]) for r in rows)
+    krylov_total = sum(int(r["krylov_its"]) for r in rows)
+    n_steps_loop = 0
+
+    def save_checkpoint() -> None:
+        if out is None:
+            return
+        meta = {"segment": segment, "t": t, "q": q_dis, "step": step, "dt": dt, "snapshots": done_snaps,
+                "seg_t0": seg_t0, "rows": rows, "fingerprint": fp,
+                "sol_columns": writer.sol_columns if writer else [],
+                "particle_sol": {k: v.tolist() for k, v in (writer.particle_sol.items() if writer else [])}}
+        ckpt.write_checkpoint(comm, out, model.snapshot(), meta)
+        write_timeseries(comm, out, rows)
+
+    with ckpt.TermFlag() as term:
+        while segment != "done":
+            if n_steps_loop >= max_steps:
+                raise SolverError(f"no cut-off after {max_steps} steps")
+            cur = current if segment == "discharge" else 0.0
+            model.set_current_A(cur)
+            dt_try = min(dt, ctl.dt_max_s)
+            pending = [d for d in snaps if d not in done_snaps and d * q_nom > q_dis + 1e-9 * q_nom]
+            if segment == "discharge" and pending:
+                remaining = (pending[0] * q_nom - q_dis) / cur
+                # land on the snapshot without leaving a sliver of a step behind
+                dt_try = remaining if remaining < 1.5 * dt_try else dt_try
+            if segment == "rest":
+                dt_try = min(dt_try, seg_t0 + rest_s - t)
+            pre = model.snapshot()
+            st = try_step(model, dt_try, ctl)
+            dt_try = st.dt
+            q = model.quantities()
+            event = False
+            if segment == "discharge" and q["voltage_V"] < p.voltage_min:
+                g_lo = q_prev["voltage_V"] - p.voltage_min
+
+                def g() -> float:
+                    return model.quantities()["voltage_V"] - p.voltage_min
+
+                model.restore(pre)
+                dt_try, st2 = locate_event(model, g, dt_try, g_lo, q["voltage_V"] - p.voltage_min, ctl, event_tol_V)
+                st.newton += st2.newton
+                st.krylov += st2.krylov
+                q = model.quantities()
+                event = True
+            model.accept_step()
+            t += dt_try
+            q_dis += cur * dt_try
+            step += 1
+            n_steps_loop += 1
+            li_now = q["li_solid_mol"] + q["li_electrolyte_mol"]
+            passed = cur * dt_try / FARADAY
+            li_bal = (li_now - li_prev - passed) / (abs(passed) if passed else max(abs(li_now), 1e-300))
+            li_prev = li_now
+            newton_total += st.newton
+            krylov_total += st.krylov
+            rows.append(row(dt_try, cur, q, st, li_bal))
+            q_prev = q
+            if segment == "discharge" and pending and abs(q_dis - pending[0] * q_nom) <= 1e-9 * q_nom:
+                done_snaps.append(pending[0])
+                if writer is not None:
+                    writer.write_snapshot(pending[0], {"t_s": t, "dod": pending[0], "voltage_V": q["voltage_V"],
+                                                       "capacity_Ah": q_dis / 3600.0})
+            # step-size control
+            if st.retries == 0 and st.newton <= ctl.easy_newton:
+                dt = min(dt_try * ctl.grow, ctl.dt_max_s) if dt_try >= 0.999 * dt else dt
+            elif st.retries > 0:
+                dt = max(dt_try * ctl.shrink, ctl.dt_min_s)
+            if event:
+                reason = "cut-off"
+                segment = "rest" if rest_s > 0 else "done"
+                seg_t0 = t
+                dt = ctl.dt_init_s
+            elif segment == "rest" and t >= seg_t0 + rest_s - 1e-9:
+                segment = "done"
+            if out is not None and (step % max(checkpoint_every, 1) == 0):
+                save_checkpoint()
+            if bool(comm.allreduce(term.hit)):
+                save_checkpoint()
+                raise SolverError(f"terminated by SIGTERM at step {step}, t = {t:.1f} s; checkpoint written, "
+                                  "continue with --resume")
+            if step % 10 == 0:
+                log.info("step %d t=%.1f s V=%.4f V DoD=%.3f dt=%.3g s newton=%d", step, t, q["voltage_V"],
+                         q_dis / q_nom, dt_try, st.newton)
+    dis = [r for r in rows if r["segment"] == "discharge" and r["step"] > 0]
+    energy = sum(r["voltage_V"] * r["current_A"] * r["dt_s"] for r in dis) / 3600.0
+    cap = q_dis / 3600.0
+    res = DischargeResult(
+        c_rate=float(c_rate), capacity_Ah=cap, capacity_mAh_g=cap * 1e3 / mass_g, capacity_mAh_cm2=cap * 1e3 / area_cm2,
+        nominal_capacity_Ah=q_nom / 3600.0, nominal_capacity_mAh_g=q_nom / 3.6 / mass_g, utilisation=q_dis / q_nom,
+        one_c_current_A=i1c, final_voltage_V=float(dis[-1]["voltage_V"]) if dis else float("nan"),
+        mean_voltage_V=energy / cap if cap > 0 else float("nan"), energy_Wh=energy,
+        discharge_time_s=float(dis[-1]["t_s"]) if dis else 0.0, reason=reason, steps=step,
+        newton_total=newton_total, krylov_total=krylov_total, newton_per_step=newton_total / max(step, 1),
+        snapshots=done_snaps, dofs=model.dof_count(), cells=model.inp.mesh.topology.index_map(3).size_global,
+        mpi_size=comm.size, wall_s=time.perf_counter() - t_wall, rows=rows,
+    )
+    if out is not None:
+        write_timeseries(comm, out, rows)
+    return res
