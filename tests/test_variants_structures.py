@@ -261,3 +261,22 @@ def test_thick_generate_uses_recorded_generator_and_variants_chain():
     assert "particles" not in cal.metadata  # the generator's ground truth no longer applies
     with pytest.raises(InputError, match="synthetic generator"):
         thick_electrode(Volume(np.zeros((4, 4, 4), np.uint8), 1.0), 8.0, method="generate")
+
+
+def test_graded_particle_dense_electrode_restored():
+    # a realistic, dense synthetic electrode (active ~55 %): random placement alone jams, the exact
+    # FFT search must still restore the active volume within 1 %
+    from tomocell.microstructure.synthetic import generate_electrode
+
+    vol, ids = generate_electrode(box_um=(20.0, 16.0, 16.0), voxel_size_um=0.5, d90_um=9.0, seed=1,
+                                  return_particle_ids=True)
+    ids = np.where(vol.labels == ACTIVE, ids, 0)
+    lonely = (vol.labels == ACTIVE) & (ids == 0)
+    ids[lonely] = ids.max() + 1 + np.arange(int(lonely.sum()))  # stray voxels: own particles
+    new, rep = graded_particle(vol, band_um=8.0, erosion_um=2.0, labels=ids, seed=0)
+    assert rep["band_active_voxels_after_erosion"] < 0.5 * rep["band_active_voxels_input"]
+    assert abs(rep["band_active_relative_error"]) <= 0.01
+    n_band = rep["band_index"][1]
+    assert int((new.labels[:n_band] == ACTIVE).sum()) == rep["band_active_voxels_output"]
+    assert np.array_equal(new.labels[n_band:], vol.labels[n_band:])
+    assert rep["small_particles_without_solid_contact"] == 0
