@@ -247,7 +247,7 @@ def test_calender_packed_particle_deforms_at_constant_volume():
 
 
 def test_thick_generate_uses_recorded_generator_and_variants_chain():
-    from tomocell.microstructure.synthetic import generate_electrode
+    generate_electrode = pytest.importorskip("tomocell.microstructure.synthetic").generate_electrode
 
     base = generate_electrode(box_um=(20.0, 16.0, 16.0), voxel_size_um=0.5, d90_um=9.0, seed=1)
     thick, rep = thick_electrode(base, thickness_um=30.0, method="generate")
@@ -266,7 +266,7 @@ def test_thick_generate_uses_recorded_generator_and_variants_chain():
 def test_graded_particle_dense_electrode_restored():
     # a realistic, dense synthetic electrode (active ~55 %): random placement alone jams, the exact
     # FFT search must still restore the active volume within 1 %
-    from tomocell.microstructure.synthetic import generate_electrode
+    generate_electrode = pytest.importorskip("tomocell.microstructure.synthetic").generate_electrode
 
     vol, ids = generate_electrode(box_um=(20.0, 16.0, 16.0), voxel_size_um=0.5, d90_um=9.0, seed=1,
                                   return_particle_ids=True)
