@@ -119,7 +119,7 @@ def surface_mesh(
     h_bulk_um: float = 1.0,
     separator_um: float = 25.0,
     particle_labels: np.ndarray | None = None,
-    smoothing_iterations: int = 20,
+    smoothing_iterations: int = 12,
     coarsen_factor: float = 1.0,
     threads: int = 1,
 ) -> TetMesh:

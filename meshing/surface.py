@@ -117,7 +117,7 @@ def _popcount(x: np.ndarray) -> np.ndarray:
 
 
 def smooth_surface(
-    surf: Surface, voxel_um: tuple[float, float, float], *, iterations: int = 20,
+    surf: Surface, voxel_um: tuple[float, float, float], *, iterations: int = 12,
     lam: float = 0.5, mu: float = -0.53, max_move_vox: float = 0.45,
 ) -> Surface:
     """Taubin-smooth the surface in place (see module docstring); returns it."""
@@ -293,7 +293,7 @@ def repair_folds(surf: Surface, max_rounds: int = 8) -> int:
     return int(touched.sum())
 
 
-def surface_of_volume(volume: Volume, *, separator: bool = True, iterations: int = 20) -> Surface:
+def surface_of_volume(volume: Volume, *, separator: bool = True, iterations: int = 12) -> Surface:
     """Smoothed multi-label surface of a Volume."""
     s = build_surface(volume.labels, volume.voxel_size_um, separator=separator)
     if iterations > 0:

@@ -1,0 +1,87 @@
+"""`tomocell mesh` end to end, bad input, and a sub-volume of the shared GAN volume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tomocell.meshing import tags
+from tomocell.meshing.phantoms import sphere_pack_volume
+from tomocell.microstructure.volume import Volume
+
+
+def _gan_subvolume(path, n=32):
+    import tifffile
+
+    arr = tifffile.imread(path)[:n, :n, :n]
+    return Volume.from_stored_labels(arr, 0.390625, {0: "pore", 85: "active", 170: "cbd"})
+
+
+def test_cli_voxel_route_writes_everything(tmp_path):
+    from tomocell.cli import main
+
+    vol, _ = sphere_pack_volume((10, 9, 8), 0.5, n_spheres=3, radius_vox=(2.0, 4.0), seed=1)
+    np.save(tmp_path / "v.npy", vol.labels)
+    out = tmp_path / "m"
+    rc = main(["mesh", str(tmp_path / "v.npy"), "--voxel-size", "0.5", "--labels", "0=pore,1=active,2=cbd",
+               "--route", "voxel", "--separator", "2", "--out", str(out)])
+    assert rc == 0
+    for f in ("mesh.xdmf", "mesh.h5", "mesh.msh", "fidelity.json", "run.json"):
+        assert (out / f).is_file(), f
+    rep = json.loads((out / "fidelity.json").read_text())
+    from tomocell.meshing.separator import layer_thicknesses
+
+    n_sep = len(layer_thicknesses(2.0, 0.5, 1.5))
+    assert rep["conformity"]["ok"] and rep["tets"] == 6 * 9 * 8 * (10 + n_sep)
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "ok" and run["results"]["route"] == "voxel"
+    # the .msh copy carries the physical groups
+    import meshio
+
+    m = meshio.read(out / "mesh.msh")
+    assert "tetra" in m.cells_dict and len(m.cells_dict["tetra"]) == rep["tets"]
+
+
+def test_cli_bad_input(tmp_path, capsys):
+    from tomocell.cli import main
+
+    np.save(tmp_path / "v.npy", np.zeros((4, 4, 4), np.uint8))  # pore only
+    rc = main(["mesh", str(tmp_path / "v.npy"), "--voxel-size", "1", "--labels", "0=pore", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "no active" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "mesh.xdmf").exists()
+
+
+@pytest.mark.shared_data
+def test_gan_subvolume_voxel_and_surface(gan_volume_path, tmp_path):
+    from tomocell.meshing.fidelity import check_fidelity, fidelity_report
+    from tomocell.meshing.gmsh_volume import surface_mesh
+    from tomocell.meshing.meshfile import read_mesh, write_mesh
+    from tomocell.meshing.voxel import voxel_mesh
+
+    vol = _gan_subvolume(gan_volume_path, 32)
+    vol.require_phases("pore", "active", "cbd")
+    mv = voxel_mesh(vol, separator_um=5.0)
+    rv = fidelity_report(mv, vol)
+    check_fidelity(rv, area_tol=None)
+    for v in rv["phase_volumes"].values():
+        assert abs(v["rel_error"]) < 1e-12
+    # the voxel route's stair-stepped interfaces exceed the marching-cubes areas by a lot
+    assert rv["interface_areas"]["active|pore"]["rel_error"] > 0.2
+    write_mesh(tmp_path / "g.xdmf", mv)
+    d = read_mesh(tmp_path / "g.xdmf")
+    assert d.mesh.topology.index_map(3).size_global == mv.num_tets
+    assert set(np.unique(d.facet_tags.values)) == set(np.unique(mv.facet_tags))
+    ms = surface_mesh(vol, h_interface_um=0.4, h_bulk_um=1.2, separator_um=5.0)
+    rs = fidelity_report(ms, vol)
+    assert rs["conformity"]["ok"]
+    assert np.any(ms.facet_tags == tags.ACTIVE_PORE)
+    # KNOWN SHORTFALL (reported): on this rough 32^3 GAN crop the surface route measures active
+    # +0.9..1.2 %, CBD -2.8..-3.8 %, active|pore area +14..17 % vs marching cubes (issue targets:
+    # 1 %, 3 %, 5 %); these bounds guard against regressions, not the acceptance targets.
+    for name, v in rs["phase_volumes"].items():
+        assert abs(v["rel_error"]) < (0.05 if name == "cbd" else 0.015), (name, v)
+    for name, v in rs["interface_areas"].items():
+        assert abs(v["rel_error"]) < 0.2, (name, v)
