@@ -17,8 +17,8 @@ are accepted: values that merely look like phase codes (0/1/2) are never taken o
 The voxel size comes from the ``voxel_size_um`` argument (which wins) or from the file's metadata; where
 it came from is kept in ``metadata['voxel_size_source']``. Neither: InputError.
 
-``mmap=True`` memory-maps ``.npy`` and ``.raw`` inputs and maps labels slab by slab, so only the uint8
-result is held in memory (for volumes larger than RAM, convert them slab-wise to uint8 first). All writes
+``mmap=True`` memory-maps ``.npy`` and ``.raw`` inputs and reads HDF5 datasets lazily; stored values are
+then scanned and mapped slab by slab, so besides the input's pages only the uint8 result is held in memory. All writes
 are atomic (tomocell.atomic): a failed write leaves no file.
 """
 
@@ -151,14 +151,15 @@ def _read_npy(path: Path, mmap: bool) -> tuple[np.ndarray, dict[str, Any]]:
     return arr, meta
 
 
-def _read_hdf5(path: Path, dataset: str | None) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_hdf5(path: Path, dataset: str | None, lazy: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Dataset as an array, or (``lazy``) as the open h5py Dataset, read slab by slab by the caller."""
     import h5py
 
     try:
         f = h5py.File(path, "r")
     except Exception as exc:
         raise InputError(f"cannot open HDF5 file {path}: {exc}") from exc
-    with f:
+    try:
         if dataset is None:
             found: list[str] = []
             f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim == 3 else None)
@@ -171,7 +172,6 @@ def _read_hdf5(path: Path, dataset: str | None) -> tuple[np.ndarray, dict[str, A
         if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
             raise InputError(f"HDF5 file {path} has no dataset {dataset!r}")
         ds = f[dataset]
-        arr = ds[()]
         meta: dict[str, Any] = {}
         for src in (f.attrs, ds.attrs):
             for k, v in src.items():
@@ -182,6 +182,13 @@ def _read_hdf5(path: Path, dataset: str | None) -> tuple[np.ndarray, dict[str, A
             except json.JSONDecodeError as exc:
                 raise InputError(f"HDF5 file {path}: corrupt tomocell metadata: {exc}") from exc
         meta["dataset"] = dataset
+        if lazy:
+            return ds, meta  # the Dataset keeps the file open until it is released
+        arr = ds[()]
+    except BaseException:
+        f.close()
+        raise
+    f.close()
     return arr, meta
 
 
@@ -201,7 +208,7 @@ def _read_any(
     elif ext == ".npy":
         arr, meta = _read_npy(p, mmap)
     elif ext in HDF5_EXT:
-        arr, meta = _read_hdf5(p, dataset)
+        arr, meta = _read_hdf5(p, dataset, lazy=mmap)
     else:
         raise InputError(f"unknown volume format {p.suffix!r} for {p} (use .tif, .tiff, a TIFF-slice directory, .raw, .npy, .h5)")
     if arr.ndim != 3:
@@ -256,8 +263,15 @@ def _greyscale_error(p: Path, why: str) -> InputError:
     )
 
 
-def _map_labels(arr: np.ndarray, label_map: dict[int, str], p: Path) -> np.ndarray:
+def _map_labels(arr: np.ndarray, label_map: dict[int, str], p: Path, check_absent: bool = True) -> np.ndarray:
     present = _distinct_values(arr)
+    if check_absent:
+        absent = {int(v): n for v, n in label_map.items() if v not in {int(x) for x in present}}
+        if absent:
+            raise InputError(
+                f"{p}: label value(s) {absent} given in the mapping do not occur in the file (values present: "
+                f"{[x.item() for x in present[:10]]}); check --labels"
+            )
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(present)) or np.any(present != np.round(present)):
             raise _greyscale_error(p, f"dtype {arr.dtype} with non-integer values")
@@ -304,6 +318,7 @@ def read_volume(
     """
     arr, meta, p = _read_any(path, dataset=dataset, raw_shape=raw_shape, raw_dtype=raw_dtype, byte_order=byte_order, mmap=mmap)
     ours = meta.get("format") == FORMAT_TAG or bool(meta.get("tomocell"))
+    user_map = labels is not None
     vs, vs_source = _resolve_voxel_size(voxel_size_um, meta, p)
     if vs is None:
         raise InputError(f"voxel size of {p} is unknown (not stored in the file): give it in micrometres (--voxel-size UM)")
@@ -326,7 +341,9 @@ def read_volume(
             )
     elif np.issubdtype(arr.dtype, np.floating) and _distinct_values(arr).size > MAX_LABEL_VALUES:
         raise _greyscale_error(p, f"dtype {arr.dtype} with many distinct values")
-    codes = _map_labels(arr, labels, p)
+    codes = _map_labels(arr, labels, p, check_absent=user_map)
+    if np.count_nonzero(np.bincount(codes.ravel(), minlength=3)) < 2:
+        raise InputError(f"{p} holds only one phase ({PHASE_NAMES[int(codes.flat[0])]}): nothing to model")
     md: dict[str, Any] = {}
     if ours and isinstance(meta.get("metadata"), dict):
         md.update(meta["metadata"])

@@ -217,3 +217,28 @@ def test_xct_volume_two_phases(xct_volume_path: Path) -> None:
     fr = v.fractions()
     assert fr["active"] == pytest.approx(0.398, abs=0.002)
     assert fr["cbd"] == pytest.approx(0.602, abs=0.002) and fr["pore"] == 0.0
+
+
+def test_requested_phase_absent_and_single_phase(tmp_path: Path, vol: Volume) -> None:
+    st = _stored(vol)
+    st[st == 170] = 0
+    tifffile.imwrite(tmp_path / "f.tif", st)
+    with pytest.raises(InputError, match="do not occur"):
+        read_volume(tmp_path / "f.tif", labels=LABELS, voxel_size_um=0.2)
+    tifffile.imwrite(tmp_path / "one.tif", np.full((4, 4, 4), 85, np.uint8))
+    with pytest.raises(InputError, match="only one phase"):
+        read_volume(tmp_path / "one.tif", labels={85: "active"}, voxel_size_um=0.2)
+
+
+def test_imagej_tiff_voxel_size(tmp_path: Path, vol: Volume) -> None:
+    tifffile.imwrite(tmp_path / "ij.tif", _stored(vol), imagej=True, resolution=(1 / 0.3, 1 / 0.2),
+                     metadata={"spacing": 0.126, "unit": "um", "axes": "ZYX"})
+    back = read_volume(tmp_path / "ij.tif", labels=LABELS)
+    assert back.voxel_size_um == pytest.approx((0.126, 0.2, 0.3))
+    assert "ImageJ" in back.metadata["voxel_size_source"]
+
+
+def test_hdf5_lazy_read(tmp_path: Path, vol: Volume) -> None:
+    p = write_volume(vol, tmp_path / "v.h5")
+    back = read_volume(p, mmap=True)
+    assert np.array_equal(back.labels, vol.labels) and back.voxel_size_um == vol.voxel_size_um
