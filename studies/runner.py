@@ -32,6 +32,7 @@ import datetime as _dt
 import json
 import math
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -362,3 +363,30 @@ def run_study_module(module: ModuleType, config: dict[str, Any], out_dir: str | 
     return run_study(module.NAME, module.plan(config), module.run_one, out_dir,
                      figures_fn=getattr(module, "figures", None), description=getattr(module, "DESCRIPTION", ""),
                      config=config, **kw)
+
+
+def study_main(module: ModuleType, argv: Sequence[str] | None = None) -> int:
+    """``python -m tomocell.studies.<name> [--config FILE] --out DIR [--force]`` (also under mpirun).
+
+    Exit 0 when every run finished, 1 when some failed (see report.md), 2 on bad input.
+    """
+    import argparse
+
+    from tomocell.log import setup_logging
+
+    ap = argparse.ArgumentParser(prog=f"python -m tomocell.studies.{module.NAME}", description=getattr(module, "DESCRIPTION", ""))
+    ap.add_argument("--config", help="study config (TOML/YAML/JSON); default: the bundled studies/configs/NAME.toml")
+    ap.add_argument("--out", required=True, help="study directory (runs/, results.csv, report.md)")
+    ap.add_argument("--force", action="store_true", help="rerun finished runs too")
+    ap.add_argument("-q", "--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    setup_logging(-1 if args.quiet else 0)
+    try:
+        cfg = study_config(module, args.config)
+        res = run_study_module(module, cfg, args.out, force=args.force)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if mpi.is_root():
+        print(f"{res.report} ({len(res.outcomes) - len(res.failed)} of {len(res.outcomes)} runs finished)")
+    return 1 if res.failed else 0
