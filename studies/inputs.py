@@ -101,3 +101,59 @@ def load_volume_spec(spec: dict[str, Any], base_dir: str | Path | None = None) -
 
         return vol, ids, {"path": str(p.resolve()), "sha256": sha256_of(p)}
     raise InputError("[volume] needs either 'synthetic = {...}' or 'path = \"...\"'")
+
+
+#: variant kinds a study config may name, with the function each calls
+VARIANT_KINDS = ("as_prepared", "graded_particle", "graded_porosity", "thick", "calender")
+
+
+def apply_variants(volume: Volume, ids: np.ndarray | None, steps: list[dict[str, Any]] | dict[str, Any] | None,
+                   seed: int = 0) -> tuple[Volume, np.ndarray | None, list[dict[str, Any]]]:
+    """Apply structure variants in order; each step is ``{kind = ..., <parameters>}``.
+
+    kinds: ``as_prepared`` (nothing), ``graded_particle`` (band_um, erosion_um, small_diameter_um,
+    tolerance), ``graded_porosity`` (band: R1..R4/global/[start, end], dilation_um), ``thick``
+    (thickness_um, method), ``calender`` (strain, cbd_attach_um). Particle ids survive only steps
+    that keep every active voxel (graded porosity); otherwise they become None (the caller relabels
+    with the characterisation's watershed if it needs them). Returns (volume, ids, reports).
+    """
+    from tomocell.microstructure.variants_calendering import calender
+    from tomocell.microstructure.variants_graded_particle import graded_particle
+    from tomocell.microstructure.variants_graded_porosity import graded_porosity
+    from tomocell.microstructure.variants_thick import thick_electrode
+
+    if steps is None:
+        steps = []
+    if isinstance(steps, dict):
+        steps = [steps]
+    reports: list[dict[str, Any]] = []
+    for step in steps:
+        if not isinstance(step, dict) or "kind" not in step:
+            raise InputError(f"a variant step must be a table with 'kind' ({', '.join(VARIANT_KINDS)}), got {step!r}")
+        kw = {k: v for k, v in step.items() if k != "kind"}
+        kind = str(step["kind"]).replace("-", "_")
+        try:
+            if kind == "as_prepared":
+                rep: dict[str, Any] = {}
+            elif kind == "graded_particle":
+                if "small_diameter_um" in kw:
+                    kw["small_diameter_um"] = tuple(kw["small_diameter_um"])
+                volume, rep = graded_particle(volume, labels=ids, seed=kw.pop("seed", seed), **kw)
+                ids = None
+            elif kind == "graded_porosity":
+                if isinstance(kw.get("band"), list):
+                    kw["band"] = tuple(kw["band"])
+                volume, rep = graded_porosity(volume, **kw)
+            elif kind == "thick":
+                volume, rep = thick_electrode(volume, **kw)
+                ids = None
+            elif kind == "calender":
+                volume, rep = calender(volume, labels=ids, seed=kw.pop("seed", seed), **kw)
+                ids = None
+            else:
+                raise InputError(f"unknown variant kind {step['kind']!r} (use {', '.join(VARIANT_KINDS)})")
+        except TypeError as exc:  # unknown parameter name in the config
+            raise InputError(f"variant {kind}: {exc}") from None
+        rep = {k: v for k, v in rep.items() if k != "provenance"}
+        reports.append({"kind": kind, **rep})
+    return volume, ids, reports

@@ -280,3 +280,20 @@ def test_graded_particle_dense_electrode_restored():
     assert int((new.labels[:n_band] == ACTIVE).sum()) == rep["band_active_voxels_output"]
     assert np.array_equal(new.labels[n_band:], vol.labels[n_band:])
     assert rep["small_particles_without_solid_contact"] == 0
+
+
+def test_apply_variants_from_config_steps(pack):
+    from tomocell.studies.inputs import apply_variants
+
+    vol, ids, reps = apply_variants(pack, None, [{"kind": "graded-porosity", "band": "R1"},
+                                                 {"kind": "calender", "strain": 0.15}])
+    direct, _ = calender(graded_porosity(pack, "R1")[0], 0.15)
+    assert np.array_equal(vol.labels, direct.labels)
+    assert [r["kind"] for r in reps] == ["graded_porosity", "calender"] and ids is None
+    assert [v["operation"] for v in vol.metadata["variants"]] == ["graded_porosity", "calender"]
+    same, _, _ = apply_variants(pack, None, {"kind": "as_prepared"})
+    assert same is pack
+    with pytest.raises(InputError, match="unknown variant kind"):
+        apply_variants(pack, None, [{"kind": "sintering"}])
+    with pytest.raises(InputError, match="graded_porosity"):
+        apply_variants(pack, None, [{"kind": "graded_porosity", "bnad": "R1"}])
