@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from tomocell.atomic import _json_default, atomic_path
+from tomocell.config import parse_voxel_size
 from tomocell.errors import InputError
 from tomocell.log import get_logger
 from tomocell.microstructure.volume import PHASE_CODES, PHASE_NAMES, Volume, _check_voxel_size
@@ -233,7 +234,7 @@ def _resolve_voxel_size(arg: Any, meta: dict[str, Any], p: Path) -> tuple[tuple[
             source = src
             break
     if arg is not None:
-        vs = _check_voxel_size(arg)
+        vs = parse_voxel_size(arg) if isinstance(arg, str) else _check_voxel_size(arg)
         if file_vs is not None and not np.allclose(vs, file_vs, rtol=1e-6):
             log.warning("%s: voxel size %s um given overrides %s um stored in the file", p, vs, file_vs)
         return vs, "argument"

@@ -44,7 +44,7 @@ from scipy.spatial.transform import Rotation
 
 from tomocell.errors import InputError
 from tomocell.log import get_logger, progress
-from tomocell.microstructure.volume import ACTIVE, CBD, PORE, Volume
+from tomocell.microstructure.volume import ACTIVE, CBD, PORE, Volume, _check_voxel_size
 
 log = get_logger("microstructure.synthetic")
 
@@ -264,7 +264,6 @@ def _pack(p: GeneratorParams, shape: tuple[int, int, int], vs: np.ndarray, rng: 
     n_total = int(np.prod(shape))
     target = int(round(p.active_fraction * n_total))
     tol = max(1, int(0.001 * n_total))
-    box_vol = float(np.prod(np.asarray(shape) * vs))
     truth: dict[str, list[Any]] = {"centre_um": [], "semi_axes_um": [], "axes": [], "d_eq_um": [], "voxels": []}
     # Voxels gained per nominal particle volume (overlaps, side cuts), learnt per round. Each round asks for
     # a little less than the deficit, so stopping at the target never drops the small end of a sample; the
@@ -338,7 +337,6 @@ def _pack(p: GeneratorParams, shape: tuple[int, int, int], vs: np.ndarray, rng: 
             f"could not pack active fraction {p.active_fraction} (reached {packer.n_active / n_total:.3f}) in box "
             f"{p.box_um} um with max_overlap {p.max_overlap}: lower the fraction, raise max_overlap or enlarge the box"
         )
-    _ = box_vol
     return packer, truth, {"rounds": rounds, "particles_dropped": dropped + int(pend_d.size),
                            "efficiency_first_round": eff_first}
 
@@ -452,7 +450,7 @@ def generate_electrode(
     p = _resolve(preset, dict(box_um=box_um, voxel_size_um=voxel_size_um, active_fraction=active_fraction,
                               cbd_fraction=cbd_fraction, d50_um=d50_um, d90_um=d90_um, sphericity=sphericity,
                               seed=seed, **more))
-    vs = np.asarray(Volume(np.zeros((1, 1, 1), np.uint8), p.voxel_size_um).voxel_size_um)
+    vs = np.asarray(_check_voxel_size(p.voxel_size_um))
     shape = tuple(int(round(b / v)) for b, v in zip(p.box_um, vs))
     if min(shape) < 4:
         raise InputError(f"box {p.box_um} um at voxel {tuple(vs)} um is under 4 voxels along an axis")
@@ -536,7 +534,7 @@ def generate_cbd_scan(
     """
     if not 0 < porosity < 1:
         raise InputError(f"CBD porosity must be in (0, 1), got {porosity}")
-    vs = np.asarray(Volume(np.zeros((1, 1, 1), np.uint8), voxel_size_um).voxel_size_um)
+    vs = np.asarray(_check_voxel_size(voxel_size_um))
     rng = np.random.default_rng(seed)
     f = rng.standard_normal(shape, dtype=np.float32)
     ndimage.gaussian_filter(f, sigma=feature_um / vs, output=f, mode="wrap")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import h5py
@@ -41,6 +40,7 @@ def test_voxel_size_argument_overrides_file(tmp_path: Path, vol: Volume) -> None
     back = read_volume(p, voxel_size_um=0.5)
     assert back.voxel_size_um == (0.5, 0.5, 0.5)
     assert back.metadata["voxel_size_source"] == "argument"
+    assert read_volume(p, voxel_size_um="0.1,0.2,0.3").voxel_size_um == (0.1, 0.2, 0.3)  # CLI strings
 
 
 def _stored(vol: Volume) -> np.ndarray:

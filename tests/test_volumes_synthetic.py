@@ -160,3 +160,14 @@ def test_bad_parameters(kw, msg) -> None:
 
 def test_presets_documented() -> None:
     assert PRESETS["paper"]["box_um"] == (50.0, 43.0, 43.0) and PRESETS["paper"]["voxel_size_um"] == 0.126
+
+
+@pytest.mark.slow
+def test_paper_box() -> None:
+    """The paper's volume (50 x 43 x 43 um at 0.126 um, 46 M voxels): fractions and sizes (about 20-40 s)."""
+    v = generate_electrode(preset="paper", seed=0)
+    assert v.labels.size > 45e6
+    fr = v.fractions()
+    assert fr["active"] == pytest.approx(0.55, abs=0.01) and fr["cbd"] == pytest.approx(0.15, abs=0.01)
+    _, d50, d90 = volume_weighted_quantiles(np.asarray(v.metadata["particles"]["d_eq_um"]))
+    assert d50 == pytest.approx(5.0, rel=0.1) and d90 == pytest.approx(10.0, rel=0.1)
