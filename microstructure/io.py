@@ -107,7 +107,7 @@ def _read_tiff_dir(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
                 f"slice {f.name} has shape {s.shape} / dtype {s.dtype}, but {files[0].name} has {first.shape} / {first.dtype}"
             )
         slices.append(s)
-    return np.stack(slices, axis=0), {"n_slices": len(files)}
+    return np.stack(slices, axis=0), {**_sidecar(path), "n_slices": len(files)}
 
 
 def _read_raw(path: Path, shape: Any, dtype: Any, byte_order: str, mmap: bool) -> np.ndarray:
@@ -137,19 +137,26 @@ def _read_raw(path: Path, shape: Any, dtype: Any, byte_order: str, mmap: bool) -
     return np.fromfile(path, dtype=dt).reshape(shp)
 
 
+def _sidecar(path: Path) -> dict[str, Any]:
+    """Metadata from ``<file>.json`` (NPY/RAW) or ``volume.json`` (slice directory), if present."""
+    side = path / "volume.json" if path.is_dir() else Path(str(path) + ".json")
+    if not side.is_file():
+        return {}
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"sidecar {side} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise InputError(f"sidecar {side} must hold a JSON object")
+    return meta
+
+
 def _read_npy(path: Path, mmap: bool) -> tuple[np.ndarray, dict[str, Any]]:
     try:
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except Exception as exc:
         raise InputError(f"cannot read NPY file {path}: {exc}") from exc
-    meta: dict[str, Any] = {}
-    side = Path(str(path) + ".json")
-    if side.is_file():
-        try:
-            meta = json.loads(side.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"sidecar {side} is not valid JSON: {exc}") from exc
-    return arr, meta
+    return arr, _sidecar(path)
 
 
 def _read_hdf5(path: Path, dataset: str | None, lazy: bool = False) -> tuple[Any, dict[str, Any]]:
@@ -205,7 +212,10 @@ def _read_any(
     elif ext in TIFF_EXT:
         arr, meta = _read_tiff(p)
     elif ext == ".raw":
-        arr, meta = _read_raw(p, raw_shape, raw_dtype, byte_order, mmap), {}
+        meta = _sidecar(p)
+        if meta.get("format") == FORMAT_TAG and raw_shape is None and raw_dtype is None:
+            raw_shape, raw_dtype, byte_order = meta["shape"], meta["dtype"], meta.get("byte_order", "little")
+        arr = _read_raw(p, raw_shape, raw_dtype, byte_order, mmap)
     elif ext == ".npy":
         arr, meta = _read_npy(p, mmap)
     elif ext in HDF5_EXT:
@@ -402,7 +412,9 @@ def write_volume(volume: Volume, path: str | os.PathLike[str]) -> Path:
     """Write ``volume`` (uint8 phase codes) with voxel size and provenance; atomic.
 
     ``.tif``/``.tiff`` (JSON in the TIFF description, plus resolution tags), ``.h5``/``.hdf5`` (dataset
-    ``labels`` with attributes ``voxel_size_um`` and ``tomocell``), ``.npy`` (+ ``.npy.json`` sidecar).
+    ``labels`` with attributes ``voxel_size_um`` and ``tomocell``), ``.npy`` (+ ``.npy.json`` sidecar),
+    ``.raw`` (uint8, + ``.raw.json`` sidecar with shape and dtype), or a path without suffix: a directory of
+    2D TIFF slices along axis 0 (``slice_00000.tif`` ...) with ``volume.json``.
     """
     if not isinstance(volume, Volume):
         raise InputError(f"write_volume needs a Volume, got {type(volume).__name__}")
@@ -429,13 +441,28 @@ def write_volume(volume: Volume, path: str | os.PathLike[str]) -> Path:
                 ds.attrs["voxel_size_um"] = np.asarray(volume.voxel_size_um, dtype=float)
                 ds.attrs["element_size_um"] = np.asarray(volume.voxel_size_um, dtype=float)
                 ds.attrs["tomocell"] = json.dumps(fmeta)
-    elif ext == ".npy":
+    elif ext in (".npy", ".raw"):
         side = Path(str(p) + ".json")
+        if ext == ".raw":
+            fmeta.update(shape=list(labels.shape), dtype="uint8", byte_order="little")
         with atomic_path(side) as tmp_side, atomic_path(p) as tmp:
-            np.save(tmp, labels, allow_pickle=False)
+            if ext == ".npy":
+                np.save(tmp, labels, allow_pickle=False)
+            else:
+                labels.tofile(tmp)
             tmp_side.write_text(json.dumps(fmeta, indent=1))
+    elif ext == "":
+        import tifffile
+
+        from tomocell.atomic import atomic_dir
+
+        with atomic_dir(p) as tmp_dir:
+            width = max(5, len(str(labels.shape[0])))
+            for i in range(labels.shape[0]):
+                tifffile.imwrite(tmp_dir / f"slice_{i:0{width}d}.tif", labels[i], compression="zlib")
+            (tmp_dir / "volume.json").write_text(json.dumps(fmeta, indent=1))
     else:
-        raise InputError(f"cannot write volume format {p.suffix!r} ({p}): use .tif, .h5 or .npy")
+        raise InputError(f"cannot write volume format {p.suffix!r} ({p}): use .tif, .h5, .npy, .raw or a directory")
     return p
 
 

@@ -21,10 +21,11 @@ def vol() -> Volume:
     return Volume(lab, (0.126, 0.2, 0.3), {"generator": {"seed": 3, "box_um": [1.0, 2.0, 3.0]}, "note": "x"})
 
 
-@pytest.mark.parametrize("ext", [".tif", ".tiff", ".h5", ".hdf5", ".npy"])
-def test_write_read_round_trip_is_exact(tmp_path: Path, vol: Volume, ext: str) -> None:
+@pytest.mark.parametrize("ext", [".tif", ".tiff", ".h5", ".hdf5", ".npy", ".raw", ""])
+@pytest.mark.parametrize("mmap", [False, True])
+def test_write_read_round_trip_is_exact(tmp_path: Path, vol: Volume, ext: str, mmap: bool) -> None:
     p = write_volume(vol, tmp_path / f"v{ext}")
-    back = read_volume(p)
+    back = read_volume(p, mmap=mmap)
     assert back.labels.dtype == np.uint8
     assert np.array_equal(back.labels, vol.labels)
     assert back.voxel_size_um == vol.voxel_size_um  # exact floats, anisotropic order kept
@@ -32,7 +33,10 @@ def test_write_read_round_trip_is_exact(tmp_path: Path, vol: Volume, ext: str) -
     assert back.metadata["written_by_tomocell"] is True
     assert back.metadata["voxel_size_source"].startswith("file metadata")
     # no temporary files left next to the output
-    assert sorted(f.name for f in tmp_path.iterdir()) == sorted([f"v{ext}"] + ([f"v{ext}.json"] if ext == ".npy" else []))
+    sidecar = [f"v{ext}.json"] if ext in (".npy", ".raw") else []
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted([f"v{ext}"] + sidecar)
+    if ext == "":
+        assert len(list(p.glob("slice_*.tif"))) == vol.shape[0]
 
 
 def test_voxel_size_argument_overrides_file(tmp_path: Path, vol: Volume) -> None:
@@ -166,7 +170,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path, vol: Volume) -> None:
         write_volume(vol, tmp_path / "v.vtk")
     # a writer that fails half-way: metadata that cannot be serialised
     bad = Volume(vol.labels, vol.voxel_size_um, {"obj": object()})
-    for ext in (".tif", ".h5", ".npy"):
+    for ext in (".tif", ".h5", ".npy", ".raw", ""):
         with pytest.raises(TypeError):
             write_volume(bad, tmp_path / f"w{ext}")
     assert list(tmp_path.iterdir()) == []
@@ -180,6 +184,8 @@ def test_writer_crash_half_way_leaves_nothing(tmp_path: Path, vol: Volume, monke
     monkeypatch.setattr(tifffile, "imwrite", crash)
     with pytest.raises(OSError, match="disk full"):
         write_volume(vol, tmp_path / "v.tif")
+    with pytest.raises(OSError, match="disk full"):
+        write_volume(vol, tmp_path / "slices")
     assert list(tmp_path.iterdir()) == []
 
 
