@@ -280,6 +280,7 @@ def test_graded_particle_dense_electrode_restored():
     assert int((new.labels[:n_band] == ACTIVE).sum()) == rep["band_active_voxels_output"]
     assert np.array_equal(new.labels[n_band:], vol.labels[n_band:])
     assert rep["small_particles_without_solid_contact"] == 0
+    assert rep["truncation_used"] <= 0.3 + 1e-9 and rep["small_particles_truncated"] <= rep["small_particles_placed"]
 
 
 def test_apply_variants_from_config_steps(pack):
