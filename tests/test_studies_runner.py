@@ -136,3 +136,24 @@ def test_bad_names_and_stop_on_failure(tmp_path):
         run_study("demo", RUNS, Recorder(fail={"a"}), tmp_path, keep_going=False)
     assert json.loads((tmp_path / "runs/a/run.json").read_text())["status"] == "failed"
     assert isinstance(Figure("f.png", "c"), Figure)
+
+
+@pytest.mark.mpi
+def test_runner_under_mpi(tmp_path):
+    """Every rank runs each run (collectives inside work), rank 0 alone decides skips and writes."""
+    from tomocell import mpi
+
+    comm = mpi.world()
+    out = Path(comm.bcast(str(tmp_path), root=0))
+
+    def collective(params, run_dir):
+        total = comm.allreduce(params["x"])  # would hang if a rank skipped the run
+        return {"sum_over_ranks": total}
+
+    res = run_study("mpi", RUNS[:2], collective, out)
+    assert [o.results["sum_over_ranks"] for o in res.outcomes] == [comm.size * 1, comm.size * 2]
+    res2 = run_study("mpi", RUNS[:2], collective, out)
+    assert [o.status for o in res2.outcomes] == ["skipped", "skipped"]
+    comm.Barrier()
+    if mpi.is_root():
+        assert read_table(out / "summary.csv")[1]["sum_over_ranks"] == str(comm.size * 2)
