@@ -1,9 +1,12 @@
 """Separate and measure the active-material particles (paper Fig. 2e-i).
 
 Touching particles are separated by a marker-controlled watershed on the distance transform of the
-active phase: markers are the regional maxima of the (slightly smoothed) distance map that stand at
-least ``h`` above their surroundings (h-maxima), which suppresses the spurious maxima of necks and
-voxel noise. Per particle (moments of the voxel coordinates in um, vectorised with bincount):
+active phase: markers are the regional maxima of the exact distance map that stand at least ``h``
+above their surroundings (h-maxima), which suppresses the spurious maxima of voxel noise. The
+default h = 0.25 voxel (no smoothing) was chosen against the ground truth of the synthetic
+generator (overlapping NMC-like ellipsoids at 0.5 um voxels): volume-weighted D10/D50/D90 within
+4 % and 84 % of the particles found; h = 1 voxel with smoothing merged two thirds of the small
+particles into their neighbours (D50 +30 %). Per particle (moments of the voxel coordinates in um, vectorised with bincount):
 
 * volume-equivalent diameter (6V/pi)^(1/3);
 * surface area from a marching-cubes surface of the particle (area of the voxel faces is also given:
@@ -31,7 +34,7 @@ from tomocell.microstructure.volume import ACTIVE, Volume
 log = get_logger("microstructure.particles")
 
 
-def label_particles(volume: Volume, *, h_voxels: float = 1.0, sigma_voxels: float = 0.5,
+def label_particles(volume: Volume, *, h_voxels: float = 0.25, sigma_voxels: float = 0.0,
                     min_voxels: int = 8) -> np.ndarray:
     """Watershed labels of the active phase: int32 array, 0 = not active, 1..N particles.
 

@@ -1,0 +1,171 @@
+"""characterise(): depth profiles, RVE study, the whole pipeline with its files, the CLI, bad input,
+and a sub-volume of the shared GAN electrode."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from tomocell.cli import main
+from tomocell.errors import InputError
+from tomocell.microstructure import depthprofiles, rve
+from tomocell.microstructure.characterise import characterise
+from tomocell.microstructure.volume import ACTIVE, CBD, PORE, Volume
+
+
+def _channels_below_open_top(n0: int = 24, n: int = 12) -> np.ndarray:
+    lab = np.full((n0, n, n), ACTIVE, np.uint8)
+    lab[: n0 // 2] = PORE                   # open region next to the separator
+    lab[:, 1:-1:2, 1:-1:2] = PORE           # straight channels all the way down, off the side faces
+    return lab
+
+
+def test_depth_profile_and_bruggeman_exponent():
+    v = Volume(_channels_below_open_top(), 0.5)
+    rows = depthprofiles.depth_profile(v, directions=(0, 1), n_steps=4)
+    assert rows["depth_um"] == [3.0, 6.0, 9.0, 12.0]
+    # slabs inside the open region: tau = 1, eps = 1 -> p undefined (None, not a number)
+    assert abs(rows["tau_axis0"][0] - 1.0) < 1e-6 and rows["p_axis0"][0] is None
+    # the channels block in-plane transport below half depth only in the channel layer; along axis 0 the
+    # deepest slab is tortuous (flux squeezes into channels) and p = -ln tau / ln eps
+    t, e = rows["tau_axis0"][-1], rows["eps"][-1]
+    assert t > 1.0 and abs(rows["p_axis0"][-1] - (-np.log(t) / np.log(e))) < 1e-12
+    assert abs(rows["eps"][-1] - (0.5 + 0.5 * 25 / 144)) < 1e-12
+    assert depthprofiles.bruggeman_exponent(None, 0.4) is None
+    assert abs(depthprofiles.bruggeman_exponent(0.4 ** -1.5, 0.4) - 1.5) < 1e-12
+
+
+def test_rve_study_on_a_periodic_structure_is_flat():
+    lab = np.full((32, 32, 32), ACTIVE, np.uint8)
+    lab[:, :, ::2] = PORE
+    rows = rve.rve_study(Volume(lab, 1.0), fractions=[0.25, 0.5, 1.0])
+    assert all(abs(p - 0.5) < 1e-12 for p in rows["porosity"])
+    assert all(abs(t - 1.0) < 1e-6 for t in rows["tau_pore_axis0"])
+    assert rows["n_voxels"][-1] == 32**3
+
+
+@pytest.fixture(scope="module")
+def small_electrode() -> Volume:
+    from tomocell.microstructure.synthetic import generate_electrode
+
+    return generate_electrode(preset="demo", seed=2)
+
+
+def test_characterise_writes_everything(small_electrode, tmp_path):
+    out = tmp_path / "char"
+    res = characterise(small_electrode, out, fast=True)
+    m = res.metrics
+    f = small_electrode.fractions()
+    assert m["phase_fractions"] == f
+    for name in ("metrics.json", "report.md", "particles.csv", "fields.vti", "depth_profile.csv", "rve.csv",
+                 "pore_size_distribution.csv", "slice_profile_axis0.csv", "reaction_sites_by_depth.csv",
+                 "fig_particles.png", "fig_flux_tortuosity.png", "fig_travel.png", "fig_depth_profile.png"):
+        assert (out / name).is_file(), name
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["phase_fractions"]["pore"] == pytest.approx(f["pore"])
+    # arrays other stages reuse
+    assert res.particle_labels.dtype == np.int32
+    assert np.all((res.particle_labels > 0) == (small_electrode.labels == ACTIVE))
+    assert res.local_thickness_um.shape == small_electrode.shape
+    assert np.all(res.local_thickness_um[small_electrode.labels != PORE] == 0)
+    L = res.travel_distance_um
+    assert np.nanmin(L) == pytest.approx(0.25, abs=1e-3)  # first slice: half a voxel below the separator
+    # physics: tau > 1 and consistent with eps and D_eff; geodesic >= depth at every reaction site
+    for ax in (0, 1, 2):
+        e = m["tortuosity"]["pore"][f"axis{ax}"]
+        assert e["tau"] > 1.0 and e["tau"] == pytest.approx(e["eps"] / e["d_eff_over_d0"])
+        assert e["flux_balance_error"] < 1e-4
+    assert np.all(res.reaction_sites["tau_electrode"] >= 0.99)
+    assert m["particles"]["count"] > 5
+    report = (out / "report.md").read_text()
+    assert "fig_travel.png" in report and "tau pore axis0" in report
+    # the generator's ground truth: volume-weighted D50 (visible voxels as weights) within 10 %
+    gt = small_electrode.metadata["particles"]
+    d, w = np.asarray(gt["d_eq_um"]), np.asarray(gt["voxels"], dtype=float)
+    o = np.argsort(d)
+    d50_true = d[o][np.searchsorted(np.cumsum(w[o]) / w.sum(), 0.5)]
+    assert abs(m["particles"]["d50_um"] - d50_true) / d50_true < 0.10
+    assert 0.6 * len(d) < m["particles"]["count"] < 1.2 * len(d)
+
+
+def test_characterise_bad_input(tmp_path):
+    lab = np.full((10, 10, 10), ACTIVE, np.uint8)
+    with pytest.raises(InputError, match="no pore"):
+        characterise(Volume(lab, 1.0), tmp_path / "a")
+    with pytest.raises(InputError, match="no active"):
+        characterise(Volume(np.zeros((10, 10, 10), np.uint8), 1.0), tmp_path / "b")
+    with pytest.raises(InputError, match="voxel size is missing"):
+        Volume(lab, None)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(InputError, match="skip"):
+        characterise(Volume(_channels_below_open_top(), 1.0), skip=("nonsense",))
+
+
+def test_non_percolating_pore_is_reported_not_a_number(tmp_path):
+    lab = _channels_below_open_top()
+    lab[15] = CBD  # a sealing CBD layer: no pore path from separator to current collector
+    res = characterise(Volume(lab, 0.5), tmp_path / "c", directions=(0, 1), skip=("rve", "depth", "figures", "fields"))
+    e = res.metrics["tortuosity"]["pore"]["axis0"]
+    assert e["tau"] is None and e["percolating"] is False and "infinite" in e["note"]
+    # in-plane: only the open half next to the separator carries flux (D_eff/D0 = 1/2 exactly); the
+    # channels below are dead ends for in-plane transport but count in eps
+    e1 = res.metrics["tortuosity"]["pore"]["axis1"]
+    assert e1["d_eff_over_d0"] == pytest.approx(0.5, abs=1e-5)
+    assert e1["tau"] == pytest.approx(e1["eps"] / 0.5, rel=1e-5)
+    on_disk = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert on_disk["tortuosity"]["pore"]["axis0"]["tau"] is None
+
+
+def test_cli_characterise(tmp_path, capsys):
+    lab = np.where(_channels_below_open_top() == PORE, 0, 85).astype(np.uint8)
+    lab[20:, 6:, 6:] = 170
+    tif = tmp_path / "vol.tif"
+    tifffile.imwrite(tif, lab)
+    out = tmp_path / "out"
+    rc = main(["characterise", str(tif), "--out", str(out), "--labels", "0=pore,85=active,170=cbd",
+               "--voxel-size", "0.5", "--directions", "0", "--skip", "rve,figures,fields", "--depth-steps", "2"])
+    assert rc == 0
+    assert "tau_pore axis0" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "ok" and run["results"]["tau_pore"]["axis0"] > 1.0
+    # missing voxel size: exit 2, one clear message, no metrics written
+    rc = main(["characterise", str(tif), "--out", str(tmp_path / "o2"), "--labels", "0=pore,85=active,170=cbd"])
+    assert rc == 2
+    assert "voxel size" in capsys.readouterr().err
+    assert not (tmp_path / "o2" / "metrics.json").exists()
+    rc = main(["characterise", str(tif), "--out", str(tmp_path / "o3"), "--voxel-size", "0.5",
+               "--labels", "0=pore,85=active,170=cbd", "--directions", "0,5"])
+    assert rc == 2
+    _rebind_logging()
+
+
+def _rebind_logging() -> None:
+    """main() bound the log handler to capsys' stream, which closes after the test: rebind it."""
+    import sys
+
+    from tomocell.log import setup_logging
+
+    saved, sys.stderr = sys.stderr, sys.__stderr__
+    try:
+        setup_logging(0)
+    finally:
+        sys.stderr = saved
+
+
+@pytest.mark.shared_data
+def test_gan_subvolume_sanity(gan_volume_path, tmp_path):
+    arr = tifffile.imread(gan_volume_path)[:64, :64, :64]
+    v = Volume.from_stored_labels(arr, 0.390625, {0: "pore", 85: "active", 170: "cbd"})
+    res = characterise(v, None, directions=(0, 1, 2), skip=("rve", "depth"))
+    m = res.metrics
+    assert 0.38 < m["phase_fractions"]["pore"] < 0.52
+    taus = [m["tortuosity"]["pore"][f"axis{a}"]["tau"] for a in range(3)]
+    assert all(1.3 < t < 4.0 for t in taus), taus  # TauFactor reports ~2 for this family of volumes
+    assert 0.4 < m["pore_size"]["d50_um"] < 4.0
+    assert 1.0 < m["particles"]["d50_um"] < 15.0 and m["particles"]["count"] >= 5
+    assert 1.0 <= m["travel"]["median_tau_pore"] <= m["travel"]["median_tau_electrode"] * 1.5
+    sa = m["specific_areas"]["active_pore"]
+    assert 0.02 < sa["marching_cubes_per_um"] < sa["voxel_faces_per_um"] < 3.0
