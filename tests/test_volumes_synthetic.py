@@ -42,12 +42,14 @@ def test_demo_preset_hits_fractions(demo) -> None:
     assert rep["pore"]["n_isolated"] == 0 and rep["solid"]["n_isolated"] == 0
 
 
-@pytest.mark.parametrize("active,cbd", [(0.45, 0.05), (0.6, 0.1)])
+@pytest.mark.parametrize("active,cbd", [(0.45, 0.05), (0.3, 0.3), (0.7, 0.1)])
 def test_other_targets(active: float, cbd: float) -> None:
     v = generate_electrode(preset="demo", active_fraction=active, cbd_fraction=cbd, seed=2)
     fr = v.fractions()
     assert fr["active"] == pytest.approx(active, abs=0.01)
     assert fr["cbd"] == pytest.approx(cbd, abs=0.01)
+    rep = find_isolated_clusters(v)
+    assert rep["pore"]["n_isolated"] == 0 and rep["solid"]["n_isolated"] == 0
 
 
 def test_deterministic_by_seed(demo) -> None:
