@@ -131,7 +131,8 @@ def figures(volume: Volume, res: Any, out: Path) -> dict[str, str]:
             im = ax[i].imshow(np.where(img > 0, img, np.nan), cmap="inferno",
                               extent=_extent(volume, *[k for k in range(3) if k != cut]), vmax=np.nanpercentile(np.where(img > 0, img, np.nan), 99))
             fig.colorbar(im, ax=ax[i], label="|J| / J_mean")
-            ax[i].set(title=f"diffusive flux, flow along axis {a}")
+            ra, ca = [k for k in range(3) if k != cut]
+            ax[i].set(title=f"diffusive flux, flow along axis {a}", xlabel=f"axis {ca} (um)", ylabel=f"axis {ra} (um)")
         tau = res.metrics["tortuosity"]["pore"]
         names = [k for k in tau if k.startswith("axis")]
         vals = [tau[k]["tau"] if tau[k]["tau"] is not None else 0.0 for k in names]

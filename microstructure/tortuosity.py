@@ -103,24 +103,51 @@ def _rank_range(n: int, comm: Any) -> tuple[int, int]:
     return r0, r0 + base + (1 if rank < extra else 0)
 
 
+#: rows assembled per chunk: bounds the dense (rows x 7) temporaries (~100 B/row) at 10^8 voxels
+ASSEMBLY_CHUNK_ROWS = 2_000_000
+
+
 def _assemble_rows(
     keep: np.ndarray, axis: int, spacing: tuple[float, float, float], r0: int, r1: int,
-    dfield: np.ndarray | None = None,
+    dfield: np.ndarray | None = None, index_dtype: Any = np.int32,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """CSR rows r0..r1 of the FV matrix, their right-hand side, and the inlet/outlet conductances.
 
     Unknowns are numbered in C order of their voxels, so the neighbour offsets -s0, -s1, -s2, 0, +s2,
     +s1, +s0 give sorted column indices. Conductances are in um (D0 = 1, A_k/d_k), times the harmonic
     mean of the two voxels' diffusivities when a ``dfield`` (in units of D0) is given: the exact
-    flux through a face between two homogeneous half-voxels in series.
+    flux through a face between two homogeneous half-voxels in series. Built in chunks of
+    :data:`ASSEMBLY_CHUNK_ROWS` rows; column indices in ``index_dtype`` (PETSc's IntType).
     """
-    shape = keep.shape
-    idx = np.full(keep.size, -1, dtype=np.int64 if keep.sum() >= 2**31 else np.int32)
-    flat = keep.ravel()
-    pos_all = np.flatnonzero(flat)
+    n_all = int(np.count_nonzero(keep))
+    idx = np.full(keep.size, -1, dtype=np.int64 if n_all >= 2**31 else np.int32)
+    pos_all = np.flatnonzero(keep.ravel())
     idx[pos_all] = np.arange(pos_all.size, dtype=idx.dtype)
-    pos = pos_all[r0:r1]
-    del pos_all
+    parts = []
+    for c0 in range(r0, r1, ASSEMBLY_CHUNK_ROWS):
+        c1 = min(c0 + ASSEMBLY_CHUNK_ROWS, r1)
+        parts.append(_assemble_chunk(idx, pos_all[c0:c1], keep.shape, axis, spacing, c0, dfield, index_dtype))
+    del idx, pos_all
+    if not parts:
+        z = np.zeros(0)
+        return np.zeros(1, np.int64), np.zeros(0, index_dtype), z, z, z, z
+    counts = [p[0] for p in parts]
+    indptr = np.zeros(r1 - r0 + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(counts), out=indptr[1:])
+    cols = np.concatenate([p[1] for p in parts])
+    vals = np.concatenate([p[2] for p in parts])
+    rest = [np.concatenate([p[i] for p in parts]) for i in (3, 4, 5)]
+    del parts
+    if indptr[-1] < 2**31 and np.dtype(index_dtype) == np.int32:
+        indptr = indptr.astype(np.int32)
+    return indptr, cols, vals, rest[0], rest[1], rest[2]
+
+
+def _assemble_chunk(
+    idx: np.ndarray, pos: np.ndarray, shape: tuple[int, ...], axis: int, spacing: tuple[float, float, float],
+    r0: int, dfield: np.ndarray | None, index_dtype: Any,
+) -> tuple[np.ndarray, ...]:
+    """One chunk of rows: (row nnz counts, cols, vals, rhs, g_in, g_out)."""
     coords = np.unravel_index(pos, shape)
     strides = (shape[1] * shape[2], shape[2], 1)
     d = spacing
@@ -129,7 +156,7 @@ def _assemble_rows(
     n = pos.size
     dflat = None if dfield is None else dfield.ravel()
     dself = None if dflat is None else dflat[pos].astype(np.float64)
-    cols = np.full((n, 7), -1, dtype=np.int64)
+    cols = np.full((n, 7), -1, dtype=index_dtype)
     vals = np.zeros((n, 7), dtype=np.float64)
     diag = np.zeros(n, dtype=np.float64)
     g_in = np.zeros(n, dtype=np.float64)
@@ -138,7 +165,7 @@ def _assemble_rows(
     for (sign, k), j in slot.items():
         c = coords[k]
         inside = (c > 0) if sign < 0 else (c < shape[k] - 1)
-        nb = np.full(n, -1, dtype=np.int64)
+        nb = np.full(n, -1, dtype=index_dtype)
         nb[inside] = idx[pos[inside] + sign * strides[k]]
         has = nb >= 0
         cols[has, j] = nb[has]
@@ -158,13 +185,10 @@ def _assemble_rows(
             else:
                 g_out[boundary] = gb
     diag += g_in + g_out
-    cols[:, 3] = np.arange(r0, r1, dtype=np.int64)
+    cols[:, 3] = np.arange(r0, r0 + n, dtype=index_dtype)
     vals[:, 3] = diag
     valid = cols >= 0
-    indptr = np.zeros(n + 1, dtype=np.int32 if valid.sum() < 2**31 else np.int64)
-    np.cumsum(valid.sum(axis=1), out=indptr[1:])
-    rhs = g_in * 1.0  # c_in = 1, c_out = 0
-    return indptr, cols[valid], vals[valid], rhs, g_in, g_out
+    return valid.sum(axis=1), cols[valid], vals[valid], g_in * 1.0, g_in, g_out  # rhs: c_in = 1, c_out = 0
 
 
 def tortuosity_factor(
@@ -244,8 +268,8 @@ def _solve(
         return TortuosityResult(phase, axis, False, None, eps, 0.0, 0.0, 0.0, 0.0, 0.0, 0, rtol, 0, 0.0, None)
 
     r0, r1 = _rank_range(n, comm)
-    indptr, cols, vals, rhs, g_in, g_out = _assemble_rows(keep, axis, spacing, r0, r1, dfield)
-    A = PETSc.Mat().createAIJ(size=((r1 - r0, n), (r1 - r0, n)), csr=(indptr, cols.astype(PETSc.IntType), vals), comm=comm)
+    indptr, cols, vals, rhs, g_in, g_out = _assemble_rows(keep, axis, spacing, r0, r1, dfield, PETSc.IntType)
+    A = PETSc.Mat().createAIJ(size=((r1 - r0, n), (r1 - r0, n)), csr=(indptr.astype(PETSc.IntType, copy=False), cols, vals), comm=comm)
     A.assemble()
     del indptr, cols, vals
     b = A.createVecLeft()

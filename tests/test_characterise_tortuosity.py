@@ -114,3 +114,13 @@ def test_tau_same_on_any_number_of_ranks():
     ser = tortuosity_factor(v, "pore", 0, flux_tol=1e-8, rtol=1e-10, comm=PETSc.COMM_SELF, want_flux_map=True)
     assert abs(par.tau - ser.tau) / ser.tau < 1e-6
     assert np.allclose(par.flux_map, ser.flux_map, atol=1e-4)
+
+
+def test_chunked_assembly_gives_the_same_matrix(monkeypatch):
+    from tomocell.microstructure import tortuosity as T
+
+    v = Volume(random_spheres(24, 20, 9, seed=5), 0.5)
+    ref = T.tortuosity_factor(v, "pore", 2, flux_tol=1e-10, rtol=1e-12)
+    monkeypatch.setattr(T, "ASSEMBLY_CHUNK_ROWS", 333)
+    chunked = T.tortuosity_factor(v, "pore", 2, flux_tol=1e-10, rtol=1e-12)
+    assert chunked.tau == pytest.approx(ref.tau, rel=1e-10)

@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Benchmark of `tomocell characterise` on the shared 256^3 GAN volume (or a crop / a synthetic one).
+
+Prints wall times (tortuosity in one and three directions, local thickness, particles, travel
+distance, full characterisation with all files) and peak resident memory (ru_maxrss). No asserts:
+the machine is shared, figures are for people. Run as
+
+    .venv/bin/python scripts/bench_characterise.py [--crop N] [--volume PATH] [--skip-full]
+    mpirun -n 2 .venv/bin/python scripts/bench_characterise.py --only-tau   # tau solve split over 2 ranks
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GAN = REPO.parent / "shared" / "data" / "nmc_gan_3phase_256.tif"
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--volume", type=Path, default=GAN)
+    ap.add_argument("--labels", default="0=pore,85=active,170=cbd")
+    ap.add_argument("--voxel-size", default="0.390625")
+    ap.add_argument("--crop", type=int, default=None, help="use the first N^3 voxels")
+    ap.add_argument("--only-tau", action="store_true", help="only the tortuosity solves")
+    ap.add_argument("--skip-full", action="store_true", help="skip the full characterisation")
+    args = ap.parse_args()
+
+    from tomocell import mpi
+    from tomocell.config import parse_labels, parse_voxel_size
+    from tomocell.log import setup_logging
+    from tomocell.microstructure import particles, poresize, travel
+    from tomocell.microstructure.characterise import characterise
+    from tomocell.microstructure.io import read_volume
+    from tomocell.microstructure.tortuosity import tortuosity_factor
+
+    setup_logging(-1)
+    root = mpi.rank() == 0
+
+    def say(msg: str) -> None:
+        if root:
+            print(msg, flush=True)
+
+    if not args.volume.is_file():
+        say(f"volume {args.volume} is absent (../shared/data not beside this checkout): nothing to do")
+        return 0
+    vol = read_volume(args.volume, voxel_size_um=parse_voxel_size(args.voxel_size), labels=parse_labels(args.labels))
+    if args.crop:
+        n = args.crop
+        vol = vol.subvolume((slice(0, n), slice(0, n), slice(0, n)))
+    say(f"volume {vol.shape} ({vol.labels.size / 1e6:.1f} M voxels), voxel {vol.voxel_size_um[0]} um, "
+        f"fractions {({k: round(v, 3) for k, v in vol.fractions().items()})}; MPI ranks {mpi.size()}")
+    say(f"peak RSS after reading: {peak_mb():.0f} MB")
+    t_all = 0.0
+    for ax in (0, 1, 2):
+        t0 = time.perf_counter()
+        r = tortuosity_factor(vol, "pore", ax)
+        dt = time.perf_counter() - t0
+        t_all += dt
+        say(f"tau_pore axis {ax}: {r.tau:.4f} (eps {r.eps:.3f}, {r.n_unknowns / 1e6:.2f} M unknowns, {r.iterations} CG its, "
+            f"flux balance {r.flux_balance_error:.1e}) in {dt:.1f} s; peak RSS {peak_mb():.0f} MB")
+    say(f"tau_pore, three directions: {t_all:.1f} s")
+    if args.only_tau or mpi.size() > 1:
+        return 0
+    t0 = time.perf_counter()
+    lt = poresize.local_thickness(vol)
+    say(f"local thickness: {time.perf_counter() - t0:.1f} s; peak RSS {peak_mb():.0f} MB")
+    del lt
+    t0 = time.perf_counter()
+    lab = particles.label_particles(vol)
+    tab = particles.particle_table(vol, lab)
+    say(f"particles: {len(tab['label'])} in {time.perf_counter() - t0:.1f} s; peak RSS {peak_mb():.0f} MB")
+    del lab, tab
+    t0 = time.perf_counter()
+    f = travel.travel_fields(vol)
+    sites = travel.reaction_site_tortuosity(vol, f)
+    say(f"travel distance + {sites['depth_um'].size} reaction sites: {time.perf_counter() - t0:.1f} s; peak RSS {peak_mb():.0f} MB")
+    del f, sites
+    if not args.skip_full:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            res = characterise(vol, Path(tmp) / "char")
+            say(f"full characterisation (3 directions, depth profile, RVE, all files): {time.perf_counter() - t0:.1f} s; "
+                f"peak RSS {peak_mb():.0f} MB")
+            say("step timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in res.metrics["timings_s"].items()))
+    say("note: wall times on a shared 2-core machine are noisy; see the report for scaling to 500^3")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
