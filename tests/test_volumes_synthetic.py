@@ -173,3 +173,15 @@ def test_paper_box() -> None:
     assert fr["active"] == pytest.approx(0.55, abs=0.01) and fr["cbd"] == pytest.approx(0.15, abs=0.01)
     _, d50, d90 = volume_weighted_quantiles(np.asarray(v.metadata["particles"]["d_eq_um"]))
     assert d50 == pytest.approx(5.0, rel=0.1) and d90 == pytest.approx(10.0, rel=0.1)
+
+
+def test_periodic_inplane_option() -> None:
+    v = generate_electrode(preset="demo", seed=1, periodic_inplane=True)
+    fr = v.fractions()
+    assert fr["active"] == pytest.approx(0.55, abs=0.01) and fr["cbd"] == pytest.approx(0.15, abs=0.01)
+    assert v.metadata["generator"]["periodic_inplane"] is True
+    # some particle crosses a side face and re-enters at the opposite one
+    P = v.metadata["particles"]
+    semi = np.asarray(P["semi_axes_um"])
+    c = np.asarray(P["centre_um"])
+    assert np.any((c[:, 1] - semi[:, 0] < 0) | (c[:, 1] + semi[:, 0] > 20.0))
