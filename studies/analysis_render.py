@@ -1,0 +1,108 @@
+"""Off-screen PyVista renders of the fields at one depth of discharge, one column per C-rate (Fig. 3).
+
+Rows: state of lithiation in the particles, salt concentration c_e and |Li+ flux| in the pores
+(electrode only, the homogenised separator slab is left out), and the Butler-Volmer current density
+J_ct on the particle surfaces (each surface face takes the value of the nearest reaction facet of the
+interface table; faces against CBD or other particles, with no reaction facet within 1 % of the box,
+are shown grey). Colour ranges are fixed per row across rates so the columns compare. Mesh z points
+up, so the separator side is on top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tomocell.atomic import atomic_path
+from tomocell.errors import InputError
+from tomocell.studies.analysis_run import FieldData, RunData
+
+ROWS = (
+    ("SoL", "state of lithiation", "viridis"),
+    ("c_e", "c_e (mol/m^3)", "plasma"),
+    ("N_mag", "|N| Li+ flux (mol/m^2/s)", "inferno"),
+    ("J_ct", "J_ct (A/m^2)", "coolwarm"),
+)
+
+
+def check_same_mesh(runs: list[RunData]) -> None:
+    """Side-by-side comparisons need one electrode: InputError if the runs' meshes differ."""
+    keys = {r.mesh_key() for r in runs}
+    if len(keys) > 1:
+        detail = "; ".join(f"{r.path}: cells {r.results.get('cells')}, L {r.thickness_um:.3g} um" for r in runs)
+        raise InputError(f"runs are on different meshes, so their fields cannot be compared side by side ({detail})")
+
+
+def to_grid(fd: FieldData) -> Any:
+    import pyvista as pv
+
+    n = fd.cells.shape[0]
+    cells = np.hstack([np.full((n, 1), 4, dtype=np.int64), fd.cells]).ravel()
+    grid = pv.UnstructuredGrid(cells, np.full(n, pv.CellType.TETRA, dtype=np.uint8), fd.points_um)
+    for k, v in fd.point_data.items():
+        grid.point_data[k] = v
+    for k, v in fd.cell_data.items():
+        grid.cell_data[k] = v
+    return grid
+
+
+def field_meshes(run: RunData, dod: float) -> dict[str, tuple[Any, str]]:
+    """The four rendered meshes of one run: name -> (pyvista mesh, array name)."""
+    from scipy.spatial import cKDTree
+
+    snap = run.snapshot(dod)
+    act = to_grid(snap.field("active"))
+    ele = to_grid(snap.field("electrolyte"))
+    zc = ele.cell_centers().points[:, 2]
+    ele = ele.extract_cells(np.nonzero(zc <= run.thickness_um + 1e-9)[0])
+    surf = act.extract_surface(algorithm="dataset_surface")
+    tab = snap.interface()
+    mid = np.column_stack([tab["x_um"], tab["y_um"], tab["z_um"]])
+    d, idx = cKDTree(mid).query(surf.cell_centers().points)
+    span = float(np.ptp(act.points, axis=0).max())
+    j = tab["J_ct_A_m2"][idx].astype(float)
+    j[d > 0.01 * span + 1e-12] = np.nan
+    surf.cell_data["J_ct"] = j
+    return {"SoL": (act, "SoL"), "c_e": (ele, "c_e"), "N_mag": (ele, "N_mag"), "J_ct": (surf, "J_ct")}
+
+
+def _range(meshes: list[tuple[Any, str]]) -> tuple[float, float]:
+    vals = [np.asarray(m[a], float) for m, a in meshes if a in m.array_names]
+    vals = [v[np.isfinite(v)] for v in vals]
+    vals = [v for v in vals if v.size]
+    if not vals:
+        return 0.0, 1.0
+    lo, hi = min(float(v.min()) for v in vals), max(float(v.max()) for v in vals)
+    return (lo, hi) if hi > lo else (lo - 0.5 * abs(lo) - 1e-12, hi + 0.5 * abs(hi) + 1e-12)
+
+
+def render_fields(runs: list[RunData], dod: float, path: str | Path, *, col_px: int = 420, row_px: int = 380) -> dict[str, tuple[float, float]]:
+    """Render the four field rows for every run (columns) into one PNG; returns the colour ranges used."""
+    import pyvista as pv
+
+    check_same_mesh(runs)
+    pv.OFF_SCREEN = True
+    meshes = [field_meshes(r, dod) for r in runs]
+    clim = {name: _range([m[name] for m in meshes]) for name, _, _ in ROWS}
+    pl = pv.Plotter(shape=(len(ROWS), len(runs)), off_screen=True, window_size=(col_px * len(runs), row_px * len(ROWS)),
+                    border=False)
+    for j, (run, mm) in enumerate(zip(runs, meshes)):
+        for i, (name, title, cmap) in enumerate(ROWS):
+            pl.subplot(i, j)
+            mesh, arr = mm[name]
+            pl.add_mesh(mesh, scalars=arr, clim=clim[name], cmap=cmap, nan_color="lightgrey",
+                        scalar_bar_args={"title": title, "vertical": False, "title_font_size": 14, "label_font_size": 11,
+                                         "position_x": 0.15, "position_y": 0.02, "width": 0.7, "height": 0.08,
+                                         "fmt": "%.3g"})
+            pl.add_text(f"{run.c_rate:g}C, {100 * dod:.0f} % DoD", font_size=10, position="upper_left")
+            pl.view_xz()
+            pl.camera.Azimuth(-35)
+            pl.camera.Elevation(20)
+            pl.camera.Zoom(1.1)
+    pl.set_background("white")
+    with atomic_path(Path(path)) as tmp:
+        pl.screenshot(str(tmp))
+    pl.close()
+    return clim
