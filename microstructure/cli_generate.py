@@ -59,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="minor/major axis ratio at D50: mean and sd (default 0.75,0.12)")
     parser.add_argument("--max-overlap", type=float, default=None,
                         help="largest share of a particle's voxels another may overlap (default 0.15)")
+    parser.add_argument("--periodic-inplane", action="store_true",
+                        help="wrap particles across the side faces (no side-face porosity excess)")
     add_seed(parser)
     parser.add_argument("--format", choices=("tif", "h5", "npy"), default="tif", help="volume file format (default tif)")
     parser.add_argument("--greyscale", action="store_true",
@@ -80,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.max_overlap is not None:
         params["max_overlap"] = args.max_overlap
+    if args.periodic_inplane:
+        params["periodic_inplane"] = True
     with run_manifest("generate", args.out, {**params, "format": args.format}) as man:
         with man.timed("generate"):
             vol = generate_electrode(**params)
