@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-LX, LY, L, LS = 8.0, 8.0, 20.0, 5.0
+LX, LY, L, LS = 8.0, 8.0, 20.0, 6.0
 D_S, C_MAX = 1e-14, 50000.0
 INTERFACE_COLUMNS = ("x_um", "y_um", "z_um", "area_um2", "particle", "J_ct_A_m2", "i0_A_m2", "eta_V", "U_V",
                      "phi_s_V", "phi_e_V", "c_s_mol_m3", "c_e_mol_m3", "sol")
@@ -119,7 +119,7 @@ def make_run(d: Path, c_rate: float, *, particle_sol: dict[str, np.ndarray] | No
                                     "centroid_z_um": np.linspace(1, L - 1, npart), **sols})
     nx, ny, nz = n
     P_a, C_a = box_tets(nx, ny, nz, 0.0, L)
-    P_e, C_e = box_tets(nx, ny, nz + max(1, round(nz * LS / L)), 0.0, L + LS)
+    P_e, C_e = box_tets(nx, ny, nz + round(nz * LS / L), 0.0, L + LS)  # layers aligned with z = L
     for x in dods:
         f = d / "fields" / f"dod{int(round(100 * x)):03d}"
         f.mkdir(parents=True, exist_ok=True)

@@ -104,7 +104,7 @@ def test_xdmf_reader_node_and_cell_data(tmp_path):
     make_run(tmp_path / "r", 1.0)
     fd = read_xdmf_fields(tmp_path / "r" / "fields" / "dod050" / "electrolyte.xdmf")
     assert set(fd.point_data) == {"c_e", "phi_e"} and set(fd.cell_data) == {"N_mag"}
-    assert fd.cell_volumes_um3().sum() == pytest.approx(8 * 8 * 25)
+    assert fd.cell_volumes_um3().sum() == pytest.approx(8 * 8 * 26)
 
 
 def test_bad_inputs_raise_input_error(tmp_path):
