@@ -94,6 +94,47 @@ class Topology:
     z_min: float
     z_max: float
     counts: dict[str, int] = field(default_factory=dict)
+    cell_tag_orig: np.ndarray | None = None  # tags before isolated clusters were set inert (0)
+
+
+def _component_labels(msh: dmesh.Mesh, in_group: np.ndarray) -> np.ndarray:
+    """Global label (smallest global cell index) of the face-connected component of every local cell
+    of ``in_group`` (owned + ghost); -1 outside the group.
+
+    Local components by scipy's connected_components, then a min-propagation over the ranks through
+    ghost cells (a DG0 scatter per round) until nothing changes anywhere.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = in_group.size
+    f2c = msh.topology.connectivity(2, 3)
+    offs = f2c.offsets
+    two = np.nonzero(np.diff(offs) == 2)[0]
+    a = f2c.array[offs[two]]
+    b = f2c.array[offs[two] + 1]
+    keep = in_group[a] & in_group[b]
+    g = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
+    _, comp = connected_components(g, directed=False)
+    V0 = fem.functionspace(msh, ("DG", 0))
+    f = fem.Function(V0)
+    dofs = V0.dofmap.list[:n, 0]
+    gidx = msh.topology.index_map(3).local_to_global(np.arange(n, dtype=np.int32)).astype(float)
+    big = np.inf
+    label = np.where(in_group, gidx, big)
+    while True:
+        cmin = np.full(comp.max() + 1 if n else 0, big)
+        np.minimum.at(cmin, comp, label)
+        new = np.where(in_group, cmin[comp], big)
+        f.x.array[dofs] = np.where(np.isfinite(new), new, -1.0)
+        f.x.scatter_forward()
+        got = f.x.array[dofs]
+        new = np.minimum(new, np.where(got >= 0, got, big))
+        changed = bool(np.any(new != label))
+        label = new
+        if not msh.comm.allreduce(changed, op=MPI.LOR):
+            break
+    return np.where(np.isfinite(label), label, -1).astype(np.int64)
 
 
 def analyse_mesh(inp: MeshInput) -> Topology:
@@ -123,6 +164,53 @@ def analyse_mesh(inp: MeshInput) -> Topology:
     nf = fmap.size_local
     offs = f2c.offsets
     ncell = np.diff(offs)[:nf]
+    ft = inp.facet_tags
+    if ft is None:
+        raise InputError("mesh has no facet tags (need CURRENT_COLLECTOR = 11 and LI_FACE = 12)")
+    for tag, name in ((T.CURRENT_COLLECTOR, "CURRENT_COLLECTOR (11)"), (T.LI_FACE, "LI_FACE (12)")):
+        if _global_count(comm, np.count_nonzero(ft.values == tag)) == 0:
+            raise InputError(f"mesh has no {name} facet tags")
+
+    # Electronically isolated solid (not connected to the collector through active/CBD cells) and
+    # ionically isolated electrolyte (closed pores, not connected to the separator) cannot carry
+    # current and would make the potentials singular: they are set inert (tag 0) and reported.
+    def seeds(tag: int) -> np.ndarray:
+        fac = ft.indices[ft.values == tag]
+        fac = fac[np.diff(offs)[fac] == 1]
+        mark = np.zeros(ct.size, dtype=bool)
+        mark[f2c.array[offs[fac]]] = True
+        return mark
+
+    solid = np.isin(ct, T.SOLID_CELLS)
+    elec = np.isin(ct, T.ELECTROLYTE_CELLS)
+    lab_e = _component_labels(msh, elec)
+    seed_e = set().union(*comm.allgather(set(np.unique(lab_e[seeds(T.LI_FACE) & elec]).tolist())))
+    live_e = np.isin(lab_e, list(seed_e)) & elec
+    # Solid clusters touching the collector: the cluster holding most active cells carries the
+    # current. Other clusters there (e.g. CBD specks on the foil without active material) could only
+    # float on a Neumann collector, so they are set inert and reported (counts["solid_clusters_on_cc"]).
+    lab_s = _component_labels(msh, solid)
+    seed_s = set().union(*comm.allgather(set(np.unique(lab_s[seeds(T.CURRENT_COLLECTOR) & solid]).tolist())))
+    own_act = (ct[:n_owned] == T.ACTIVE)
+    score = {k: 0 for k in seed_s}
+    for k, c in zip(*np.unique(lab_s[:n_owned][own_act], return_counts=True)):
+        if int(k) in score:
+            score[int(k)] += int(c)
+    tot: dict[int, int] = {}
+    for d in comm.allgather(score):
+        for k, v in d.items():
+            tot[k] = tot.get(k, 0) + v
+    counts["solid_clusters_on_cc"] = len(tot)
+    best = max(tot, key=lambda k: (tot[k], -k)) if tot else -2
+    live_s = (lab_s == best) & solid
+    dead = (solid & ~live_s) | (elec & ~live_e)
+    counts["isolated_active_cells"] = _global_count(comm, np.count_nonzero(dead[:n_owned] & (ct[:n_owned] == T.ACTIVE)))
+    counts["isolated_cbd_cells"] = _global_count(comm, np.count_nonzero(dead[:n_owned] & (ct[:n_owned] == T.CBD)))
+    counts["isolated_electrolyte_cells"] = _global_count(comm, np.count_nonzero(dead[:n_owned] & elec[:n_owned]))
+    ct_orig = ct.copy()
+    ct = np.where(dead, 0, ct).astype(np.int32)
+    if _global_count(comm, np.count_nonzero(ct[:n_owned] == T.ACTIVE)) == 0:
+        raise InputError("no active material is electronically connected to the current collector")
     two = np.nonzero(ncell == 2)[0].astype(np.int32)
     c0 = f2c.array[offs[two]]
     c1 = f2c.array[offs[two] + 1]
@@ -141,9 +229,6 @@ def analyse_mesh(inp: MeshInput) -> Topology:
         raise InputError("mesh has no active/electrolyte interface facets: no reaction surface")
 
     # boundary facets from the facet tags (owned facets only)
-    ft = inp.facet_tags
-    if ft is None:
-        raise InputError("mesh has no facet tags (need CURRENT_COLLECTOR = 11 and LI_FACE = 12)")
     fidx, fval = ft.indices, ft.values
     own = fidx < nf
     fidx, fval = fidx[own], fval[own]
@@ -172,7 +257,7 @@ def analyse_mesh(inp: MeshInput) -> Topology:
     x = msh.geometry.x
     z_min = comm.allreduce(float(x[:, 2].min()) if x.size else np.inf, op=MPI.MIN)
     z_max = comm.allreduce(float(x[:, 2].max()) if x.size else -np.inf, op=MPI.MAX)
-    return Topology(ct, pt, data.flatten(), cc_solid, cc_all, li, z_min, z_max, counts)
+    return Topology(ct, pt, data.flatten(), cc_solid, cc_all, li, z_min, z_max, counts, ct_orig)
 
 
 class HalfCellModel:
@@ -200,6 +285,7 @@ class HalfCellModel:
         length_unit: float = T.LENGTH_UNIT_M,
         extra_residual: Callable[[HalfCellModel, list[Any]], Any] | None = None,
         petsc_prefix: str = "tomocell_",
+        lu_lag: int = 1,
     ):
         if li_kinetics not in ("butler-volmer", "ideal"):
             raise InputError(f"li_kinetics must be 'butler-volmer' or 'ideal', got {li_kinetics!r}")
@@ -209,6 +295,7 @@ class HalfCellModel:
         self.p = params
         self.li_kinetics = li_kinetics
         self.linear_solver = linear_solver
+        self.lu_lag = int(lu_lag)
         self.ell = float(length_unit)
         self.topo = analyse_mesh(inp)
         self.comm = inp.mesh.comm
@@ -407,7 +494,12 @@ class HalfCellModel:
             "snes_stol": 0.0,
         }
         if self.linear_solver == "direct":
-            opts.update({"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"})
+            # LU (MUMPS) refactorised every `lag` Jacobians and used as the preconditioner of GMRES
+            # in between: the Newton steps still use the exact Jacobian, the factorisation (the
+            # dominant cost) is reused across Newton iterations and time steps.
+            opts.update({"ksp_type": "gmres", "ksp_rtol": 1e-12, "ksp_atol": 1e-16, "ksp_max_it": 50,
+                         "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
+                         "snes_lag_preconditioner": self.lu_lag, "snes_lag_preconditioner_persists": True})
             kind = "mpi"
             P = None
         else:

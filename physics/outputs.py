@@ -17,7 +17,8 @@ Run directory ``OUT/`` written by :func:`tomocell.physics.discharge.simulate_dis
         interface_current_A (integral of Butler-Volmer current; = -current_A at convergence),
         c_e_min_mol_m3, phi_e_li_V (phi_e at the Li face), newton_its, krylov_its, retries
     OUT/particles.csv       per-particle mean state of lithiation: particle (label from the mesh's
-        particle_tags), volume_um3, centroid_x_um, centroid_y_um, centroid_z_um, then one column
+        particle_tags), connected (1; 0 = electronically isolated from the collector, set inert by
+        the model, all other columns nan), volume_um3, centroid_x_um, centroid_y_um, centroid_z_um, then one column
         ``sol_dodNNN`` per snapshot (NNN = DoD in %, e.g. sol_dod050), mean c_s/c_max over the particle
     OUT/fields/dodNNN/      one folder per requested DoD (default 25, 50, 70 %; reached ones only):
         active.xdmf/.h5       on the active submesh: c_s [mol/m^3], SoL [-] (P1)
@@ -145,6 +146,9 @@ class OutputWriter:
         labels = m.topo.particle[:n_own]
         act = m.topo.cell_tag[:n_own] == T.ACTIVE
         self._labels = np.where(act, labels, 0)
+        # particles set inert (not connected to the collector) are listed with connected = 0
+        orig = m.topo.cell_tag_orig if m.topo.cell_tag_orig is not None else m.topo.cell_tag
+        all_lab = np.where(orig[:n_own] == T.ACTIVE, labels, 0)
         mom = [fem.assemble_vector(fem.form(x[i] * w * m.dx(T.ACTIVE))).array[dofs] for i in range(3)]
         v = vol.array[dofs]
         nlab = int(self.comm.allreduce(int(self._labels.max()) if self._labels.size else 0, op=MPI.MAX)) + 1
@@ -155,9 +159,12 @@ class OutputWriter:
             return self.comm.allreduce(loc, op=MPI.SUM)
 
         self.p_vol = red(v)
+        present = np.zeros(nlab)
+        np.maximum.at(present, all_lab, 1.0)
+        self.p_present = self.comm.allreduce(present, op=MPI.MAX)
         self.p_centroid = np.stack([red(mm) for mm in mom], axis=1) / np.maximum(self.p_vol, 1e-300)[:, None]
         self._red = red
-        self.particle_ids = np.nonzero(self.p_vol > 0)[0]
+        self.particle_ids = np.nonzero(self.p_present > 0)[0]
         self.particle_ids = self.particle_ids[self.particle_ids > 0]
 
     def particle_sol_now(self) -> np.ndarray:
@@ -281,10 +288,13 @@ class OutputWriter:
     def write_particles(self) -> None:
         if self.comm.rank != 0:
             return
-        cols = ["particle", "volume_um3", "centroid_x_um", "centroid_y_um", "centroid_z_um", *self.sol_columns]
+        cols = ["particle", "connected", "volume_um3", "centroid_x_um", "centroid_y_um", "centroid_z_um", *self.sol_columns]
         rows = []
         for k in self.particle_ids:
-            r = {"particle": int(k), "volume_um3": self.p_vol[k], "centroid_x_um": self.p_centroid[k, 0],
+            if self.p_vol[k] <= 0:  # inert particle: not connected to the collector
+                rows.append({"particle": int(k), "connected": 0, **{c: "nan" for c in cols[2:]}})
+                continue
+            r = {"particle": int(k), "connected": 1, "volume_um3": self.p_vol[k], "centroid_x_um": self.p_centroid[k, 0],
                  "centroid_y_um": self.p_centroid[k, 1], "centroid_z_um": self.p_centroid[k, 2]}
             for c in self.sol_columns:
                 r[c] = self.particle_sol[c][k]

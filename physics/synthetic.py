@@ -66,7 +66,8 @@ def box_cell(
     for k, (c, r) in enumerate(parts, start=1):
         c = np.asarray(c, dtype=float)
         inside = np.sum((mid - c) ** 2, axis=1) <= r * r
-        col = (np.sum((mid[:, :2] - c[:2]) ** 2, axis=1) <= (0.45 * r) ** 2) & (mid[:, 2] < c[2]) & ~inside
+        rc = max(0.45 * r, 0.75 * max(lx / nx, ly / ny))  # at least one cell wide: always connected
+        col = (np.sum((mid[:, :2] - c[:2]) ** 2, axis=1) <= rc**2) & (mid[:, 2] < c[2]) & ~inside
         tag[col & (tag == T.PORE)] = T.CBD
         tag[inside] = T.ACTIVE
         ptag[inside] = k

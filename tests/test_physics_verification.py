@@ -13,7 +13,7 @@ from dolfinx import fem  # noqa: E402
 from mpi4py import MPI  # noqa: E402
 
 from tomocell.meshing import tags as T  # noqa: E402
-from tomocell.physics.discharge import simulate_discharge  # noqa: E402
+from tomocell.physics.discharge import make_model, simulate_discharge  # noqa: E402
 from tomocell.physics.model import HalfCellModel  # noqa: E402
 from tomocell.physics.parameters import FARADAY, load_parameters  # noqa: E402
 from tomocell.physics.synthetic import box_cell  # noqa: E402
@@ -24,12 +24,11 @@ def params():
     return load_parameters("nmc111")
 
 
-def _active_volume_m3(inp) -> float:
-    """Active volume from the mesh geometry directly (independent of the model's forms)."""
+def _active_volume_m3(inp, cell_tag) -> float:
+    """Volume of the (connected) active cells from the mesh geometry, independent of the model's forms."""
     msh = inp.mesh
     n = msh.topology.index_map(3).size_local
-    ct = inp.cell_tags
-    own = ct.indices[(ct.values == T.ACTIVE) & (ct.indices < n)]
+    own = np.nonzero(cell_tag[:n] == T.ACTIVE)[0]
     x = msh.geometry.x
     g = msh.geometry.dofmaps[0][own]
     a, b, c, d = (x[g[:, k]] for k in range(4))
@@ -40,14 +39,15 @@ def _active_volume_m3(inp) -> float:
 def test_low_rate_capacity_matches_ocv(params):
     """C/20: delivered capacity within 1 % of F c_max V_active (x(3.0 V) - x(4.25 V))."""
     inp = box_cell(MPI.COMM_WORLD, n=(3, 3, 4))
-    res = simulate_discharge(inp, 0.05, params=params, max_ddod=0.05)
+    model = make_model(inp, params)
+    res = simulate_discharge(None, 0.05, model=model, max_ddod=0.05)
     x0, x1 = params.theta_limits()
-    q_ocv = FARADAY * params.c_max * _active_volume_m3(inp) * (x1 - x0) / 3600.0  # Ah
+    v_act = _active_volume_m3(inp, model.topo.cell_tag)
+    q_ocv = FARADAY * params.c_max * v_act * (x1 - x0) / 3600.0  # Ah
     assert res.reason == "cut-off"
     assert res.capacity_Ah == pytest.approx(q_ocv, rel=0.01)
     assert res.capacity_Ah < q_ocv  # kinetics and transport can only lose capacity
-    # specific capacity of NMC111 between 4.25 and 3.0 V (~160 mAh/g with these parameters)
-    assert res.capacity_mAh_g == pytest.approx(q_ocv * 1e3 / (params.density * 1e3 * _active_volume_m3(inp)), rel=0.01)
+    assert res.capacity_mAh_g == pytest.approx(q_ocv * 1e3 / (params.density * 1e3 * v_act), rel=0.01)
 
 
 def test_rate_trend(params):
