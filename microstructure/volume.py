@@ -74,8 +74,9 @@ class Volume:
             if lab.size and (lab.min() < 0 or lab.max() > 255):
                 raise InputError("labels out of range for phase codes")
             lab = lab.astype(np.uint8)
-        bad = np.setdiff1d(np.unique(lab), list(PHASE_NAMES))
-        if bad.size:
+        # max() is one pass without a copy (np.unique would sort-copy the whole volume)
+        if lab.size and int(lab.max()) > max(PHASE_NAMES):
+            bad = np.flatnonzero(np.bincount(lab.ravel())[max(PHASE_NAMES) + 1 :]) + max(PHASE_NAMES) + 1
             raise InputError(
                 f"labels contain values {bad.tolist()[:10]} that are not phase codes "
                 f"{PHASE_CODES}; map stored values with --labels VALUE=PHASE,..."
