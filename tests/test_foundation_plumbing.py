@@ -105,6 +105,9 @@ def test_volume_from_stored_labels():
 
 
 def test_progress_logs_when_not_a_terminal(caplog):
+    from tomocell.log import setup_logging
+
+    setup_logging(0)  # configure first: it sets propagate=False, which the test lifts below
     caplog.set_level(logging.INFO, logger="tomocell")
     logging.getLogger("tomocell").propagate = True
     try:
