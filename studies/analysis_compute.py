@@ -164,6 +164,7 @@ class ChargeTransfer:
     decomposition: st.OverpotentialSpread
     governs_j: str  #: 'eta_act' or 'i0'
     conclusion: str
+    data: dict[str, np.ndarray]  #: J_ct_A_m2, i0_A_m2, eta_V, area_um2 of the facets (for plotting)
 
 
 def charge_transfer(run: RunData, dod: float, bins: int = 50) -> ChargeTransfer:
@@ -192,7 +193,7 @@ def charge_transfer(run: RunData, dod: float, bins: int = 50) -> ChargeTransfer:
              f"{c_eta.pearson:+.2f} / {c_i0.pearson:+.2f}); the spread of eta_act (sd {1e3 * dec.sd_eta:.1f} mV) "
              f"comes mainly from {part} (sd phi_e {1e3 * dec.sd_phi_e:.1f} mV, sd U {1e3 * dec.sd_U:.1f} mV, "
              f"sd phi_s {1e3 * dec.sd_phi_s:.1f} mV).")
-    return ChargeTransfer(c_i0, c_eta, dec, gov, concl)
+    return ChargeTransfer(c_i0, c_eta, dec, gov, concl, {"J_ct_A_m2": j, "i0_A_m2": i0, "eta_V": eta, "area_um2": w})
 
 
 # ----------------------------------------------------------------------------- depth profiles

@@ -31,7 +31,7 @@ def _plt() -> Any:
 
 def _grid(n: int, rows: int = 1, w: float = 4.2, h: float = 3.6) -> tuple[Any, np.ndarray]:
     plt = _plt()
-    fig, ax = plt.subplots(rows, n, figsize=(w * n, h * rows), squeeze=False)
+    fig, ax = plt.subplots(rows, n, figsize=(w * n, h * rows), squeeze=False, layout="constrained")
     return fig, ax
 
 
@@ -59,11 +59,13 @@ def voltage_capacity(runs: list[RunData], summary: list[dict[str, float]], out: 
 
 def particle_sol_depth(runs: list[RunData], ps: dict[tuple[str, str], ParticleSoL], dods: list[float], out: Path) -> Figure:
     """Fig. 4a-c: per-particle SoL vs distance from the separator, colour and size = particle size."""
-    plt = _plt()
     fig, ax = _grid(len(runs), rows=len(dods))
     rmax = max(float(np.nanmax(p.radius_um)) for p in ps.values())
     rmin = min(float(np.nanmin(p.radius_um)) for p in ps.values())
     sc = None
+    ylo = min(float(np.nanmin(p.sol)) for p in ps.values())
+    yhi = max(float(np.nanmax(p.sol)) for p in ps.values())
+    pad = max(0.005, 0.05 * (yhi - ylo))
     for j, run in enumerate(runs):
         for i, dod in enumerate(dods):
             a = ax[i, j]
@@ -77,6 +79,7 @@ def particle_sol_depth(runs: list[RunData], ps: dict[tuple[str, str], ParticleSo
             a.set_title(f"{run.c_rate:g}C, {100 * dod:.0f} % DoD")
             a.set_xlabel("distance from separator (um)")
             a.set_ylabel("particle mean SoL")
+            a.set_ylim(ylo - pad, yhi + pad)  # one SoL scale for every panel, so rates and DoDs compare
             a.grid(alpha=0.3)
     if sc is not None:
         fig.colorbar(sc, ax=ax, label="equivalent radius (um)", shrink=0.8)
@@ -88,7 +91,6 @@ def particle_sol_depth(runs: list[RunData], ps: dict[tuple[str, str], ParticleSo
 
 def sol_histograms(runs: list[RunData], ps: dict[str, ParticleSoL], dod: float, out: Path) -> Figure:
     """Fig. 4d-e: volume-weighted SoL histograms with the peaks found, and which particles form each peak."""
-    plt = _plt()
     fig, ax = _grid(len(runs), rows=2)
     lo = min(float(p.sol.min()) for p in ps.values())
     hi = max(float(p.sol.max()) for p in ps.values())
@@ -147,16 +149,23 @@ def intraparticle(runs: list[RunData], intra: dict[str, dict[str, Any]], ps: dic
 
 
 def charge_transfer(runs: list[RunData], ct: dict[str, ChargeTransfer], dod: float, out: Path) -> Figure:
-    plt = _plt()
+    _plt()
     from matplotlib.colors import LogNorm
 
     fig, ax = _grid(len(runs), rows=3, h=3.4)
     for j, run in enumerate(runs):
         c = ct[run.name]
-        for i, (corr, xl) in enumerate(((c.j_vs_i0, "i$_0$ (A/m$^2$)"), (c.j_vs_eta, r"$\eta_{act}$ (V)"))):
+        jv = c.data["J_ct_A_m2"]
+        for i, (corr, key, xl) in enumerate(((c.j_vs_i0, "i0_A_m2", "i$_0$ (A/m$^2$)"),
+                                             (c.j_vs_eta, "eta_V", r"$\eta_{act}$ (V)"))):
             a = ax[i, j]
-            h = np.where(corr.hist > 0, corr.hist, np.nan)
-            a.pcolormesh(corr.x_edges, corr.y_edges, h.T, norm=LogNorm(), cmap="viridis")
+            # drawn over the 0.5-99.5 % range of each variable so a few extreme facets do not squash the plot
+            xv = c.data[key]
+            ok = np.isfinite(xv) & np.isfinite(jv)
+            rng = [np.quantile(xv[ok], (0.005, 0.995)), np.quantile(jv[ok], (0.005, 0.995))]
+            rng = [(lo, hi) if hi > lo else (lo - 1e-12, hi + 1e-12) for lo, hi in rng]
+            h, xe, ye = np.histogram2d(xv[ok], jv[ok], bins=50, range=rng, weights=c.data["area_um2"][ok])
+            a.pcolormesh(xe, ye, np.where(h > 0, h, np.nan).T, norm=LogNorm(), cmap="viridis")
             a.set_xlabel(xl)
             a.set_ylabel("J$_{ct}$ (A/m$^2$)")
             a.set_title(f"{run.c_rate:g}C: Pearson {corr.pearson:+.2f}, Spearman {corr.spearman:+.2f}", fontsize=9)
@@ -167,7 +176,6 @@ def charge_transfer(runs: list[RunData], ct: dict[str, ChargeTransfer], dod: flo
         a.bar(names, vals, color=["grey", "tab:orange", "tab:blue", "tab:green"])
         a.set_ylabel("spread over the interface, sd (mV)")
         a.set_title(f"{run.c_rate:g}C: J$_{{ct}}$ governed by {c.governs_j}; $\\eta$ by {d.governing}", fontsize=9)
-    plt.tight_layout()
     return save_figure(fig, out / "charge_transfer.png",
                        f"Charge-transfer heterogeneity at {100 * dod:.0f} % DoD: area-weighted 2D histograms of the "
                        "Butler-Volmer current density J_ct (< 0 on discharge) against the exchange current density i0 "
@@ -178,7 +186,7 @@ def charge_transfer(runs: list[RunData], ct: dict[str, ChargeTransfer], dod: flo
 
 def transport(runs: list[RunData], tp: dict[str, dict[str, Any]], sites: dict[str, np.ndarray] | None, dod: float,
               out: Path) -> Figure:
-    plt = _plt()
+    _plt()
     from matplotlib.colors import LogNorm
 
     n = len(runs) + (1 if sites is not None else 0)
@@ -205,7 +213,6 @@ def transport(runs: list[RunData], tp: dict[str, dict[str, Any]], sites: dict[st
         a.set_ylabel("local tortuosity at reaction sites")
         a.legend(markerscale=8)
         a.grid(alpha=0.3)
-    plt.tight_layout()
     return save_figure(fig, out / "transport_path.png",
                        f"Transport path at {100 * dod:.0f} % DoD: electrolyte potential at the reaction facets against "
                        "the Li+ travel distance through the pores from the separator (fast marching, characterisation), "
