@@ -27,7 +27,7 @@ from tomocell.physics.solver import StepControl, locate_event, try_step
 
 log = get_logger("physics.discharge")
 
-DIRECT_DOF_LIMIT = 300_000
+DIRECT_DOF_LIMIT = 150_000
 
 
 @dataclass
@@ -70,11 +70,12 @@ def _fingerprint(model: HalfCellModel) -> dict[str, Any]:
 
 
 def make_model(inp: MeshInput, params: Parameters, *, li_kinetics: str = "butler-volmer",
-               linear_solver: str = "auto") -> HalfCellModel:
+               linear_solver: str = "auto", lu_lag: int = 3) -> HalfCellModel:
+    """The model with the linear solver chosen by size ("auto": MUMPS below ~150 k DOFs, ~300 k tets)."""
     if linear_solver == "auto":
         ncell = inp.mesh.topology.index_map(3).size_global
-        linear_solver = "direct" if ncell * 1.2 < DIRECT_DOF_LIMIT else "iterative"
-    return HalfCellModel(inp, params, li_kinetics=li_kinetics, linear_solver=linear_solver)
+        linear_solver = "direct" if ncell * 0.5 < DIRECT_DOF_LIMIT else "iterative"
+    return HalfCellModel(inp, params, li_kinetics=li_kinetics, linear_solver=linear_solver, lu_lag=lu_lag)
 
 
 def simulate_discharge(

@@ -285,7 +285,7 @@ class HalfCellModel:
         length_unit: float = T.LENGTH_UNIT_M,
         extra_residual: Callable[[HalfCellModel, list[Any]], Any] | None = None,
         petsc_prefix: str = "tomocell_",
-        lu_lag: int = 1,
+        lu_lag: int = 3,
     ):
         if li_kinetics not in ("butler-volmer", "ideal"):
             raise InputError(f"li_kinetics must be 'butler-volmer' or 'ideal', got {li_kinetics!r}")
@@ -569,12 +569,16 @@ class HalfCellModel:
         try:
             self.problem.solve()
         except Exception:  # noqa: BLE001 - PETSc errors (e.g. NaN in a factorisation) mean a failed step
+            snes.getKSP().getPC().reset()
             return False, snes.getIterationNumber(), snes.getLinearSolveIterations()
         reason = snes.getConvergedReason()
         its = snes.getIterationNumber()
         kits = snes.getLinearSolveIterations()
         ok = reason > 0 and all(np.all(np.isfinite(f.x.array)) for f in self.u)
         ok = bool(self.comm.allreduce(ok, op=MPI.LAND))
+        if not ok:
+            # a reused LU may come from a state that led nowhere: refactorise on the next try
+            snes.getKSP().getPC().reset()
         return ok, its, kits
 
     # ---- integrated quantities -----------------------------------------------------------------

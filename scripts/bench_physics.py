@@ -35,7 +35,7 @@ def bench(inp, label: str, args: argparse.Namespace) -> dict:
     p = load_parameters(args.params)
     rss0 = rss_mb()
     t0 = time.perf_counter()
-    m = make_model(inp, p, linear_solver=args.solver)
+    m = make_model(inp, p, linear_solver=args.solver, lu_lag=args.lu_lag)
     t_setup = time.perf_counter() - t0
     cells = inp.mesh.topology.index_map(3).size_global
     dofs = m.dof_count()
@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--c-rate", type=float, default=1.0)
     ap.add_argument("--solver", choices=("auto", "direct", "iterative"), default="auto")
     ap.add_argument("--params", default="nmc111")
+    ap.add_argument("--lu-lag", type=int, default=3, help="refactorise the LU every N Jacobians (direct solver)")
     ap.add_argument("--steps", type=int, default=0, help="time N fixed steps instead of a full discharge")
     ap.add_argument("--sizes", default="6,9,13", help="box refinements (cells across) without --mesh")
     args = ap.parse_args()
