@@ -25,6 +25,7 @@ EPILOG = """examples:
   tomocell simulate box:6,6,8 --c-rate 2 --out /tmp/box    # built-in 10x10x10 um test cell
   tomocell simulate mesh.xdmf --c-rate 1 --params xu2019 --param active.diffusivity=5e-15 --out r
   tomocell simulate mesh.xdmf --c-rate 1 --out r --resume     # continue a run killed by SIGTERM
+  tomocell simulate mesh.xdmf --c-rate 2 --rest-min 10 --charge-c-rate 1 --out r   # + rest + CC-CV charge
 """
 
 
@@ -38,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override one parameter, e.g. cbd.conductivity=50 (repeatable)")
     parser.add_argument("--dod", default="25,50,70", metavar="P,...", help="depths of discharge in %% for field snapshots (default 25,50,70)")
     parser.add_argument("--rest-min", type=float, default=0.0, metavar="MIN", help="rest at zero current after the cut-off (minutes)")
+    parser.add_argument("--charge-c-rate", type=float, default=None, metavar="X",
+                        help="after the discharge (and rest): CC charge at X C to voltage_max, then CV until |I| < --cv-cutoff C")
+    parser.add_argument("--cv-cutoff", type=float, default=0.05, metavar="X", help="CV end current in C (default 0.05)")
     parser.add_argument("--li", choices=("butler-volmer", "ideal"), default="butler-volmer",
                         help="Li-metal counter electrode: Butler-Volmer kinetics (default) or ideal (phi_e = 0)")
     parser.add_argument("--solver", choices=("auto", "direct", "iterative"), default="auto",
@@ -120,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     res = simulate_file(
         args.mesh, args.c_rate, args.out, params=args.params, overrides=parse_overrides(args.param),
         dod_snapshots=_parse_dod(args.dod), rest_s=60.0 * args.rest_min, li_kinetics=args.li,
+        charge_c_rate=args.charge_c_rate, cv_cutoff_c_rate=args.cv_cutoff,
         linear_solver=args.solver, max_ddod=args.max_ddod, checkpoint_every=args.checkpoint_every, resume=args.resume,
     )
     if mpi.rank() == 0:

@@ -56,6 +56,7 @@ class DischargeResult:
     cells: int
     mpi_size: int
     wall_s: float
+    charge_Ah: float = 0.0
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -86,6 +87,8 @@ def simulate_discharge(
     out_dir: str | Path | None = None,
     dod_snapshots: tuple[float, ...] = (0.25, 0.5, 0.7),
     rest_s: float = 0.0,
+    charge_c_rate: float | None = None,
+    cv_cutoff_c_rate: float = 0.05,
     li_kinetics: str = "butler-volmer",
     linear_solver: str = "auto",
     max_ddod: float = 0.02,
@@ -109,6 +112,12 @@ def simulate_discharge(
         raise InputError(f"max_ddod must lie in (0, 0.5], got {max_ddod}")
     if rest_s < 0:
         raise InputError(f"rest duration must be >= 0 s, got {rest_s}")
+    if charge_c_rate is not None and not (np.isfinite(charge_c_rate) and charge_c_rate > 0):
+        raise InputError(f"charge C-rate must be > 0, got {charge_c_rate}")
+    if not cv_cutoff_c_rate > 0:
+        raise InputError(f"CV cut-off C-rate must be > 0, got {cv_cutoff_c_rate}")
+    if charge_c_rate is not None and li_kinetics == "ideal":
+        raise InputError("CC-CV charge needs the Butler-Volmer Li electrode (li_kinetics='butler-volmer')")
     snaps = sorted(float(d) for d in dod_snapshots)
     if any(not 0 < d < 1 for d in snaps):
         raise InputError(f"DoD snapshots must lie in (0, 1), got {dod_snapshots}")
@@ -137,6 +146,7 @@ def simulate_discharge(
     segment, t, q_dis, step, dt = "discharge", 0.0, 0.0, 0, 2e-4 * t_1c
     done_snaps: list[float] = []
     seg_t0 = 0.0
+    q_chg = 0.0
     if resume:
         if out is None:
             raise InputError("--resume needs the output directory of the interrupted run")
@@ -144,6 +154,7 @@ def simulate_discharge(
         model.restore(arrays)
         rows = meta["rows"]
         segment, t, q_dis, step, dt = meta["segment"], meta["t"], meta["q"], meta["step"], meta["dt"]
+        q_chg = meta.get("q_chg", 0.0)
         done_snaps, seg_t0 = meta["snapshots"], meta["seg_t0"]
         if writer is not None:
             writer.sol_columns = meta.get("sol_columns", [])
@@ -175,7 +186,7 @@ def simulate_discharge(
     def save_checkpoint() -> None:
         if out is None:
             return
-        meta = {"segment": segment, "t": t, "q": q_dis, "step": step, "dt": dt, "snapshots": done_snaps,
+        meta = {"segment": segment, "t": t, "q": q_dis, "q_chg": q_chg, "step": step, "dt": dt, "snapshots": done_snaps,
                 "seg_t0": seg_t0, "rows": rows, "fingerprint": fp,
                 "sol_columns": writer.sol_columns if writer else [],
                 "particle_sol": {k: v.tolist() for k, v in (writer.particle_sol.items() if writer else [])}}
@@ -186,7 +197,8 @@ def simulate_discharge(
         while segment != "done":
             if n_steps_loop >= max_steps:
                 raise SolverError(f"no cut-off after {max_steps} steps")
-            cur = current if segment == "discharge" else 0.0
+            cur = {"discharge": current, "rest": 0.0, "charge_cc": -(charge_c_rate or 0.0) * i1c}.get(segment, 0.0)
+            model.set_potentiostatic(p.voltage_max if segment == "charge_cv" else None)
             model.set_current_A(cur)
             dt_try = min(dt, ctl.dt_max_s)
             pending = [d for d in snaps if d not in done_snaps and d * q_nom > q_dis + 1e-9 * q_nom]
@@ -201,21 +213,28 @@ def simulate_discharge(
             dt_try = st.dt
             q = model.quantities()
             event = False
-            if segment == "discharge" and q["voltage_V"] < p.voltage_min:
-                g_lo = q_prev["voltage_V"] - p.voltage_min
+            crossed = ((segment == "discharge" and q["voltage_V"] < p.voltage_min)
+                       or (segment == "charge_cc" and q["voltage_V"] > p.voltage_max))
+            if crossed:
+                sign, limit = (1.0, p.voltage_min) if segment == "discharge" else (-1.0, p.voltage_max)
+                g_lo = sign * (q_prev["voltage_V"] - limit)
 
                 def g() -> float:
-                    return model.quantities()["voltage_V"] - p.voltage_min
+                    return sign * (model.quantities()["voltage_V"] - limit)
 
                 model.restore(pre)
-                dt_try, st2 = locate_event(model, g, dt_try, g_lo, q["voltage_V"] - p.voltage_min, ctl, event_tol_V)
+                dt_try, st2 = locate_event(model, g, dt_try, g_lo, sign * (q["voltage_V"] - limit), ctl, event_tol_V)
                 st.newton += st2.newton
                 st.krylov += st2.krylov
                 q = model.quantities()
                 event = True
             model.accept_step()
+            if segment == "charge_cv":
+                cur = q.get("li_face_current_A", -q["interface_current_A"])
             t += dt_try
             q_dis += cur * dt_try
+            if cur < 0:
+                q_chg -= cur * dt_try
             step += 1
             n_steps_loop += 1
             li_now = q["li_solid_mol"] + q["li_electrolyte_mol"]
@@ -236,13 +255,18 @@ def simulate_discharge(
                 dt = min(dt_try * ctl.grow, ctl.dt_max_s) if dt_try >= 0.999 * dt else dt
             elif st.retries > 0:
                 dt = max(dt_try * ctl.shrink, ctl.dt_min_s)
-            if event:
+            after_rest = "charge_cc" if charge_c_rate else "done"
+            if event and segment == "discharge":
                 reason = "cut-off"
-                segment = "rest" if rest_s > 0 else "done"
+                segment = "rest" if rest_s > 0 else after_rest
                 seg_t0 = t
-                dt = ctl.dt_init_s
-            elif segment == "rest" and t >= seg_t0 + rest_s - 1e-9:
+                dt = 2e-4 * t_1c
+            elif event and segment == "charge_cc":
+                segment, seg_t0 = "charge_cv", t
+            elif segment == "charge_cv" and abs(cur) < cv_cutoff_c_rate * i1c:
                 segment = "done"
+            elif segment == "rest" and t >= seg_t0 + rest_s - 1e-9:
+                segment = after_rest
             if out is not None and (step % max(checkpoint_every, 1) == 0):
                 save_checkpoint()
             if bool(comm.allreduce(term.hit)):
@@ -254,7 +278,7 @@ def simulate_discharge(
                          q_dis / q_nom, dt_try, st.newton)
     dis = [r for r in rows if r["segment"] == "discharge" and r["step"] > 0]
     energy = sum(r["voltage_V"] * r["current_A"] * r["dt_s"] for r in dis) / 3600.0
-    cap = q_dis / 3600.0
+    cap = sum(r["current_A"] * r["dt_s"] for r in dis) / 3600.0
     res = DischargeResult(
         c_rate=float(c_rate), capacity_Ah=cap, capacity_mAh_g=cap * 1e3 / mass_g, capacity_mAh_cm2=cap * 1e3 / area_cm2,
         nominal_capacity_Ah=q_nom / 3600.0, nominal_capacity_mAh_g=q_nom / 3.6 / mass_g, utilisation=q_dis / q_nom,
@@ -263,7 +287,7 @@ def simulate_discharge(
         discharge_time_s=float(dis[-1]["t_s"]) if dis else 0.0, reason=reason, steps=step,
         newton_total=newton_total, krylov_total=krylov_total, newton_per_step=newton_total / max(step, 1),
         snapshots=done_snaps, dofs=model.dof_count(), cells=model.inp.mesh.topology.index_map(3).size_global,
-        mpi_size=comm.size, wall_s=time.perf_counter() - t_wall, rows=rows,
+        mpi_size=comm.size, wall_s=time.perf_counter() - t_wall, rows=rows, charge_Ah=q_chg / 3600.0,
     )
     if out is not None:
         write_timeseries(comm, out, rows)

@@ -465,6 +465,25 @@ class HalfCellModel:
         self.F_ufl = R
         self.F_blocks = ufl.extract_blocks(R)
 
+    def set_potentiostatic(self, voltage: float | None) -> None:
+        """Switch to a fixed collector potential (volts; phi_s = voltage on the collector contact,
+        the current follows) or back to galvanostatic operation with ``None``. The potentiostatic
+        problem (its own forms and SNES) is built on first use; the state is shared."""
+        if voltage is None:
+            self.potentiostatic = False
+            return
+        if self.li_kinetics != "butler-volmer":
+            raise InputError("potentiostatic (CV) operation needs the Butler-Volmer Li electrode (li_kinetics)")
+        self.v_set.value = float(voltage)
+        if not hasattr(self, "_problem_cv"):
+            keep = (self.problem, self.F_blocks, self.bcs, self._prefix)
+            self.potentiostatic = True
+            self._build_forms()
+            self._build_solver(self._prefix + "cv_")
+            self._problem_cv = self.problem
+            self.problem, self.F_blocks, self.bcs, self._prefix = keep
+        self.potentiostatic = True
+
     def _dirichlet(self) -> list[fem.DirichletBC]:
         bcs = []
         tol = 1e-8 * max(1.0, abs(self.topo.z_max))
@@ -565,9 +584,10 @@ class HalfCellModel:
     def solve_step(self, dt: float) -> tuple[bool, int, int]:
         """One backward-Euler step of length dt [s] from the accepted state. (converged, newton, krylov)."""
         self.dt.value = dt
-        snes = self.problem.solver
+        problem = self._problem_cv if self.potentiostatic else self.problem
+        snes = problem.solver
         try:
-            self.problem.solve()
+            problem.solve()
         except Exception:  # noqa: BLE001 - PETSc errors (e.g. NaN in a factorisation) mean a failed step
             snes.getKSP().getPC().reset()
             return False, snes.getIterationNumber(), snes.getLinearSolveIterations()

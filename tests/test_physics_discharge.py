@@ -134,3 +134,24 @@ def test_sigterm_checkpoint_and_resume_reproduce_the_uninterrupted_run(tmp_path)
     ra, rb = _rows(ref / "timeseries.csv"), _rows(out / "timeseries.csv")
     assert len(ra) == len(rb)
     assert float(rb[-1]["voltage_V"]) == pytest.approx(float(ra[-1]["voltage_V"]), abs=1e-10)
+
+
+def test_cccv_charge_returns_the_discharged_charge():
+    from mpi4py import MPI
+
+    from tomocell.physics.discharge import simulate_discharge
+    from tomocell.physics.synthetic import box_cell
+
+    r = simulate_discharge(box_cell(MPI.COMM_WORLD, n=(3, 3, 4)), 2.0, charge_c_rate=1.0, rest_s=300.0)
+    segs = [x["segment"] for x in r.rows]
+    assert segs.index("rest") < segs.index("charge_cc") < segs.index("charge_cv")
+    cc = [x for x in r.rows if x["segment"] == "charge_cc"]
+    cv = [x for x in r.rows if x["segment"] == "charge_cv"]
+    assert cc[-1]["voltage_V"] == pytest.approx(4.25, abs=1e-4) and cc[-1]["voltage_V"] <= 4.25
+    assert all(x["voltage_V"] == pytest.approx(4.25, abs=1e-12) for x in cv)
+    i_cv = np.array([x["current_A"] for x in cv])
+    assert np.all(i_cv < 0) and np.all(np.diff(np.abs(i_cv)) < 0)  # the CV current decays
+    assert abs(i_cv[-1]) < 0.05 * r.one_c_current_A
+    # Li conserved in every step of every segment; the charge returns (almost) what was discharged
+    assert max(abs(x["li_balance_rel"]) for x in r.rows[1:]) < 1e-10
+    assert 0.97 < r.charge_Ah / r.capacity_Ah <= 1.0 + 1e-9
