@@ -44,6 +44,9 @@ class DemoContext:
     seed: int
     c_rate: float
     fresh: bool
+    generator: dict[str, Any] = field(default_factory=dict)
+    meshing: dict[str, Any] = field(default_factory=dict)
+    snapshots: tuple[float, ...] = (0.25, 0.5, 0.7)
     state: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -67,11 +70,166 @@ def step(name: str, requires: str) -> Callable[[Callable[[DemoContext], None]], 
     return deco
 
 
-def run_demo(out: Path, *, seed: int = 0, c_rate: float = 1.0, fresh: bool = False) -> dict[str, Any]:
-    """Run every available step; return the summary dict (also written to ``summary.json``)."""
+def _done(run_dir: Path, ctx: DemoContext) -> bool:
+    """True if ``run_dir`` holds a finished run of the same demo settings (resume)."""
+    if ctx.fresh:
+        return False
+    rj = run_dir / "run.json"
+    if not rj.is_file():
+        return False
+    try:
+        data = json.loads(rj.read_text())
+    except json.JSONDecodeError:
+        return False
+    got = data.get("parameters", {}).get("demo")
+    return data.get("status") == "ok" and (got is None or got == json.loads(json.dumps(_key(ctx))))
+
+
+def _key(ctx: DemoContext) -> dict[str, Any]:
+    """What a step's outputs depend on: a finished step is reused only if this is unchanged."""
+    return {"seed": ctx.seed, "generator": ctx.generator, "meshing": ctx.meshing}
+
+
+#: demo sizes: small enough for <= 10 min on 2 cores, large enough to hold ~300 particles.
+#: "demo" preset: 30 x 20 x 20 um (thickness first) at 0.5 um, see microstructure/synthetic.py
+DEMO_GENERATOR: dict[str, Any] = {"preset": "demo"}
+DEMO_MESH: dict[str, Any] = {"route": "voxel", "coarsen": 2, "separator_um": 25.0}
+DEMO_SNAPSHOTS = (0.25, 0.5, 0.7)
+
+
+@step("generate", "tomocell.microstructure.synthetic")
+def _generate(ctx: DemoContext) -> None:
+    from tomocell.microstructure.io import read_volume, write_volume
+    from tomocell.microstructure.report_slices import save_slices_png
+    from tomocell.microstructure.synthetic import generate_electrode
+
+    d = ctx.out / "volume"
+    path = d / "volume.tif"
+    if _done(d, ctx) and path.is_file():
+        ctx.state["volume"] = read_volume(path)
+    else:
+        with run_manifest("generate", d, {**ctx.generator, "seed": ctx.seed, "demo": _key(ctx)}) as man:
+            vol = generate_electrode(seed=ctx.seed, **ctx.generator)
+            if mpi.is_root():
+                write_volume(vol, path)
+                save_slices_png(vol, d / "slices.png", title="synthetic demo electrode")
+            mpi.world().barrier()
+            man.add_output("volume", path)
+            man.set_result(fractions=vol.fractions(), shape=list(vol.shape))
+        ctx.state["volume"] = vol
+    vol = ctx.state["volume"]
+    ctx.summary["volume"] = f"{vol.shape[0]} x {vol.shape[1]} x {vol.shape[2]} voxels of {vol.voxel_size_um[0]:g} um ({path})"
+    ctx.summary["phase fractions"] = vol.fractions()
+
+
+@step("characterise", "tomocell.microstructure.characterise")
+def _characterise(ctx: DemoContext) -> None:
+    import numpy as np
+
+    from tomocell.microstructure.characterise import characterise
+
+    d = ctx.out / "characterisation"
+    labels_path = d / "particle_labels.npy"
+    if _done(d, ctx) and labels_path.is_file() and (d / "metrics.json").is_file():
+        metrics = json.loads((d / "metrics.json").read_text())
+        ctx.state["particle_labels"] = np.load(labels_path)
+    else:
+        with run_manifest("characterise", d, {"fast": True, "demo": _key(ctx)}) as man:
+            res = characterise(ctx.state["volume"], d, fast=True)
+            if mpi.is_root():
+                from tomocell.atomic import atomic_path
+
+                with atomic_path(labels_path) as tmp:
+                    np.save(tmp, res.particle_labels)
+            metrics = res.metrics
+            man.set_result(tortuosity=_pore_taus(metrics))
+        ctx.state["particle_labels"] = res.particle_labels
+    ctx.summary["pore tortuosity factor"] = _pore_taus(metrics)
+    if "pore_size" in metrics:
+        ctx.summary["pore size D50 (um)"] = float(metrics["pore_size"]["d50_um"])
+    if "particles" in metrics:
+        ctx.summary["particles"] = f"{metrics['particles']['count']} (D50 {metrics['particles']['d50_um']:.2f} um)"
+    ctx.summary["characterisation report"] = str(d / "report.md")
+
+
+def _pore_taus(metrics: dict[str, Any]) -> dict[str, float | str]:
+    """tau of the pore phase per axis ('not percolating' where it does not connect the faces)."""
+    out: dict[str, float | str] = {}
+    for k, v in metrics.get("tortuosity", {}).get("pore", {}).items():
+        if isinstance(v, dict):
+            out[k] = float(v["tau"]) if v.get("percolating") and v.get("tau") is not None else "not percolating"
+    return out
+
+
+@step("mesh", "tomocell.meshing.pipeline")
+def _mesh(ctx: DemoContext) -> None:
+    from tomocell.meshing.pipeline import mesh_volume, write_outputs
+
+    d = ctx.out / "mesh"
+    mesh_path = d / "mesh.xdmf"
+    if _done(d, ctx) and mesh_path.is_file():
+        report = json.loads((d / "fidelity.json").read_text())
+    else:
+        with run_manifest("mesh", d, {**ctx.meshing, "demo": _key(ctx)}) as man:
+            res = mesh_volume(ctx.state["volume"], particle_labels=ctx.state.get("particle_labels"), **ctx.meshing)
+            write_outputs(res, d)
+            report = res.report
+            man.set_result(tets=report.get("tets"), nodes=report.get("nodes"), route=report.get("route"))
+    ctx.state["mesh"] = mesh_path
+    ctx.summary["mesh"] = f"{report.get('tets')} tets, {report.get('nodes')} nodes ({report.get('route')} route, {mesh_path})"
+
+
+@step("simulate", "tomocell.physics.cli")
+def _simulate(ctx: DemoContext) -> None:
+    from tomocell.physics.cli import simulate_file
+
+    from tomocell.manifest import sha256_of
+
+    d = ctx.out / f"simulation-{ctx.c_rate:g}C"
+    same_mesh = False
+    if _done(d, ctx) and (d / "timeseries.csv").is_file():
+        recorded = json.loads((d / "run.json").read_text()).get("inputs", {}).get("mesh", {}).get("sha256")
+        same_mesh = recorded == sha256_of(ctx.state["mesh"])
+    if same_mesh:
+        results = json.loads((d / "run.json").read_text())["results"]
+    else:
+        res = simulate_file(ctx.state["mesh"], ctx.c_rate, d, dod_snapshots=ctx.snapshots)
+        results = res.summary()
+    ctx.state["simulation"] = d
+    ctx.summary["discharge"] = (
+        f"{results['capacity_mAh_g']:.1f} mAh/g, {results['capacity_mAh_cm2']:.3f} mAh/cm2 at {ctx.c_rate:g}C "
+        f"({100 * results['utilisation']:.0f} % of nominal), {results['reason']} at {results['final_voltage_V']:.3f} V"
+    )
+
+
+@step("plots", "tomocell.studies.analyse")
+def _plots(ctx: DemoContext) -> None:
+    from tomocell.studies.analyse import analyse_runs
+
+    d = ctx.out / "analysis"
+    analyse_runs([ctx.state["simulation"]], d, characterisation_dir=ctx.out / "characterisation")
+    ctx.summary["plots"] = str(d / "report.md")
+
+
+def run_demo(
+    out: Path,
+    *,
+    seed: int = 0,
+    c_rate: float = 1.0,
+    fresh: bool = False,
+    generator: dict[str, Any] | None = None,
+    meshing: dict[str, Any] | None = None,
+    snapshots: tuple[float, ...] = DEMO_SNAPSHOTS,
+) -> dict[str, Any]:
+    """Run every available step; return the summary dict (also written to ``summary.json``).
+
+    ``generator`` / ``meshing``: keyword arguments for generate_electrode / mesh_volume (defaults
+    :data:`DEMO_GENERATOR`, :data:`DEMO_MESH`).
+    """
     from tomocell.atomic import write_json
 
-    ctx = DemoContext(Path(out), seed, c_rate, fresh)
+    ctx = DemoContext(Path(out), seed, c_rate, fresh, dict(generator or DEMO_GENERATOR),
+                      dict(meshing or DEMO_MESH), tuple(snapshots))
     ctx.out.mkdir(parents=True, exist_ok=True)
     with run_manifest("demo", ctx.out, {"seed": seed, "c_rate": c_rate}) as man:
         for name, requires, fn in STEPS:

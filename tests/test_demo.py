@@ -1,0 +1,68 @@
+"""The README's main job, `tomocell demo`, on a tiny electrode: steps, summary, resume, --fresh."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tomocell import demo
+
+TINY_GENERATOR = dict(box_um=(8.0, 6.0, 6.0), voxel_size_um=0.5, d50_um=2.5, d90_um=3.5, d_min_um=1.5,
+                      d_max_um=4.0, active_fraction=0.45)
+TINY_MESH = dict(route="voxel", coarsen=1, separator_um=5.0)
+
+
+def _tiny(out: Path, **kw):
+    return demo.run_demo(out, c_rate=2.0, generator=TINY_GENERATOR, meshing=TINY_MESH, snapshots=(0.5,), **kw)
+
+
+@pytest.fixture
+def front_steps_only(monkeypatch):
+    """The demo without its simulate/plots steps (those are covered by the slow test below)."""
+    monkeypatch.setattr(demo, "STEPS", [s for s in demo.STEPS if s[0] in ("generate", "characterise", "mesh")])
+
+
+def test_demo_front_steps_summary_and_resume(tmp_path, front_steps_only):
+    out = tmp_path / "demo"
+    summary = _tiny(out)
+    assert summary["phase fractions"]["active"] == pytest.approx(0.45, abs=0.02)
+    assert all(isinstance(t, float) and 1.0 < t < 10.0 for t in summary["pore tortuosity factor"].values())
+    assert "tets" in summary["mesh"]
+    for f in ("volume/volume.tif", "characterisation/metrics.json", "characterisation/particle_labels.npy",
+              "mesh/mesh.xdmf", "mesh/mesh.h5", "run.json", "summary.json"):
+        assert (out / f).is_file(), f
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "ok" and set(run["timings_s"]) >= {"generate", "characterise", "mesh"}
+
+    stamp = {f: (out / f).stat().st_mtime_ns for f in ("volume/volume.tif", "mesh/mesh.h5")}
+    again = _tiny(out)  # resume: finished steps are reused, not recomputed
+    assert again["mesh"] == summary["mesh"]
+    assert {f: (out / f).stat().st_mtime_ns for f in stamp} == stamp
+
+    _tiny(out, seed=1)  # other settings: recomputed
+    assert (out / "volume/volume.tif").stat().st_mtime_ns != stamp["volume/volume.tif"]
+    _tiny(out, seed=1, fresh=True)
+    assert json.loads((out / "volume/run.json").read_text())["parameters"]["seed"] == 1
+
+
+def test_demo_cli_prints_summary(tmp_path, front_steps_only, monkeypatch, capsys):
+    from tomocell import cli
+
+    monkeypatch.setattr(demo, "DEMO_GENERATOR", TINY_GENERATOR)
+    monkeypatch.setattr(demo, "DEMO_MESH", TINY_MESH)
+    assert cli.main(["demo", "--out", str(tmp_path / "d"), "--c-rate", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "phase fractions" in out and "mesh:" in out and str(tmp_path / "d") in out
+
+
+@pytest.mark.slow
+def test_demo_whole_chain_tiny(tmp_path):
+    out = tmp_path / "demo"
+    summary = _tiny(out)
+    assert "skipped" not in summary, summary.get("skipped")
+    assert "cut-off" in summary["discharge"]
+    sim = json.loads((out / "simulation-2C" / "run.json").read_text())["results"]
+    assert 0.5 < sim["utilisation"] <= 1.05
+    assert (out / "analysis" / "report.md").is_file()
