@@ -130,6 +130,17 @@ def _analyse(runs: list[RunData], out: Path, dod: float, ch: ac.Characterisation
                              "n_particles": int(np.sum(ps[r.name].peak_of == k)),
                              "particles": " ".join(str(int(i)) for i in ps[r.name].particle[ps[r.name].peak_of == k])}
                             for r in runs for k, pk in enumerate(ps[r.name].peaks)])
+    if render:
+        from tomocell.studies.analysis_render import render_peak_particles
+
+        peak_of = {r.name: {int(k): int(v) for k, v in zip(ps[r.name].particle, ps[r.name].peak_of)} for r in runs}
+        if render_peak_particles(runs, peak_of, dod, out / "peak_particles.png"):
+            figs.append(Figure("peak_particles.png",
+                               "The particles of each SoL-histogram peak (colours as in the histograms), rendered from "
+                               "the mesh's particle tags; separator side on top - cf. the inset of Fig. 4e."))
+        else:
+            notes.append("The runs name no mesh file with particle tags, so the particles of each peak are listed "
+                         "(sol_peaks.csv) but not rendered.")
     at = [s for s in spread if abs(s["dod"] - dod) < 1e-9]
     grows: bool | None = None
     if len(at) > 1:

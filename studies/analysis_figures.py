@@ -227,7 +227,9 @@ def profiles(runs: list[RunData], prof: dict[str, dict[str, np.ndarray]], L_um: 
         for a, key in zip(ax[0], ("sol", "c_e_mol_m3", "J_ct_A_m2")):
             ok = np.isfinite(p[key])
             a.plot(p["depth_um"][ok], p[key][ok], "o-", ms=3, label=f"{run.c_rate:g}C")
+    x0 = min(float(p["depth_um"].min()) for p in prof.values())
     for a, yl in zip(ax[0], ("mean SoL", "c$_e$ (mol/m$^3$)", "J$_{ct}$ (A/m$^2$)")):
+        a.set_xlim(x0 - 0.5, L_um + 0.5)
         a.axvline(0, color="k", lw=0.8, ls=":")
         a.axvline(L_um, color="k", lw=0.8, ls=":")
         a.set_xlabel("distance from separator (um)")

@@ -106,3 +106,70 @@ def render_fields(runs: list[RunData], dod: float, path: str | Path, *, col_px: 
         pl.screenshot(str(tmp))
     pl.close()
     return clim
+
+
+def particle_cells(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(points um, tets, particle label per tet) of the active cells of the run's mesh file, or None when
+    the run has no readable mesh file with particle tags (e.g. the built-in box cell)."""
+    import h5py
+
+    from tomocell.meshing import tags as T
+
+    mesh_in = run.manifest.get("inputs", {}).get("mesh", {}).get("path")
+    if not mesh_in or not Path(mesh_in).exists():
+        return None
+    try:
+        with h5py.File(Path(mesh_in).with_suffix(".h5"), "r") as f:
+            pts = np.asarray(f[f"Mesh/{T.MESH_NAME}/geometry"], float)
+            ct = np.asarray(f[f"MeshTags/{T.CELL_TAGS_NAME}/topology"], np.int64)
+            cv = np.asarray(f[f"MeshTags/{T.CELL_TAGS_NAME}/Values"]).ravel()
+            pt = np.asarray(f[f"MeshTags/{T.PARTICLE_TAGS_NAME}/topology"], np.int64)
+            pv_ = np.asarray(f[f"MeshTags/{T.PARTICLE_TAGS_NAME}/Values"]).ravel()
+    except (OSError, KeyError):
+        return None
+    act = cv == T.ACTIVE
+    # the two tag tables list the same cells, possibly in different orders: match them by sorted node tuples
+    key_c = {tuple(sorted(c)): i for i, c in enumerate(ct[act])}
+    lab = np.zeros(int(act.sum()), dtype=np.int64)
+    for c, v in zip(pt, pv_):
+        i = key_c.get(tuple(sorted(c)))
+        if i is not None:
+            lab[i] = int(v)
+    return pts, ct[act], lab
+
+
+def render_peak_particles(runs: list[RunData], peak_of: dict[str, dict[int, int]], dod: float, path: str | Path,
+                          *, col_px: int = 420, row_px: int = 420) -> bool:
+    """Particles coloured by the SoL-histogram peak they belong to (Fig. 4e inset), one panel per rate.
+    ``peak_of[run.name]`` maps particle label -> peak index. Returns False if no run has a mesh file."""
+    import pyvista as pv
+
+    from tomocell.studies.analysis_figures import PEAK_COLOURS
+
+    cells = [particle_cells(r) for r in runs]
+    if all(c is None for c in cells):
+        return False
+    pv.OFF_SCREEN = True
+    pl = pv.Plotter(shape=(1, len(runs)), off_screen=True, window_size=(col_px * len(runs), row_px), border=False)
+    for j, (run, c) in enumerate(zip(runs, cells)):
+        pl.subplot(0, j)
+        if c is None:
+            pl.add_text(f"{run.c_rate:g}C: no mesh file", font_size=10)
+            continue
+        pts, tets, lab = c
+        peaks = np.array([peak_of[run.name].get(int(v), -1) for v in lab])
+        for k in sorted(set(peaks.tolist()) - {-1}):
+            sel = np.nonzero(peaks == k)[0]
+            fd = FieldData(pts, tets[sel], {}, {})
+            pl.add_mesh(to_grid(fd).extract_surface(algorithm="dataset_surface"),
+                        color=PEAK_COLOURS[k % len(PEAK_COLOURS)], label=f"peak {k + 1}")
+        pl.add_text(f"{run.c_rate:g}C, {100 * dod:.0f} % DoD: particles by SoL peak", font_size=9, position="upper_left")
+        pl.add_legend(bcolor="white", size=(0.25, 0.2))
+        pl.view_xz()
+        pl.camera.Azimuth(-35)
+        pl.camera.Elevation(20)
+    pl.set_background("white")
+    with atomic_path(Path(path)) as tmp:
+        pl.screenshot(str(tmp))
+    pl.close()
+    return True

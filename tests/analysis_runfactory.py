@@ -94,7 +94,8 @@ def make_run(d: Path, c_rate: float, *, particle_sol: dict[str, np.ndarray] | No
              c_e: Callable[[np.ndarray], np.ndarray] = lambda depth: 1000.0 - 10.0 * depth,
              sol_field: Callable[[np.ndarray], np.ndarray] = lambda depth: 0.5 + 0.01 * depth,
              voltage: np.ndarray | None = None, capacity_mAh_g: np.ndarray | None = None,
-             dods: tuple[float, ...] = (0.5,), cells: int = 1000, n: tuple[int, int, int] = (2, 2, 10)) -> Path:
+             dods: tuple[float, ...] = (0.5,), cells: int = 1000, n: tuple[int, int, int] = (2, 2, 10),
+             mesh_file: bool = False) -> Path:
     """Write a run directory; ``particle_sol``: {'sol_dod050': values per particle}."""
     d.mkdir(parents=True, exist_ok=True)
     if voltage is None:
@@ -134,10 +135,32 @@ def make_run(d: Path, c_rate: float, *, particle_sol: dict[str, np.ndarray] | No
         np.savez(f / "interface.npz", **tab)
         write_csv(f / "interface.csv", {k: tab[k] for k in INTERFACE_COLUMNS})
         (f / "meta.json").write_text(json.dumps({"t_s": 100.0, "dod": x, "voltage_V": 3.8, "capacity_Ah": 1e-11}))
-    run = {"tool": "tomocell", "stage": "simulate", "inputs": {},
+    inputs = {}
+    if mesh_file:
+        inputs["mesh"] = {"path": str(write_mesh_file(d / "mesh.xdmf", P_e, C_e, npart)), "sha256": "constructed"}
+    run = {"tool": "tomocell", "stage": "simulate", "inputs": inputs,
            "parameters": {"mesh": "constructed", "c_rate": c_rate,
                           "parameters": {"voltage_min": {"value": 3.0}, "active": {"c_max": {"value": C_MAX},
                                                                                     "diffusivity": {"value": D_S}}}},
-           "results": {"c_rate": c_rate, "cells": cells, "electrode_thickness_um": L, "utilisation": 0.8}}
+           "results": {"c_rate": c_rate, "cells": cells, "utilisation": 0.8}}
+    if not mesh_file:
+        run["results"]["electrode_thickness_um"] = L
     (d / "run.json").write_text(json.dumps(run))
     return d
+
+
+def write_mesh_file(path: Path, P: np.ndarray, C: np.ndarray, npart: int) -> Path:
+    """A tomocell mesh file (HDF5 part): cells below z = L active, particle k = k-th slab in x; separator above."""
+    cz = P[C].mean(axis=1)
+    tag = np.where(cz[:, 2] < L, 1, 4)
+    part = np.where(tag == 1, 1 + np.minimum((cz[:, 0] / LX * npart).astype(int), npart - 1), 0)
+    order = np.random.default_rng(0).permutation(len(C))  # the particle table lists cells in another order
+    with h5py.File(path.with_suffix(".h5"), "w") as f:
+        f["Mesh/mesh/geometry"] = P
+        f["Mesh/mesh/topology"] = C
+        f["MeshTags/cell_tags/topology"] = C
+        f["MeshTags/cell_tags/Values"] = tag.reshape(-1, 1)
+        f["MeshTags/particle_tags/topology"] = C[order][:, ::-1]
+        f["MeshTags/particle_tags/Values"] = part[order].reshape(-1, 1)
+    path.write_text("<Xdmf/>")
+    return path

@@ -136,3 +136,19 @@ def test_real_tiny_simulation_end_to_end(tmp_path):
     # discharge: the particles lithiate, so the interface current is cathodic everywhere
     assert np.all(run.snapshot(0.5).interface()["J_ct_A_m2"] < 0)
     assert (tmp_path / "out" / "fields_render.png").stat().st_size > 5000
+
+
+def test_mesh_file_gives_thickness_and_peak_particle_render(tmp_path):
+    from tomocell.studies.analysis_render import particle_cells
+
+    d = make_run(tmp_path / "r", 5.0, particle_sol={"sol_dod050": np.array([0.5, 0.5, 0.9, 0.9])}, mesh_file=True)
+    run = load_run(d)
+    assert run.thickness_um == pytest.approx(L) and run.thickness_source.startswith("separator cells")
+    pts, tets, lab = particle_cells(run)
+    cz = pts[tets].mean(axis=1)
+    assert np.all(cz[:, 2] < L)
+    np.testing.assert_array_equal(lab, 1 + np.minimum((cz[:, 0] / LX * 4).astype(int), 3))
+    res = analyse_runs([d], tmp_path / "out")
+    assert "peak_particles.png" in {f.path for f in res.figures}
+    peaks = read_table(tmp_path / "out" / "sol_peaks.csv")
+    assert [r["particles"] for r in peaks] == ["1 2", "3 4"]
