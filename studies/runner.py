@@ -352,7 +352,8 @@ def study_config(module: ModuleType, config_path: str | Path | None = None, **ov
     with ``overrides`` on top."""
     from tomocell.config import load_config
 
-    path = Path(config_path) if config_path else Path(__file__).parent / "configs" / f"{module.NAME}.toml"
+    stem = getattr(module, "CONFIG_NAME", module.NAME)  # file stem when NAME is not a module-like name
+    path = Path(config_path) if config_path else Path(__file__).parent / "configs" / f"{stem}.toml"
     cfg = load_config(path)
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     return cfg

@@ -89,7 +89,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
 def _apply_config(argv: list[str], parser: argparse.ArgumentParser, subparsers: dict[str, argparse.ArgumentParser]) -> argparse.Namespace:
     args = parser.parse_args(argv)
-    if getattr(args, "config", None) and getattr(args, "_name", None):
+    # a subcommand whose --config file is its input (set_defaults(_config_is_input=True)) reads it itself
+    if getattr(args, "config", None) and getattr(args, "_name", None) and not getattr(args, "_config_is_input", False):
         sp = subparsers[args._name]
         cfg = load_config(args.config)
         dests = {a.dest for a in sp._actions}

@@ -1,0 +1,89 @@
+"""``tomocell study NAME``: run (or resume) one of the design and manufacturing studies of issue 8."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+from tomocell.errors import InputError
+
+#: study name -> module (NAME, DESCRIPTION, plan, run_one, figures; config studies/configs/<module>.toml)
+STUDIES: dict[str, str] = {
+    "rate-capability": "tomocell.studies.rate_capability",
+    "graded-designs": "tomocell.studies.graded_designs",
+    "thickness": "tomocell.studies.thickness",
+    "calendering": "tomocell.studies.calendering",
+    "calendering-rate": "tomocell.studies.calendering_rate",
+}
+
+HELP = "run a design/manufacturing study (rate capability, graded designs, thickness, calendering) with resume"
+DESCRIPTION = (
+    "Runs one of the paper's design studies from a config file (the bundled coarse default, or --config FILE) "
+    "into --out: every run gets OUT/runs/<run>/ with its run.json (parameters, versions, timings, results); "
+    "finished runs are skipped when the study is run again (resume; --force reruns), and an interrupted "
+    "discharge continues from its checkpoint. Writes results.csv (tidy), summary.csv (one row per run), "
+    "figures/ and report.md. Under MPI: `mpirun -n N tomocell study NAME ...`.\n\nstudies:\n"
+    "  rate-capability   designs x C-rates: capacity vs C-rate (Fig. 8b), Ragone with knee points (Fig. 8a)\n"
+    "  graded-designs    as prepared / graded particle / R1 / R2 / R3 / high porosity at 3.75C (Fig. 6-7)\n"
+    "  thickness         50 vs 75 um electrode over C-rates (Fig. 8, green curve)\n"
+    "  calendering       structure metrics vs calendering strain (Fig. 9j-k)\n"
+    "  calendering-rate  calendered vs uncalendered rate capability at three mass loadings (Fig. 9l)\n\n"
+    "--config FILE here is the study's own config (TOML/YAML/JSON, same keys as the bundled "
+    "studies/configs/<name>.toml; the *_full.toml files there document the full-resolution set-ups and their cost)."
+)
+EPILOG = """examples:
+  tomocell study rate-capability --out results/rate
+  tomocell study graded-designs --out results/graded          # run again to resume after an interruption
+  tomocell study thickness --config my_thickness.toml --out results/thick
+  mpirun -n 4 tomocell study calendering-rate --out results/cal-rate
+  tomocell study --list
+"""
+
+
+def study_module(name: str) -> ModuleType:
+    if name not in STUDIES:
+        raise InputError(f"unknown study {name!r} (studies: {', '.join(STUDIES)})")
+    return importlib.import_module(STUDIES[name])
+
+
+def default_config_path(name: str) -> Path:
+    mod = study_module(name)
+    return Path(__file__).parent / "configs" / f"{getattr(mod, 'CONFIG_NAME', mod.NAME)}.toml"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", choices=list(STUDIES), metavar="NAME", help=f"study: {', '.join(STUDIES)}")
+    parser.add_argument("--out", type=Path, default=None, metavar="PATH",
+                        help="study directory (default: results/study-NAME)")
+    parser.add_argument("--force", action="store_true", help="rerun finished runs too")
+    parser.add_argument("--list", action="store_true", help="list the studies and their default configs, then exit")
+    # the study config is this command's input, not a file of option defaults (see tomocell.cli)
+    parser.set_defaults(_config_is_input=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tomocell import mpi
+    from tomocell.studies.runner import run_study_module, study_config
+
+    if args.list or not args.name:
+        if not args.name and not args.list:
+            raise InputError(f"name a study: {', '.join(STUDIES)} (or --list)")
+        for name in STUDIES:
+            mod = study_module(name)
+            print(f"{name:18s} {default_config_path(name)}\n{'':18s} {mod.DESCRIPTION[:110]}...")
+        return 0
+    mod = study_module(args.name)
+    cfg_path = Path(args.config) if args.config else default_config_path(args.name)
+    if not cfg_path.is_file():
+        raise InputError(f"study config {cfg_path} does not exist")
+    cfg = study_config(mod, cfg_path)
+    out = args.out or Path("results") / f"study-{args.name}"
+    res = run_study_module(mod, cfg, out, force=args.force)
+    if mpi.is_root():
+        n_ok = len(res.outcomes) - len(res.failed)
+        print(f"tomocell study {args.name}: {n_ok} of {len(res.outcomes)} runs finished; report {res.report}")
+        for o in res.failed:
+            print(f"  failed: {o.name}: {o.error}")
+    return 1 if res.failed else 0
