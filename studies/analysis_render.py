@@ -97,15 +97,24 @@ def render_fields(runs: list[RunData], dod: float, path: str | Path, *, col_px: 
                                          "position_x": 0.15, "position_y": 0.02, "width": 0.7, "height": 0.08,
                                          "fmt": "%.3g"})
             pl.add_text(f"{run.c_rate:g}C, {100 * dod:.0f} % DoD", font_size=10, position="upper_left")
-            pl.view_xz()
-            pl.camera.Azimuth(-35)
-            pl.camera.Elevation(20)
-            pl.camera.Zoom(1.1)
+            _camera(pl)
+    _save(pl, path)
+    return clim
+
+
+def _camera(pl: Any) -> None:
+    """Oblique view with mesh z (collector -> separator) pointing up."""
+    pl.view_xz()
+    pl.camera.Azimuth(-35)
+    pl.camera.Elevation(20)
+    pl.camera.Zoom(0.95)
+
+
+def _save(pl: Any, path: str | Path) -> None:
     pl.set_background("white")
     with atomic_path(Path(path)) as tmp:
         pl.screenshot(str(tmp))
     pl.close()
-    return clim
 
 
 def particle_cells(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -165,11 +174,6 @@ def render_peak_particles(runs: list[RunData], peak_of: dict[str, dict[int, int]
                         color=PEAK_COLOURS[k % len(PEAK_COLOURS)], label=f"peak {k + 1}")
         pl.add_text(f"{run.c_rate:g}C, {100 * dod:.0f} % DoD: particles by SoL peak", font_size=9, position="upper_left")
         pl.add_legend(bcolor="white", size=(0.25, 0.2))
-        pl.view_xz()
-        pl.camera.Azimuth(-35)
-        pl.camera.Elevation(20)
-    pl.set_background("white")
-    with atomic_path(Path(path)) as tmp:
-        pl.screenshot(str(tmp))
-    pl.close()
+        _camera(pl)
+    _save(pl, path)
     return True
