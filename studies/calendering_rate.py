@@ -20,7 +20,7 @@ from typing import Any
 
 from tomocell.errors import InputError
 from tomocell.studies import rate_capability as rc
-from tomocell.studies.electrochem import run_discharge, sim_options, structure_params
+from tomocell.studies.electrochem import reuse_option, run_discharge, sim_options, structure_params
 from tomocell.studies.runner import Figure, RunOutcome, RunSpec, save_figure
 
 NAME = "calendering-rate"
@@ -70,7 +70,7 @@ def plan(config: dict[str, Any]) -> list[RunSpec]:
             for c in rates:
                 runs.append(RunSpec(rc.run_name(design, c), {
                     "design": design, "loading": ld["name"], "state": state, "strain": strain if state == "calendered" else 0.0,
-                    "c_rate": c, "structure": sp, "simulate": sim}))
+                    "c_rate": c, "structure": sp, "simulate": sim, **reuse_option(config)}))
     return runs
 
 

@@ -12,15 +12,16 @@ interrupted or extended study redoes nothing that is finished:
   (phase fractions, thickness, active mass loading, depth porosity profile, variant reports). Runs
   of the same structure at different C-rates share it;
 * the discharge: ``OUT/runs/<run>/discharge/`` (layout: :mod:`tomocell.physics.outputs`). A finished
-  discharge with the same settings is reused; an interrupted one continues from its checkpoint.
+  discharge with the same settings is reused; an interrupted one continues from its checkpoint; with
+  ``reuse_from = ["other/study/dir", ...]`` in the study config, an identical finished discharge of
+  another study (same structure key and settings) is copied instead of simulated.
 
 Numbers per run (:func:`discharge_metrics`): accessible capacity (mAh/g active, mAh/cm^2),
 utilisation (accessible DoD), specific energy ``E = integral V dQ`` to the cut-off per kg of active
 material (Wh/kg; trapezoidal rule on the time series), specific power ``P = E / t_discharge`` (W/kg),
 as defined for the paper's Ragone plot (Lu et al. 2020, Fig. 8a), mean and final voltage.
 
-Under MPI every rank builds the (deterministic) structure, the mesh is written collectively and the
-discharge runs on all ranks.
+Under MPI rank 0 builds and writes the structure, the discharge runs on all ranks.
 """
 
 from __future__ import annotations
@@ -88,6 +89,18 @@ def structure_params(volume: dict[str, Any], variants: list[dict[str, Any]] | No
     return {"volume": volume, "variants": list(steps), "mesh": mesh_options(mesh), "seed": int(seed)}
 
 
+def reuse_option(config: dict[str, Any]) -> dict[str, Any]:
+    """``{"reuse_from": [...]}`` from a config's ``reuse_from`` (study directories), or {} when absent."""
+    dirs = config.get("reuse_from")
+    if not dirs:
+        return {}
+    if isinstance(dirs, str):
+        dirs = [dirs]
+    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+        raise InputError(f"reuse_from must be a list of study directories, got {dirs!r}")
+    return {"reuse_from": [str(Path(d).resolve()) for d in dirs]}
+
+
 # ------------------------------------------------------------------ structure
 def depth_porosity_um(volume: Volume, step_um: float = 1.0) -> tuple[list[float], list[float]]:
     """Porosity against depth from the separator (um), averaged over slabs of ~``step_um``."""
@@ -111,15 +124,36 @@ def active_loading_mg_cm2(volume: Volume, density_kg_m3: float) -> float:
 def build_structure(sp: dict[str, Any], out_dir: Path, density_kg_m3: float) -> tuple[Path, dict[str, Any]]:
     """The meshed structure of ``sp`` (see :func:`structure_params`), built once per study.
 
-    Returns (mesh.xdmf path, structure description). Cached in ``out_dir/structures/<key>/``.
+    Returns (mesh.xdmf path, structure description). Cached in ``out_dir/structures/<key>/``. Under
+    MPI only rank 0 builds and writes it (the volume and its variants are serial numpy work; the
+    other ranks wait and read the description), so memory does not grow with the number of ranks.
     """
-    from tomocell.meshing.pipeline import mesh_volume, write_outputs
-
     key = _key(sp)
     final = out_dir / "structures" / key
+    comm = mpi.world()
+    info, err = None, None
+    if mpi.is_root():
+        try:
+            info = _build_on_root(sp, out_dir, final, key, density_kg_m3)
+        except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
+            err = exc
+    info, msg = comm.bcast((info, None if err is None else f"{type(err).__name__}: {err}"), root=0)
+    if err is not None:
+        raise err
+    if msg is not None:
+        raise InputError(f"building structure {key} failed on rank 0: {msg}")
+    return final / "mesh.xdmf", info
+
+
+def _build_on_root(sp: dict[str, Any], out_dir: Path, final: Path, key: str, density_kg_m3: float) -> dict[str, Any]:
+    from mpi4py import MPI
+
+    from tomocell.meshing.meshfile import write_mesh
+    from tomocell.meshing.pipeline import mesh_volume
+
     info_path = final / "structure.json"
     if info_path.is_file() and (final / "mesh.xdmf").is_file():
-        return final / "mesh.xdmf", json.loads(info_path.read_text())
+        return json.loads(info_path.read_text())
     vol, ids, source = load_volume_cached(sp["volume"], out_dir / "inputs")
     vol, ids, reports = apply_variants(vol, ids, sp["variants"], seed=sp["seed"])
     m = sp["mesh"]
@@ -141,24 +175,19 @@ def build_structure(sp: dict[str, Any], out_dir: Path, density_kg_m3: float) -> 
         "mesh_cells": int(res.mesh.tets.shape[0]), "mesh_route": m["route"], "coarsen": int(m["coarsen"]),
         "mesh_fallback": res.mesh.info.get("fallback"),
     }
-    comm = mpi.world()
-    tmp_name = None
-    if mpi.is_root():
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp_name = str(final.parent / f".{key}.partial-{os.getpid()}")
-        shutil.rmtree(tmp_name, ignore_errors=True)
-        os.makedirs(tmp_name)
-    tmp = Path(comm.bcast(tmp_name, root=0))
-    write_outputs(res, tmp, write_msh=False)  # collective: rank 0 writes
-    if mpi.is_root():
-        write_json(tmp / "structure.json", info)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    comm.Barrier()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{key}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    write_mesh(tmp / "mesh.xdmf", res.mesh, comm=MPI.COMM_SELF)
+    write_json(tmp / "fidelity.json", res.report)
+    write_json(tmp / "structure.json", info)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
     log.info("structure %s: %s, %d tets, porosity %.3f, %.1f um", key, [r["kind"] for r in reports] or "as prepared",
              info["mesh_cells"], info["porosity"], info["thickness_um"])
-    return final / "mesh.xdmf", info
+    return json.loads((final / "structure.json").read_text())
 
 
 # ------------------------------------------------------------------ discharge numbers
@@ -215,6 +244,14 @@ def discharge_metrics(sim_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
 SETTINGS_FILE = "study_settings.json"
 
 
+def _portable(settings: dict[str, Any]) -> dict[str, Any]:
+    """Discharge settings with the mesh path replaced by its structure key (study directories may move)."""
+    out = dict(settings)
+    if "mesh" in out:
+        out["structure"] = Path(str(out.pop("mesh"))).parent.name
+    return out
+
+
 def _finished_discharge(sim_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     """The recorded summary of a finished discharge with these settings, else None."""
     try:
@@ -222,17 +259,42 @@ def _finished_discharge(sim_dir: Path, settings: dict[str, Any]) -> dict[str, An
         recorded = json.loads((sim_dir / SETTINGS_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if data.get("status") != "ok" or recorded != settings:
+    if data.get("status") != "ok" or _portable(recorded) != _portable(settings):
         return None
     return data.get("results")
 
 
-def discharge(mesh_xdmf: Path, c_rate: float, sim_dir: Path, sim: dict[str, Any]) -> dict[str, Any]:
-    """Run (or reuse, or continue) one discharge; returns the DischargeResult summary dict."""
+def _reuse_from_other_studies(sim_dir: Path, settings: dict[str, Any], study_dirs: list[str]) -> dict[str, Any] | None:
+    """Copy a finished discharge with the same structure and settings from another study directory."""
+    from tomocell.atomic import atomic_dir
+
+    for d in study_dirs:
+        for cand in sorted(Path(d).glob(f"runs/*/discharge/{SETTINGS_FILE}")):
+            done = _finished_discharge(cand.parent, settings)
+            if done is not None and cand.parent.resolve() != sim_dir.resolve():
+                with atomic_dir(sim_dir) as tmp:
+                    shutil.copytree(cand.parent, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint"))
+                    write_json(tmp / SETTINGS_FILE, settings)
+                log.info("discharge reused from %s", cand.parent)
+                return done
+    return None
+
+
+def discharge(mesh_xdmf: Path, c_rate: float, sim_dir: Path, sim: dict[str, Any],
+              reuse_from: list[str] | None = None) -> dict[str, Any]:
+    """Run (or reuse, or continue) one discharge; returns the DischargeResult summary dict.
+
+    ``reuse_from``: other study directories whose finished discharges of the same structure (same
+    volume, variants and mesh options) and settings are copied instead of simulated again.
+    """
     from tomocell.physics.cli import simulate_file
 
     settings = json.loads(json.dumps({"mesh": str(mesh_xdmf), "c_rate": float(c_rate), **sim}, default=str))
-    done = _finished_discharge(sim_dir, settings) if mpi.is_root() else None
+    done = None
+    if mpi.is_root():
+        done = _finished_discharge(sim_dir, settings)
+        if done is None and reuse_from:
+            done = _reuse_from_other_studies(sim_dir, settings, list(reuse_from))
     done = mpi.world().bcast(done, root=0)
     if done is not None:
         log.info("discharge in %s already finished: reused", sim_dir)
@@ -252,7 +314,7 @@ def run_discharge(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """The run function: structure (cached) then discharge (cached/resumable); numbers of the run.
 
     ``params``: ``structure`` (:func:`structure_params`), ``c_rate``, ``simulate`` (:data:`SIM_DEFAULTS`),
-    plus any labels the study adds (``design``, ...) which are passed through to the tables.
+    optional ``reuse_from`` (study directories to copy identical finished discharges from), plus any labels the study adds (``design``, ...) which are passed through to the tables.
     """
     from tomocell.physics.parameters import load_parameters
 
@@ -260,7 +322,7 @@ def run_discharge(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     pset = load_parameters(sim["params"], dict(sim["overrides"]))
     study_dir = run_dir.parent.parent
     mesh_xdmf, info = build_structure(params["structure"], study_dir, pset.density)
-    summary = discharge(mesh_xdmf, float(params["c_rate"]), run_dir / "discharge", sim)
+    summary = discharge(mesh_xdmf, float(params["c_rate"]), run_dir / "discharge", sim, params.get("reuse_from"))
     out = discharge_metrics(run_dir / "discharge", summary)
     out["structure"] = {k: info[k] for k in ("key", "thickness_um", "porosity", "active_fraction", "cbd_fraction",
                                              "active_loading_mg_cm2", "mesh_porosity", "mesh_active_fraction",

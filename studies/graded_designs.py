@@ -29,7 +29,7 @@ import numpy as np
 from tomocell.errors import InputError
 from tomocell.log import get_logger
 from tomocell.microstructure.variants_graded_porosity import PAPER_BANDS_UM
-from tomocell.studies.electrochem import run_discharge, sim_options, structure_params
+from tomocell.studies.electrochem import reuse_option, run_discharge, sim_options, structure_params
 from tomocell.studies.rate_capability import designs
 from tomocell.studies.runner import Figure, RunOutcome, RunSpec, save_figure
 
@@ -74,7 +74,8 @@ def plan(config: dict[str, Any]) -> list[RunSpec]:
         sp = structure_params(config.get("volume"), steps, config.get("mesh"), config.get("seed", 0))
         runs.append(RunSpec(name, {"design": name, **labels, "c_rate": c, "structure": sp, "simulate": sim,
                                    "gradient_dod": gdod, "bands": bands,
-                                   "profile_bin_um": float(config.get("profile_bin_um", 5.0))}))
+                                   "profile_bin_um": float(config.get("profile_bin_um", 5.0)),
+                                   **reuse_option(config)}))
     return runs
 
 

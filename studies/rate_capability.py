@@ -31,7 +31,7 @@ import numpy as np
 
 from tomocell.atomic import atomic_path
 from tomocell.errors import InputError
-from tomocell.studies.electrochem import run_discharge, sim_options, structure_params
+from tomocell.studies.electrochem import reuse_option, run_discharge, sim_options, structure_params
 from tomocell.studies.runner import Figure, RunOutcome, RunSpec, save_figure
 
 NAME = "rate-capability"
@@ -97,7 +97,7 @@ def plan(config: dict[str, Any]) -> list[RunSpec]:
         sp = structure_params(config.get("volume"), steps, config.get("mesh"), config.get("seed", 0))
         for c in rates:
             runs.append(RunSpec(run_name(name, c), {"design": name, **labels, "c_rate": c, "structure": sp,
-                                                    "simulate": sim}))
+                                                    "simulate": sim, **reuse_option(config)}))
     return runs
 
 

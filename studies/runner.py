@@ -375,7 +375,7 @@ def study_main(module: ModuleType, argv: Sequence[str] | None = None) -> int:
 
     from tomocell.log import setup_logging
 
-    ap = argparse.ArgumentParser(prog=f"python -m tomocell.studies.{module.NAME}", description=getattr(module, "DESCRIPTION", ""))
+    ap = argparse.ArgumentParser(prog=f"python -m tomocell.studies.{getattr(module, 'CONFIG_NAME', module.NAME)}", description=getattr(module, "DESCRIPTION", ""))
     ap.add_argument("--config", help="study config (TOML/YAML/JSON); default: the bundled studies/configs/NAME.toml")
     ap.add_argument("--out", required=True, help="study directory (runs/, results.csv, report.md)")
     ap.add_argument("--force", action="store_true", help="rerun finished runs too")

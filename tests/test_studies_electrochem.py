@@ -221,6 +221,13 @@ def test_study_bookkeeping_resume_and_tables_with_a_made_up_discharge(tmp_path, 
     changed["simulate"] = {"max_ddod": 0.1}
     assert [o.status for o in run_study_module(rate_capability, changed, tmp_path).outcomes] == ["ok"] * 6
     assert len(fake.calls) == 6
+    # another study of the same structures reuses (copies) the identical finished discharges
+    fake.calls.clear()
+    other = {**changed, "designs": changed["designs"][1:], "reuse_from": [str(tmp_path)]}
+    r5 = run_study_module(rate_capability, other, tmp_path / "other")
+    assert [o.status for o in r5.outcomes] == ["ok"] * 3 and fake.calls == []
+    assert (tmp_path / "other/runs/porous-8C/discharge/timeseries.csv").is_file()
+    assert r5.outcomes[2].results["capacity_mAh_g"] == pytest.approx(150.0 / 9.0)
 
 
 # ------------------------------------------------------------------ a tiny study end to end (~1 min)
