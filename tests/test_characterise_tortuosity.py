@@ -114,6 +114,8 @@ def test_tau_same_on_any_number_of_ranks():
     ser = tortuosity_factor(v, "pore", 0, flux_tol=1e-8, rtol=1e-10, comm=PETSc.COMM_SELF, want_flux_map=True)
     assert abs(par.tau - ser.tau) / ser.tau < 1e-6
     assert np.allclose(par.flux_map, ser.flux_map, atol=1e-4)
+    icc = tortuosity_factor(v, "pore", 0, flux_tol=1e-8, rtol=1e-10, preconditioner="icc")
+    assert abs(icc.tau - ser.tau) / ser.tau < 1e-6
 
 
 def test_chunked_assembly_gives_the_same_matrix(monkeypatch):
@@ -124,3 +126,12 @@ def test_chunked_assembly_gives_the_same_matrix(monkeypatch):
     monkeypatch.setattr(T, "ASSEMBLY_CHUNK_ROWS", 333)
     chunked = T.tortuosity_factor(v, "pore", 2, flux_tol=1e-10, rtol=1e-12)
     assert chunked.tau == pytest.approx(ref.tau, rel=1e-10)
+
+
+def test_icc_fallback_gives_the_same_tau():
+    v = Volume(random_spheres(24, 20, 9, seed=7), 0.5)
+    amg = tortuosity_factor(v, "pore", 0, flux_tol=1e-9, rtol=1e-11, preconditioner="gamg")
+    icc = tortuosity_factor(v, "pore", 0, flux_tol=1e-9, rtol=1e-11, preconditioner="icc")
+    assert icc.tau == pytest.approx(amg.tau, rel=1e-7)
+    with pytest.raises(InputError, match="preconditioner"):
+        tortuosity_factor(v, "pore", 0, preconditioner="lu")
