@@ -78,8 +78,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         )
         p.add_argument(
             "--config", metavar="FILE", default=None,
-            help="TOML/YAML/JSON file whose keys give defaults for this command's options "
-            "(command-line options win)",
+            help=getattr(mod, "CONFIG_HELP", "TOML/YAML/JSON file whose keys give defaults for this command's "
+                         "options (command-line options win)"),
         )
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run, _name=name)
