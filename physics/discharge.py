@@ -143,7 +143,7 @@ def simulate_discharge(
 
     # ---- state: fresh or from checkpoint ----------------------------------------------------------
     rows: list[dict[str, Any]] = []
-    segment, t, q_dis, step, dt = "discharge", 0.0, 0.0, 0, 2e-4 * t_1c
+    segment, t, q_dis, step, dt = "discharge", 0.0, 0.0, 0, 2e-3 * t_1c
     done_snaps: list[float] = []
     seg_t0 = 0.0
     q_chg = 0.0
@@ -260,7 +260,7 @@ def simulate_discharge(
                 reason = "cut-off"
                 segment = "rest" if rest_s > 0 else after_rest
                 seg_t0 = t
-                dt = 2e-4 * t_1c
+                dt = 2e-3 * t_1c
             elif event and segment == "charge_cc":
                 segment, seg_t0 = "charge_cv", t
             elif segment == "charge_cv" and abs(cur) < cv_cutoff_c_rate * i1c:

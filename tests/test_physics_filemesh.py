@@ -1,0 +1,56 @@
+"""The physics on a mesh file written by the meshing stage (voxel route), serial and on 2 ranks:
+the path the demo and `tomocell simulate MESH` take, including clusters the model must set inert."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tomocell.fem  # noqa: F401
+
+pytest.importorskip("dolfinx")
+
+from mpi4py import MPI  # noqa: E402
+
+from tomocell.meshing.meshfile import write_mesh  # noqa: E402
+from tomocell.meshing.voxel import voxel_mesh  # noqa: E402
+from tomocell.microstructure.volume import ACTIVE, CBD, PORE, Volume  # noqa: E402
+from tomocell.physics.cli import simulate_file  # noqa: E402
+
+
+def _volume() -> Volume:
+    """12 x 10 x 10 voxels of 0.5 um: two particles, a CBD bed on the collector joining them, a CBD
+    speck on the collector touching nothing else (must be set inert) and a closed pore inside a particle."""
+    n0, n1, n2 = 12, 10, 10
+    z, y, x = np.meshgrid(*(np.arange(n) + 0.5 for n in (n0, n1, n2)), indexing="ij")
+    lab = np.full((n0, n1, n2), PORE, dtype=np.uint8)
+    lab[(z - 7.5) ** 2 + (y - 3) ** 2 + (x - 3) ** 2 <= 3.2**2] = ACTIVE
+    lab[(z - 5.5) ** 2 + (y - 7) ** 2 + (x - 7) ** 2 <= 2.6**2] = ACTIVE
+    lab[9:, 2:8, 2:6] = np.where(lab[9:, 2:8, 2:6] == PORE, CBD, lab[9:, 2:8, 2:6])  # bed (axis 0: index 0 = separator side)
+    lab[11, 3:8, 5:9] = CBD
+    lab[11, 0, 9] = CBD  # speck on the collector, isolated
+    lab[11, 9, 0] = PORE
+    lab[10:, 8:, 0:2] = CBD
+    lab[11, 9, 0] = CBD
+    return Volume(lab, (0.5, 0.5, 0.5))
+
+
+@pytest.fixture(scope="module")
+def mesh_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("mesh") / "mesh.xdmf"
+    if MPI.COMM_WORLD.rank == 0:
+        m = voxel_mesh(_volume(), separator_um=3.0)
+        write_mesh(path, m, comm=MPI.COMM_SELF)
+    return MPI.COMM_WORLD.bcast(path, root=0)
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_discharge_on_a_mesh_file(mesh_path, tmp_path_factory):
+    out = MPI.COMM_WORLD.bcast(tmp_path_factory.mktemp("sim") / "run" if MPI.COMM_WORLD.rank == 0 else None, root=0)
+    res = simulate_file(mesh_path, 4.0, out, dod_snapshots=(0.5,))
+    assert res.reason == "cut-off" and 3.0 <= res.final_voltage_V <= 3.0 + 1e-4
+    assert 0.5 < res.utilisation < 1.0
+    assert 100 < res.capacity_mAh_g < 170
+    assert max(abs(r["li_balance_rel"]) for r in res.rows[1:]) < 1e-10
+    assert (out / "fields" / "dod050" / "interface.npz").is_file()
