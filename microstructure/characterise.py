@@ -80,7 +80,7 @@ def characterise(
     directions: Iterable[int] = (0, 1, 2),
     skip: Iterable[str] = (),
     electronic: bool = False,
-    depth_steps: int = 5,
+    depth_steps: int = 4,
     depth_directions: Iterable[int] | None = None,
     rve_steps: int = 4,
     rve_tortuosity: bool = True,
@@ -114,6 +114,7 @@ def characterise(
                        "tau = eps * D0 / D_eff; specific areas in um^2 per um^3 of electrode",
     }
     res = CharacterisationResult(metrics=metrics)
+    full_results: dict[int, Any] = {}  # whole-volume tortuosity per axis, reused by depth and RVE
 
     def timed(name: str):
         class _T:
@@ -154,6 +155,7 @@ def characterise(
                 r = tortuosity.tortuosity_factor(volume, "pore", ax, want_flux_map=True,
                                                  raise_if_not_percolating=False, flux_tol=flux_tol)
                 tau["pore"][f"axis{ax}"] = _tau_entry(r)
+                full_results[ax] = r
                 if r.flux_map is not None:
                     res.flux_maps[ax] = r.flux_map
             if electronic:
@@ -167,7 +169,8 @@ def characterise(
             metrics["tortuosity"] = tau
     if "depth" not in skip and "tortuosity" not in skip:
         with timed("depth"):
-            rows = depthprofiles.depth_profile(volume, directions=ddirs, n_steps=depth_steps, flux_tol=flux_tol)
+            rows = depthprofiles.depth_profile(volume, directions=ddirs, n_steps=depth_steps, flux_tol=flux_tol,
+                                              full=full_results)
             res.tables["depth_profile"] = rows
             metrics["depth_profile"] = rows
     if "travel" not in skip:
@@ -197,7 +200,8 @@ def characterise(
         with timed("rve"):
             rows = rve.rve_study(volume, fractions=rve.rve_fractions(rve_steps), local_thickness_um=res.local_thickness_um,
                                  particle_table=res.tables.get("particles"),
-                                 with_tortuosity=rve_tortuosity and "tortuosity" not in skip, flux_tol=flux_tol)
+                                 with_tortuosity=rve_tortuosity and "tortuosity" not in skip, flux_tol=flux_tol,
+                                 full_tau=full_results.get(0))
             res.tables["rve"] = rows
             metrics["rve"] = rows
     metrics["timings_s"] = timings

@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip", default="", metavar="STEP,...", help=f"steps to leave out: {', '.join(STEPS)}")
     parser.add_argument("--electronic", action="store_true", help="also the electronic tortuosity of active + CBD")
     parser.add_argument("--fast", action="store_true", help="fewer depth/RVE steps, no tortuosity in the RVE study")
-    parser.add_argument("--depth-steps", type=int, default=5, metavar="N", help="slabs in the depth profile (default 5)")
+    parser.add_argument("--depth-steps", type=int, default=4, metavar="N", help="slabs in the depth profile (default 4)")
+    parser.add_argument("--depth-directions", default=None, metavar="AXES",
+                        help="axes for the depth profile (default: the --directions)")
     parser.add_argument("--rve-steps", type=int, default=4, metavar="N", help="sub-volume sizes in the RVE study (default 4)")
     parser.add_argument("--dataset", default=None, help="HDF5 dataset path")
 
@@ -62,10 +64,11 @@ def run(args: argparse.Namespace) -> int:
 
     path = existing_file(args.volume, "volume")
     axes = _parse_axes(args.directions)
+    depth_axes = _parse_axes(args.depth_directions) if args.depth_directions else None
     skip = tuple(s.strip() for s in str(args.skip or "").split(",") if s.strip())
     labels = parse_labels(args.labels) if args.labels else None
     params = {k: getattr(args, k) for k in ("voxel_size", "labels", "directions", "skip", "electronic", "fast",
-                                           "depth_steps", "rve_steps", "dataset")}
+                                           "depth_steps", "depth_directions", "rve_steps", "dataset")}
     with run_manifest("characterise", args.out, params) as man:
         man.add_input("volume", path)
         with man.timed("read"):
@@ -73,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         vol.metadata.setdefault("source", str(path))
         with man.timed("characterise"):
             res = characterise(vol, args.out, directions=axes, skip=skip, electronic=args.electronic,
-                               depth_steps=args.depth_steps, rve_steps=args.rve_steps, fast=args.fast)
+                               depth_steps=args.depth_steps, depth_directions=depth_axes, rve_steps=args.rve_steps,
+                               fast=args.fast)
         for k, p in res.outputs.items():
             man.add_output(k, p)
         m = res.metrics

@@ -32,8 +32,10 @@ def slab_depths(n0: int, n_steps: int, min_voxels: int = 4) -> list[int]:
 
 
 def depth_profile(volume: Volume, *, directions: tuple[int, ...] = (0, 1, 2), n_steps: int = 8,
-                  phase: str = "pore", **solver_kw: Any) -> dict[str, Any]:
-    """Columns: depth_um, eps, and per direction tau_axisK, p_axisK (None where not percolating)."""
+                  phase: str = "pore", full: dict[int, Any] | None = None, **solver_kw: Any) -> dict[str, Any]:
+    """Columns: depth_um, eps, and per direction tau_axisK, p_axisK (None where not percolating).
+
+    ``full``: {axis: TortuosityResult} of the whole volume, reused for the full-depth slab."""
     vs = volume.voxel_size_um
     depths = slab_depths(volume.shape[0], n_steps)
     rows: dict[str, list[Any]] = {"depth_um": [], "eps": []}
@@ -48,6 +50,8 @@ def depth_profile(volume: Volume, *, directions: tuple[int, ...] = (0, 1, 2), n_
         for ax in directions:
             if eps == 0.0:
                 tau = None
+            elif full is not None and ax in full and nz == volume.shape[0]:
+                tau, eps = full[ax].tau, full[ax].eps
             else:
                 r = tortuosity_factor(slab, phase, ax, raise_if_not_percolating=False, **solver_kw)
                 tau = r.tau

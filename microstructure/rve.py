@@ -37,9 +37,10 @@ def _faces_active_pore(lab: np.ndarray, vs: tuple[float, float, float]) -> float
 
 def rve_study(volume: Volume, *, fractions: list[float] | None = None, local_thickness_um: np.ndarray | None = None,
               particle_table: dict[str, np.ndarray] | None = None, with_tortuosity: bool = True,
-              **solver_kw: Any) -> dict[str, list[Any]]:
+              full_tau: Any = None, **solver_kw: Any) -> dict[str, list[Any]]:
     """Columns: edge_fraction, edge_um (three), n_voxels, porosity, active/cbd fraction,
-    active_pore_area_faces_per_um, mean_pore_diameter_um, particle_d50_um, tau_pore_axis0."""
+    active_pore_area_faces_per_um, mean_pore_diameter_um, particle_d50_um, tau_pore_axis0.
+    ``full_tau``: TortuosityResult of the whole volume along axis 0, reused for the full size."""
     fr = fractions or rve_fractions()
     vs = volume.voxel_size_um
     rows: dict[str, list[Any]] = {k: [] for k in (
@@ -77,7 +78,9 @@ def rve_study(volume: Volume, *, fractions: list[float] | None = None, local_thi
                 rows["particle_d50_um"].append(None)
         else:
             rows["particle_d50_um"].append(None)
-        if with_tortuosity and fr_sub["pore"] > 0:
+        if with_tortuosity and full_tau is not None and f >= 1.0:  # the whole volume: already solved
+            rows["tau_pore_axis0"].append(full_tau.tau)
+        elif with_tortuosity and fr_sub["pore"] > 0:
             rows["tau_pore_axis0"].append(tortuosity_factor(sub, "pore", 0, raise_if_not_percolating=False, **solver_kw).tau)
         else:
             rows["tau_pore_axis0"].append(None)
