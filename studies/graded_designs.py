@@ -205,19 +205,20 @@ def figures(outcomes: list[RunOutcome], fig_dir: Path) -> list[Figure]:
                            "(cf. paper Fig. 7j).", study_dir))
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    gd = f"dod{int(round(100 * ok[0].params['gradient_dod'])):03d}"
+    pct = int(round(100 * ok[0].params["gradient_dod"]))
+    gd = f"dod{pct:03d}"
     for o in ok:
         prof = o.results.get("sol_profile", {}).get(gd)
         if prof:
             y = [np.nan if v is None else v for v in prof]
             ax.plot(o.results["profile_depth_um"], y, "o-", ms=3, label=o.name)
     ax.set_xlabel("depth from separator (um)")
-    ax.set_ylabel(f"mean particle SoL at {gd[3:].lstrip('0')} % DoD (-)")
+    ax.set_ylabel(f"mean particle SoL at {pct} % DoD (-)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     out.append(save_figure(fig, fig_dir / "sol_profiles.png",
-                           f"Volume-weighted mean state of lithiation of the particles against depth at {gd[3:]} % DoD, "
+                           f"Volume-weighted mean state of lithiation of the particles against depth at {pct} % DoD, "
                            f"{c:g}C (particle centroids binned).", study_dir))
 
     names = list(bands)
@@ -234,7 +235,7 @@ def figures(outcomes: list[RunOutcome], fig_dir: Path) -> list[Figure]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     out.append(save_figure(fig, fig_dir / "ce_gradient_bands.png",
-                           f"Electrolyte concentration gradient through the thickness in each band at {gd[3:]} % DoD, "
+                           f"Electrolyte concentration gradient through the thickness in each band at {pct} % DoD, "
                            f"{c:g}C (least-squares slope over the band's pore cells; negative: c_e falls with depth; "
                            "cf. paper Fig. 7k).", study_dir))
 
@@ -259,7 +260,7 @@ def figures(outcomes: list[RunOutcome], fig_dir: Path) -> list[Figure]:
         axes[0][0].invert_yaxis()
         fig.colorbar(sc, ax=axes[0].tolist(), label="particle SoL (-)")
         out.append(save_figure(fig, fig_dir / "sol_maps.png",
-                               f"Per-particle mean SoL at {gd[3:]} % DoD, {c:g}C, projected on x-depth (marker area "
+                               f"Per-particle mean SoL at {pct} % DoD, {c:g}C, projected on x-depth (marker area "
                                "~ particle size; separator at the top; cf. paper Fig. 6j-l, 7d-f).", study_dir))
     return out
 
