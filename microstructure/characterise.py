@@ -132,7 +132,7 @@ def characterise(
     if "poresize" not in skip:
         with timed("poresize"):
             res.local_thickness_um = poresize.local_thickness(volume, "pore")
-            psd = poresize.size_distribution(res.local_thickness_um, volume.labels == PORE)
+            psd = poresize.size_distribution(res.local_thickness_um, volume.labels == PORE, min(volume.voxel_size_um))
             metrics["pore_size"] = {k: v for k, v in psd.items() if k.endswith("_um") and not k.startswith("bin")}
             edges = psd["bin_edges_um"]
             res.tables["pore_size_distribution"] = {

@@ -111,7 +111,8 @@ def figures(volume: Volume, res: Any, out: Path) -> dict[str, str]:
         fig.colorbar(im, ax=ax[0], label="pore diameter (um)")
         ax[0].set(title="local thickness of the pore", xlabel="axis 1 (um)", ylabel="depth (um)")
         t = res.tables["pore_size_distribution"]
-        ax[1].bar(t["diameter_lo_um"], t["pore_volume_fraction"], width=np.diff(t["diameter_lo_um"][:2])[0] if len(t["diameter_lo_um"]) > 1 else 1, align="edge")
+        ax[1].bar(t["diameter_lo_um"], t["pore_volume_fraction"], width=np.asarray(t["diameter_hi_um"]) - np.asarray(t["diameter_lo_um"]),
+                  align="edge", edgecolor="k", linewidth=0.3)
         m = res.metrics["pore_size"]
         for k in ("d10_um", "d50_um", "d90_um"):
             ax[1].axvline(m[k], color="k", ls="--", lw=0.8)

@@ -84,15 +84,22 @@ def local_thickness(volume: Volume, phase: str = "pore") -> np.ndarray:
     return 2.0 * radius
 
 
-def size_distribution(lt_um: np.ndarray, mask: np.ndarray, bins: int = 40) -> dict[str, Any]:
-    """Volume-weighted distribution of local thickness over ``mask`` voxels and D10/D50/D90 (um)."""
+def size_distribution(lt_um: np.ndarray, mask: np.ndarray, bin_um: float | None = None) -> dict[str, Any]:
+    """Volume-weighted distribution of local thickness over ``mask`` voxels and D10/D50/D90 (um).
+
+    ``bin_um``: histogram bin width; default the smallest voxel edge, with bins centred on its
+    multiples, which are the values local thickness takes up to 20 voxels (one bin per level)."""
     vals = lt_um[mask]
     if vals.size == 0:
         raise InputError("no voxels for a size distribution")
     d10, d50, d90 = (float(q) for q in np.quantile(vals, (0.1, 0.5, 0.9)))
-    hist, edges = np.histogram(vals, bins=bins, range=(0.0, float(vals.max()) * 1.0001))
+    vmax = float(vals.max())
+    w = float(bin_um) if bin_um else max(vmax / 200.0, float(np.min(vals)) / 2.0, 1e-12)
+    edges = (np.arange(int(np.ceil(vmax / w + 0.5)) + 1) + 0.5) * w
+    edges = np.concatenate([[0.0], edges])
+    hist, edges = np.histogram(vals, bins=edges)
     return {
         "d10_um": d10, "d50_um": d50, "d90_um": d90, "mean_um": float(vals.mean(dtype=np.float64)),
-        "max_um": float(vals.max()),
+        "max_um": vmax,
         "bin_edges_um": edges, "volume_fraction": hist / vals.size,
     }
