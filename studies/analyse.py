@@ -122,6 +122,10 @@ def _analyse(runs: list[RunData], out: Path, dod: float, ch: ac.Characterisation
                 ps_all[(r.name, f"{d:.2f}")] = p
                 spread.append({"c_rate": r.c_rate, "dod": d, **ac.sol_spread(p)})
     table("sol_spread.csv", spread)
+    inert = {r.name: ps_all[(r.name, f"{dod:.2f}")].n_inert for r in runs}
+    if any(inert.values()):
+        notes.append("Particles left out of the per-particle analyses because the simulation set them inert (no "
+                     "electronic path to the current collector): " + ", ".join(f"{k}: {v}" for k, v in inert.items()) + ".")
     figs.append(af.particle_sol_depth(runs, ps_all, dods, out))
     ps = {r.name: ps_all[(r.name, f"{dod:.2f}")] for r in runs}
     figs.append(af.sol_histograms(runs, ps, dod, out))
@@ -206,7 +210,8 @@ def _analyse(runs: list[RunData], out: Path, dod: float, ch: ac.Characterisation
             for d in dods:
                 q = ps_all.get((r.name, f"{d:.2f}"))
                 if q is not None:
-                    row[f"sol_dod{int(round(100 * d)):03d}"] = q.sol[i]
+                    hit = np.nonzero(q.particle == p.particle[i])[0]
+                    row[f"sol_dod{int(round(100 * d)):03d}"] = q.sol[hit[0]] if hit.size else float("nan")
             row.update({"peak": int(p.peak_of[i]) + 1, "surface_sol": it["surface_sol"][i],
                         "surface_minus_mean": it["surface_minus_mean"][i], "flux_mol_m2_s": b["flux_mol_m2_s"][i],
                         "biot": b["biot"][i]})

@@ -75,6 +75,7 @@ class ParticleSoL:
     sol: np.ndarray  #: mean c_s/c_max
     peaks: list[st.Peak]
     peak_of: np.ndarray  #: index of the histogram peak each particle belongs to
+    n_inert: int = 0  #: particles left out: set inert by the physics (not connected to the collector)
 
 
 def particle_sol(run: RunData, dod: float) -> ParticleSoL:
@@ -85,9 +86,16 @@ def particle_sol(run: RunData, dod: float) -> ParticleSoL:
         raise InputError(f"{run.path}/particles.csv has no column {col} (per-particle SoL at {100 * dod:.0f} % DoD)")
     sol = np.asarray(p[col], float)
     vol = np.asarray(p["volume_um3"], float)
+    # particles the physics set inert (connected = 0: no electronic path to the collector) carry NaN
+    keep = np.isfinite(sol) & np.isfinite(vol) & (vol > 0)
+    if "connected" in p:
+        keep &= np.asarray(p["connected"], float) != 0
+    if not keep.any():
+        raise InputError(f"{run.path}/particles.csv: no connected particle with a finite SoL in {col}")
+    sol, vol = sol[keep], vol[keep]
     peaks, member = st.histogram_peaks(sol, vol)
-    return ParticleSoL(np.asarray(p["particle"]).astype(int), run.depth_um(p["centroid_z_um"]), run.particle_radius_um(),
-                       vol, sol, peaks, member)
+    return ParticleSoL(np.asarray(p["particle"]).astype(int)[keep], run.depth_um(np.asarray(p["centroid_z_um"], float)[keep]),
+                       run.particle_radius_um()[keep], vol, sol, peaks, member, int((~keep).sum()))
 
 
 def sol_spread(ps: ParticleSoL) -> dict[str, float]:

@@ -119,3 +119,19 @@ def test_bad_inputs_raise_input_error(tmp_path):
     (tmp_path / "r" / "fields" / "dod050" / "active.xdmf").unlink()
     with pytest.raises(InputError, match="missing active.xdmf"):
         ac.intraparticle(run, 0.5, ac.particle_sol(run, 0.5))
+
+
+def test_inert_particles_are_left_out(tmp_path):
+    d = make_run(tmp_path / "r", 1.0, particle_sol={"sol_dod050": np.array([0.6, np.nan, 0.6, 0.6])})
+    text = (d / "particles.csv").read_text().splitlines()
+    # the physics' layout: a 'connected' column, inert particles all NaN
+    rows = [line.split(",") for line in text]
+    rows[0].insert(1, "connected")
+    for i, r in enumerate(rows[1:], start=1):
+        r.insert(1, "0" if i == 2 else "1")
+        if i == 2:
+            r[2:] = ["nan"] * (len(r) - 2)
+    (d / "particles.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+    ps = ac.particle_sol(load_run(d), 0.5)
+    assert ps.n_inert == 1 and list(ps.particle) == [1, 3, 4]
+    assert ac.sol_spread(ps)["std"] == pytest.approx(0.0, abs=1e-12)
