@@ -5,7 +5,9 @@ all interface triangles (active|pore, active|CBD, CBD|pore and the electrode|sep
 embedded in it, so gmsh's Delaunay mesher (HXT fails with embedded surfaces) recovers them as tet
 faces: the mesh is conformal at every interface and triple line by construction. Sizes grow from
 ``h_interface`` at the interfaces to ``h_bulk`` inside particles and pores (distance threshold
-field). Phases are assigned afterwards: tets connected through non-interface faces form regions,
+field). gmsh leaves near-flat tets against box faces and interfaces; a local topological pass
+(:mod:`tomocell.meshing.improve`) removes most of them without touching any interface. Phases are
+assigned afterwards: tets connected through non-interface faces form regions,
 each region takes the majority phase of the voxels under its tet centroids. The facet tags and the
 conformity checks then come from :mod:`tomocell.meshing.tagging`.
 """
@@ -122,8 +124,15 @@ def surface_mesh(
     smoothing_iterations: int = 12,
     coarsen_factor: float = 1.0,
     threads: int = 1,
+    gmsh_options: dict[str, float] | None = None,
+    improve: bool = True,
 ) -> TetMesh:
-    """Conformal tagged tet mesh of ``volume`` by the smoothed-surface + gmsh route (see module doc)."""
+    """Conformal tagged tet mesh of ``volume`` by the smoothed-surface + gmsh route (see module doc).
+
+    ``improve``: run :func:`tomocell.meshing.improve.remove_slivers` on gmsh's output (gmsh leaves
+    near-flat tets against box faces and interfaces that its optimiser cannot remove).
+    ``gmsh_options``: extra gmsh options (name -> number), for experiments.
+    """
     import gmsh
 
     t0 = time.perf_counter()
@@ -209,6 +218,8 @@ def surface_mesh(
         gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 0)
         gmsh.option.setNumber("Mesh.Algorithm3D", 1)
         gmsh.option.setNumber("Mesh.Optimize", 1)
+        for name, val in (gmsh_options or {}).items():
+            gmsh.option.setNumber(name, val)
         try:
             gmsh.model.mesh.generate(3)
         except Exception as exc:
@@ -240,6 +251,16 @@ def surface_mesh(
     iface_tris = np.searchsorted(used, lut[iface_tris + 1])
     cell_tags, ptags, disagree = _assign_phases(pts, tets, iface_tris, volume, particle_labels, L)
     facets, ftags, _ = tag_facets(pts, tets, cell_tags, box, tol_um=1e-6 * max(box))
+    sliver_info: dict = {}
+    if improve:
+        from tomocell.meshing.improve import remove_slivers
+
+        t1 = time.perf_counter()
+        pts, tets, cell_tags, ptags, sliver_info = remove_slivers(pts, tets, cell_tags, ptags, facets, box_um=box)
+        used, inv = np.unique(tets, return_inverse=True)
+        pts, tets = pts[used], inv.reshape(-1, 4)
+        facets, ftags, _ = tag_facets(pts, tets, cell_tags, box, tol_um=1e-6 * max(box))
+        sliver_info["time_s"] = time.perf_counter() - t1
     mesh = TetMesh(
         points=pts, tets=tets, cell_tags=cell_tags, facets=facets, facet_tags=ftags, particle_tags=ptags,
         box_um=box, electrode_thickness_um=float(L),
@@ -247,7 +268,7 @@ def surface_mesh(
             "route": "surface", "h_interface_um": h_interface_um, "h_bulk_um": h_bulk_um,
             "separator_um": float(separator_um), "surface_triangles": int(sum(len(t) for t in groups.values())),
             "smoothing_iterations": smoothing_iterations, "surface_coarsening": coarsen_info,
-            "duplicate_tets_removed": int(n_dup),
+            "duplicate_tets_removed": int(n_dup), "sliver_removal": sliver_info,
             "repaired_vertices": int(getattr(surf, "repaired_vertices", 0)), "centroid_phase_disagreement": disagree,
             "time_surface_s": t_surf, "time_gmsh_s": t_gmsh, "time_s": time.perf_counter() - t0,
             "voxel_size_um": list(d), "volume_shape": list(volume.shape),
