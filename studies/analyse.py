@@ -108,7 +108,7 @@ def _analyse(runs: list[RunData], out: Path, dod: float, ch: ac.Characterisation
                            f"Fields at {100 * dod:.0f} % DoD, one column per C-rate (cf. Fig. 3): state of lithiation in "
                            "the particles, salt concentration c_e and |Li+ flux| in the pores of the electrode, and the "
                            "Butler-Volmer current density J_ct on the particle surfaces (grey: no reaction facet). "
-                           "Separator side on top; colour ranges fixed per row across rates (render_ranges.csv)."))
+                           "Separator side on top; colour ranges fixed per row across rates (render_ranges.csv): min-max of SoL and c_e, 1-99 % quantiles of |N| and J_ct over all rates."))
         table("render_ranges.csv", [{"field": k, "min": v[0], "max": v[1]} for k, v in ranges.items()])
 
     # per-particle SoL at every DoD any run reached (Fig. 4a-c)
@@ -170,7 +170,7 @@ def _analyse(runs: list[RunData], out: Path, dod: float, ch: ac.Characterisation
         "c_rate": r.c_rate, "pearson_J_i0": c.j_vs_i0.pearson, "spearman_J_i0": c.j_vs_i0.spearman,
         "pearson_J_eta": c.j_vs_eta.pearson, "spearman_J_eta": c.j_vs_eta.spearman, "sd_eta_V": c.decomposition.sd_eta,
         "sd_U_V": c.decomposition.sd_U, "sd_phi_e_V": c.decomposition.sd_phi_e, "sd_phi_s_V": c.decomposition.sd_phi_s,
-        "J_governed_by": c.governs_j, "eta_governed_by": c.decomposition.governing, "n_facets": c.j_vs_eta.n}
+        "sd_ln_i0": c.sd_ln_i0, "sd_ln_J_over_i0": c.sd_ln_j_over_i0, "J_governed_by": c.governs_j, "eta_governed_by": c.decomposition.governing, "n_facets": c.j_vs_eta.n}
         for r, c in ((r, ct[r.name]) for r in runs)])
     figs.append(af.charge_transfer(runs, ct, dod, out))
     conclusions += [ct[r.name].conclusion for r in runs]

@@ -171,6 +171,8 @@ class ChargeTransfer:
     j_vs_eta: st.Correlation2D
     decomposition: st.OverpotentialSpread
     governs_j: str  #: 'eta_act' or 'i0'
+    sd_ln_i0: float  #: area-weighted sd of ln i0 over the interface
+    sd_ln_j_over_i0: float  #: area-weighted sd of ln|J_ct / i0| (the eta_act term)
     conclusion: str
     data: dict[str, np.ndarray]  #: J_ct_A_m2, i0_A_m2, eta_V, area_um2 of the facets (for plotting)
 
@@ -178,9 +180,12 @@ class ChargeTransfer:
 def charge_transfer(run: RunData, dod: float, bins: int = 50) -> ChargeTransfer:
     """2D histograms of J_ct against i0 and eta_act (area-weighted), correlations and the conclusion.
 
-    Which of i0 and eta_act governs J_ct is decided by the larger |Spearman rho| (J_ct depends on
-    eta_act exponentially, so a rank correlation measures it without assuming linearity); eta_act is
-    decomposed into U(c_s) and phi_e by the spread of each part over the interface.
+    Which of i0 and eta_act governs J_ct: ln|J_ct| = ln i0 + ln|J_ct/i0| holds identically, and with
+    Butler-Volmer kinetics J_ct/i0 is a function of eta_act alone; the part with the larger
+    (area-weighted) spread over the interface governs the spread of J_ct. (Correlation coefficients
+    alone cannot decide it: the surface lithiation that J_ct drives lowers i0 where J_ct is high, so
+    J_ct correlates with i0 as a consequence.) eta_act is decomposed into U(c_s) and phi_e by the
+    spread of each part.
     """
     tab = run.snapshot(dod).interface()
     w = tab["area_um2"]
@@ -189,19 +194,27 @@ def charge_transfer(run: RunData, dod: float, bins: int = 50) -> ChargeTransfer:
     c_eta = st.correlation_2d(eta, j, bins=bins, weights=w)
     dec = st.overpotential_decomposition(tab["phi_s_V"], tab["phi_e_V"], tab["U_V"], w)
 
-    def mag(x: float) -> float:
-        return abs(x) if np.isfinite(x) else -1.0
+    ok = np.isfinite(j) & np.isfinite(i0) & (np.abs(j) > 0) & (i0 > 0) & np.isfinite(w)
+    if ok.sum() < 3:
+        raise InputError(f"{run.path}: fewer than 3 reaction facets with finite J_ct and i0 > 0")
+    ln_i0 = np.log(i0[ok])
+    ln_f = np.log(np.abs(j[ok])) - ln_i0
 
-    gov = "eta_act" if mag(c_eta.spearman) >= mag(c_i0.spearman) else "i0"
+    def wsd(a: np.ndarray) -> float:
+        return float(np.sqrt(np.average((a - np.average(a, weights=w[ok])) ** 2, weights=w[ok])))
+
+    sd_ln_i0, sd_ln_f = wsd(ln_i0), wsd(ln_f)
+    gov = "eta_act" if sd_ln_f >= sd_ln_i0 else "i0"
     part = {"phi_e": "the electrolyte potential phi_e", "U": "the equilibrium potential U(c_s)",
             "phi_s": "the solid potential phi_s"}[dec.governing]
     concl = (f"At {run.c_rate:g}C, {100 * dod:.0f} % DoD, J_ct is governed by "
              f"{'the activation overpotential eta_act' if gov == 'eta_act' else 'the exchange current density i0'} "
-             f"(Spearman rho: J_ct~eta_act {c_eta.spearman:+.2f}, J_ct~i0 {c_i0.spearman:+.2f}; Pearson "
+             f"(spread of ln|J_ct|: {sd_ln_f:.3f} from the eta_act term ln|J_ct/i0| vs {sd_ln_i0:.3f} from ln i0; "
+             f"Spearman rho J_ct~eta_act {c_eta.spearman:+.2f}, J_ct~i0 {c_i0.spearman:+.2f}; Pearson "
              f"{c_eta.pearson:+.2f} / {c_i0.pearson:+.2f}); the spread of eta_act (sd {1e3 * dec.sd_eta:.1f} mV) "
              f"comes mainly from {part} (sd phi_e {1e3 * dec.sd_phi_e:.1f} mV, sd U {1e3 * dec.sd_U:.1f} mV, "
              f"sd phi_s {1e3 * dec.sd_phi_s:.1f} mV).")
-    return ChargeTransfer(c_i0, c_eta, dec, gov, concl, {"J_ct_A_m2": j, "i0_A_m2": i0, "eta_V": eta, "area_um2": w})
+    return ChargeTransfer(c_i0, c_eta, dec, gov, sd_ln_i0, sd_ln_f, concl, {"J_ct_A_m2": j, "i0_A_m2": i0, "eta_V": eta, "area_um2": w})
 
 
 # ----------------------------------------------------------------------------- depth profiles

@@ -4,8 +4,9 @@ Rows: state of lithiation in the particles, salt concentration c_e and |Li+ flux
 (electrode only, the homogenised separator slab is left out), and the Butler-Volmer current density
 J_ct on the particle surfaces (each surface face takes the value of the nearest reaction facet of the
 interface table; faces against CBD or other particles, with no reaction facet within 1 % of the box,
-are shown grey). Colour ranges are fixed per row across rates so the columns compare. Mesh z points
-up, so the separator side is on top.
+are shown grey). Colour ranges are fixed per row across rates so the columns compare: min-max over all
+rates for SoL and c_e, the 1-99 % quantiles over all rates for |N| and J_ct (heavy-tailed). Mesh z
+points up, so the separator side is on top.
 """
 
 from __future__ import annotations
@@ -68,13 +69,20 @@ def field_meshes(run: RunData, dod: float) -> dict[str, tuple[Any, str]]:
     return {"SoL": (act, "SoL"), "c_e": (ele, "c_e"), "N_mag": (ele, "N_mag"), "J_ct": (surf, "J_ct")}
 
 
-def _range(meshes: list[tuple[Any, str]]) -> tuple[float, float]:
+#: heavy-tailed fields get the 1-99 % quantiles over all rates (a few facets/cells would wash the rest out)
+ROBUST = ("N_mag", "J_ct")
+
+
+def _range(meshes: list[tuple[Any, str]], robust: bool = False) -> tuple[float, float]:
     vals = [np.asarray(m[a], float) for m, a in meshes if a in m.array_names]
     vals = [v[np.isfinite(v)] for v in vals]
     vals = [v for v in vals if v.size]
     if not vals:
         return 0.0, 1.0
-    lo, hi = min(float(v.min()) for v in vals), max(float(v.max()) for v in vals)
+    if robust:
+        lo, hi = (float(q) for q in np.quantile(np.concatenate(vals), (0.01, 0.99)))
+    else:
+        lo, hi = min(float(v.min()) for v in vals), max(float(v.max()) for v in vals)
     return (lo, hi) if hi > lo else (lo - 0.5 * abs(lo) - 1e-12, hi + 0.5 * abs(hi) + 1e-12)
 
 
@@ -85,7 +93,7 @@ def render_fields(runs: list[RunData], dod: float, path: str | Path, *, col_px: 
     check_same_mesh(runs)
     pv.OFF_SCREEN = True
     meshes = [field_meshes(r, dod) for r in runs]
-    clim = {name: _range([m[name] for m in meshes]) for name, _, _ in ROWS}
+    clim = {name: _range([m[name] for m in meshes], name in ROBUST) for name, _, _ in ROWS}
     pl = pv.Plotter(shape=(len(ROWS), len(runs)), off_screen=True, window_size=(col_px * len(runs), row_px * len(ROWS)),
                     border=False)
     for j, (run, mm) in enumerate(zip(runs, meshes)):

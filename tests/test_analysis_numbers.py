@@ -135,3 +135,17 @@ def test_inert_particles_are_left_out(tmp_path):
     ps = ac.particle_sol(load_run(d), 0.5)
     assert ps.n_inert == 1 and list(ps.particle) == [1, 3, 4]
     assert ac.sol_spread(ps)["std"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_i0_correlated_as_a_consequence_does_not_fool_the_conclusion(tmp_path):
+    """As in real runs: where J_ct is high the surface lithiates, so i0 drops a little - J_ct correlates
+    with i0 nearly perfectly, yet its spread comes from eta_act (Butler-Volmer, Vt = 25.7 mV)."""
+    tab = interface_table()
+    eta = np.linspace(-0.12, -0.02, tab["eta_V"].size)
+    f = 2 * np.sinh(0.5 * eta / 0.0257)
+    i0 = 1.7 - 0.01 * np.abs(f)  # 1.5 .. 1.7 A/m2
+    tab.update(eta_V=eta, i0_A_m2=i0, J_ct_A_m2=i0 * f)
+    ct = ac.charge_transfer(load_run(make_run(tmp_path / "r", 5.0, iface=tab)), 0.5)
+    assert abs(ct.j_vs_i0.spearman) == pytest.approx(1.0)
+    assert ct.governs_j == "eta_act"
+    assert ct.sd_ln_j_over_i0 > 10 * ct.sd_ln_i0
