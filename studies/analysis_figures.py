@@ -208,7 +208,8 @@ def transport(runs: list[RunData], tp: dict[str, dict[str, Any]], sites: dict[st
         for key, col in (("tau_electrode", "C0"), ("tau_pore", "C1")):
             cen, m, _ = depth_profile(sites["depth_um"], sites[key], edges=15)
             a.plot(cen, m, color=col, lw=2)
-        a.set_yscale("log")
+        hi = np.nanquantile(np.r_[sites["tau_electrode"], sites["tau_pore"]], 0.995)
+        a.set_ylim(0.95, max(float(hi), 1.5))
         a.set_xlabel("distance from separator (um)")
         a.set_ylabel("local tortuosity at reaction sites")
         a.legend(markerscale=8)
