@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="optional .npy of integer particle labels (same shape as the volume) -> particle_tags")
     parser.add_argument("--no-fallback", action="store_true",
                         help="fail instead of falling back to the voxel route when the surface route fails")
+    parser.add_argument("--smoothing-iterations", type=int, default=12, metavar="N",
+                        help="surface route: Taubin smoothing iterations (default 12; 8 for rough scans with fine CBD)")
     parser.add_argument("--no-msh", action="store_true", help="do not write the gmsh .msh copy")
     add_out(parser, what="mesh.xdmf/.h5, mesh.msh, fidelity.json, run.json")
 
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         with man.timed("mesh"):
             res = mesh_volume(vol, route=args.route, h_interface_um=args.h_interface, h_bulk_um=args.h_bulk,
                               separator_um=args.separator, coarsen=args.coarsen, particle_labels=part,
-                              fallback=not args.no_fallback)
+                              fallback=not args.no_fallback, smoothing_iterations=args.smoothing_iterations)
         with man.timed("write"):
             paths = write_outputs(res, args.out, write_msh=not args.no_msh)
         for k, p in paths.items():

