@@ -14,7 +14,10 @@ installed library does it under these constraints:
 * **node collapse**: a node on no tagged facet (typically squeezed into a thin CBD layer) is merged
   into the neighbour that gives the best tets around it;
 * **node smoothing**: otherwise such a node is moved (towards the centroid of its neighbours or away
-  from the face opposite it in its worst tet) when that raises the worst quality of its tets.
+  from the face opposite it in its worst tet) when that raises the worst quality of its tets; a node
+  on one box face and on no interface slides within that face (the box faces stay planar);
+* **snap to a box face**: a free node almost on a box face is moved onto it and the flat tets this
+  leaves are dropped (a flat tet with four nodes on one box face is dropped too).
 
 Quality is gmsh's SICN (:func:`tomocell.meshing.fidelity.sicn`). A change is accepted only if it
 raises the minimum quality of the tets it touches.
@@ -126,6 +129,16 @@ def remove_slivers(
             on_one |= plane_of[tets, i].all(axis=1)
         alive[on_one] = False
         stats["flat_box_tets_dropped"] = int(np.count_nonzero(on_one))
+        # nodes on exactly one box plane and on no interface may slide within that plane
+        f_box = np.zeros(len(f), dtype=bool)
+        for i in range(6):
+            f_box |= plane_of[f, i].all(axis=1)
+        on_iface = np.zeros(n, dtype=bool)
+        on_iface[f[~f_box].ravel()] = True
+        slide_axis = np.where((plane_of.sum(axis=1) == 1) & ~on_iface,
+                              np.argmax(plane_of, axis=1) // 2, -1)
+    else:
+        slide_axis = np.full(n, -1)
     local_edges = np.array([[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]])
     for _ in range(passes):
         bad = np.flatnonzero(alive & (q < threshold))
@@ -182,9 +195,9 @@ def remove_slivers(
                 changed += 1
                 done = True
             # 2) collapse of a free node onto a neighbour, else 3) smoothing of its free nodes
-            def free_stars(tet):
+            def free_stars(tet, slide=False):
                 for v in tet:
-                    if not con_node[v]:
+                    if not con_node[v] or (slide and slide_axis[v] >= 0):
                         star = inc.tets_of(v)
                         if not touched[star].any():
                             yield int(v), star
@@ -202,8 +215,8 @@ def remove_slivers(
                         done = True
                         break
             if not done:
-                for v, star in free_stars(tets[t]):
-                    if _smooth_node(pts, tets, star, v, q):
+                for v, star in free_stars(tets[t], slide=True):
+                    if _smooth_node(pts, tets, star, v, q, fixed_axis=int(slide_axis[v])):
                         touched[star] = True
                         stats["nodes_moved"] += 1
                         changed += 1
@@ -352,12 +365,13 @@ def _collapse_node(pts, tets, star, v, q):
     return best
 
 
-def _smooth_node(pts, tets, star, v, q) -> bool:
+def _smooth_node(pts, tets, star, v, q, fixed_axis: int = -1) -> bool:
     """Relocate free node v to raise the minimum SICN of its star (tets around it).
 
     Candidates: towards the centroid of its neighbours, and away from the face opposite v in its
     worst tet (the usual cure for a node sitting almost on that face); the best is kept if it beats
-    the current minimum.
+    the current minimum. ``fixed_axis`` >= 0: v is on a box plane normal to that axis and moves
+    only within it.
     """
     from tomocell.meshing.fidelity import sicn
 
@@ -377,7 +391,10 @@ def _smooth_node(pts, tets, star, v, q) -> bool:
     moves = [w * (target - old) for w in (1.0, 0.6, 0.3, 0.15)]
     moves += [s * h * nrm for s in (0.05, 0.1, 0.2, 0.35)]
     moves += [0.5 * (target - old) + s * h * nrm for s in (0.1, 0.25)]
-    cand = old + np.asarray(moves)
+    moves = np.asarray(moves)
+    if fixed_axis >= 0:
+        moves[:, fixed_axis] = 0.0
+    cand = old + moves
     k = len(cand)
     P = np.repeat(pts[st][None], k, axis=0)  # (k, ns, 4, 3)
     where = st == v
