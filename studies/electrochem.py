@@ -37,7 +37,7 @@ import numpy as np
 
 from tomocell import mpi
 from tomocell.atomic import write_json
-from tomocell.errors import InputError
+from tomocell.errors import InputError, SolverError
 from tomocell.log import get_logger
 from tomocell.microstructure.volume import ACTIVE, PORE, Volume
 from tomocell.studies.inputs import apply_variants, load_volume_cached
@@ -302,9 +302,16 @@ def discharge(mesh_xdmf: Path, c_rate: float, sim_dir: Path, sim: dict[str, Any]
     resume = bool(mpi.world().bcast((sim_dir / "checkpoint" / "meta.json").is_file() if mpi.is_root() else None, root=0))
     if resume:
         log.info("continuing the interrupted discharge in %s", sim_dir)
-    res = simulate_file(mesh_xdmf, float(c_rate), sim_dir, params=sim["params"], overrides=dict(sim["overrides"]),
-                        dod_snapshots=tuple(sim["dod_snapshots"]), max_ddod=float(sim["max_ddod"]),
-                        linear_solver=sim["linear_solver"], resume=resume)
+    try:
+        res = simulate_file(mesh_xdmf, float(c_rate), sim_dir, params=sim["params"], overrides=dict(sim["overrides"]),
+                            dod_snapshots=tuple(sim["dod_snapshots"]), max_ddod=float(sim["max_ddod"]),
+                            linear_solver=sim["linear_solver"], resume=resume)
+    except SolverError as exc:
+        # SIGTERM (job scheduler, kill): the physics wrote a checkpoint; stop the whole study rather than
+        # letting the runner move on to the next run. The next invocation continues from the checkpoint.
+        if "SIGTERM" in str(exc):
+            raise KeyboardInterrupt(str(exc)) from exc
+        raise
     if mpi.is_root():  # the settings beside the physics' own run.json: what "finished" is checked against
         write_json(sim_dir / SETTINGS_FILE, settings)
     return res.summary()

@@ -322,3 +322,26 @@ def test_calendering_rate_study_with_a_made_up_discharge(tmp_path, monkeypatch):
         o.results["capacity_mAh_cm2"] / (o.results["structure"]["thickness_um"] * 1e-4))
     for f in ("capacity_by_loading.png", "volumetric_capacity_by_loading.png", "ragone.png"):
         assert (tmp_path / "figures" / f).stat().st_size > 1000
+
+
+def test_sigterm_stops_the_study_and_the_next_invocation_resumes(tmp_path, monkeypatch):
+    import tomocell.physics.cli as pcli
+    from tomocell.errors import SolverError
+
+    seen: list[bool] = []
+
+    def killed(mesh, c_rate, out, **kw):
+        seen.append(kw["resume"])
+        (Path(out) / "checkpoint").mkdir(parents=True, exist_ok=True)
+        (Path(out) / "checkpoint" / "meta.json").write_text("{}")
+        raise SolverError("terminated by SIGTERM at step 3, t = 1.0 s; checkpoint written, continue with --resume")
+
+    cfg = {**FAKE_CFG, "c_rates": [1.0, 2.0], "designs": FAKE_CFG["designs"][:1]}
+    monkeypatch.setattr(pcli, "simulate_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_study_module(rate_capability, cfg, tmp_path)
+    assert seen == [False]  # the second run was not started
+    fake = FakeDischarge()
+    monkeypatch.setattr(pcli, "simulate_file", lambda *a, **kw: (seen.append(kw["resume"]), fake(*a, **kw))[1])
+    res = run_study_module(rate_capability, cfg, tmp_path)
+    assert [o.status for o in res.outcomes] == ["ok", "ok"] and seen == [False, True, False]
