@@ -64,10 +64,14 @@ def load_runs(run_dirs: Sequence[str | Path]) -> list[RunData]:
 
 
 def analyse_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, dod: float = 0.5,
-                 characterisation_dir: str | Path | None = None, render: bool = True) -> AnalysisResult:
-    """Analyse the runs at depth of discharge ``dod`` (0-1); see the module docstring for the outputs."""
+                 characterisation_dir: str | Path | None = None, render: bool = True,
+                 peak_bandwidth: float | None = None) -> AnalysisResult:
+    """Analyse the runs at depth of discharge ``dod`` (0-1); see the module docstring for the outputs.
+    ``peak_bandwidth``: kernel bandwidth (SoL units) of the SoL-histogram peak search (default: Scott's rule)."""
     if not 0 < dod < 1:
         raise InputError(f"depth of discharge must lie in (0, 1), got {dod}")
+    if peak_bandwidth is not None and not 0 < peak_bandwidth < 1:
+        raise InputError(f"peak bandwidth must lie in (0, 1) (SoL units), got {peak_bandwidth}")
     runs = load_runs(run_dirs)
     for r in runs:
         r.snapshot(dod)  # InputError before anything is written
@@ -78,12 +82,13 @@ def analyse_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, dod: fl
     ch = ac.load_characterisation(characterisation_dir) if characterisation_dir is not None else None
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
-        res = _analyse(runs, tmp, dod, ch, render)
+        res = _analyse(runs, tmp, dod, ch, render, peak_bandwidth)
     res.out_dir = out
     return res
 
 
-def _analyse(runs: list[RunData], out: Path, dod: float, ch: ac.Characterisation | None, render: bool) -> AnalysisResult:
+def _analyse(runs: list[RunData], out: Path, dod: float, ch: ac.Characterisation | None, render: bool,
+             bw: float | None = None) -> AnalysisResult:
     figs: list[Figure] = []
     tables: list[str] = []
     conclusions: list[str] = []
@@ -118,7 +123,7 @@ def _analyse(runs: list[RunData], out: Path, dod: float, ch: ac.Characterisation
     for r in progress(runs, desc="per-particle SoL"):
         for d in dods:
             if any(abs(s.dod - d) < 1e-9 for s in r.snapshots.values()):
-                p = ac.particle_sol(r, d)
+                p = ac.particle_sol(r, d, bw)
                 ps_all[(r.name, f"{d:.2f}")] = p
                 spread.append({"c_rate": r.c_rate, "dod": d, **ac.sol_spread(p)})
     table("sol_spread.csv", spread)

@@ -78,8 +78,9 @@ class ParticleSoL:
     n_inert: int = 0  #: particles left out: set inert by the physics (not connected to the collector)
 
 
-def particle_sol(run: RunData, dod: float) -> ParticleSoL:
-    """Per-particle mean SoL at ``dod`` with its histogram peaks (volume-weighted, Fig. 4d-e)."""
+def particle_sol(run: RunData, dod: float, bandwidth: float | None = None) -> ParticleSoL:
+    """Per-particle mean SoL at ``dod`` with its histogram peaks (volume-weighted, Fig. 4d-e); ``bandwidth``
+    (SoL units) of the kernel density, default Scott's rule (which smooths close modes into one)."""
     p = run.particles
     col = f"sol_{run.snapshot(dod).label}"
     if not p or col not in p:
@@ -93,7 +94,7 @@ def particle_sol(run: RunData, dod: float) -> ParticleSoL:
     if not keep.any():
         raise InputError(f"{run.path}/particles.csv: no connected particle with a finite SoL in {col}")
     sol, vol = sol[keep], vol[keep]
-    peaks, member = st.histogram_peaks(sol, vol)
+    peaks, member = st.histogram_peaks(sol, vol, bandwidth=bandwidth)
     return ParticleSoL(np.asarray(p["particle"]).astype(int)[keep], run.depth_um(np.asarray(p["centroid_z_um"], float)[keep]),
                        run.particle_radius_um()[keep], vol, sol, peaks, member, int((~keep).sum()))
 

@@ -23,6 +23,7 @@ EPILOG = """examples:
   tomocell analyse results/1.25C results/2.5C results/5C --out results/analysis
   tomocell analyse results/5C --out results/analysis-5C --dod 25
   tomocell analyse results/*C --out results/analysis --characterisation results/characterise
+  tomocell analyse results/*C --out results/analysis-peaks --peak-bandwidth 0.01 --no-render
 """
 
 
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="depth of discharge of the field analyses in %% (a snapshot the runs wrote; default 50)")
     parser.add_argument("--characterisation", metavar="DIR", default=None,
                         help="`tomocell characterise` output of the same electrode (travel distance, reaction-site tortuosity)")
+    parser.add_argument("--peak-bandwidth", type=float, default=None, metavar="SOL",
+                        help="kernel bandwidth (SoL units, e.g. 0.01) of the SoL-histogram peak search; default Scott's "
+                             "rule, which merges close peaks")
     parser.add_argument("--no-render", action="store_true", help="skip the PyVista field renders")
 
 
@@ -47,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("tomocell analyse runs on one process; start it without mpirun")
     out = Path(args.out)
     settings = {"runs": [str(r) for r in args.runs], "dod": args.dod / 100.0,
-                "characterisation": args.characterisation, "render": not args.no_render}
+                "characterisation": args.characterisation, "render": not args.no_render,
+                "peak_bandwidth": args.peak_bandwidth}
     res = analyse_runs(args.runs, out, dod=args.dod / 100.0, characterisation_dir=args.characterisation,
-                       render=not args.no_render)
+                       render=not args.no_render, peak_bandwidth=args.peak_bandwidth)
     with run_manifest("analyse", out, settings) as man:
         for r in args.runs:
             for name in ("run.json", "timeseries.csv", "particles.csv"):

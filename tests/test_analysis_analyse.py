@@ -97,6 +97,8 @@ def test_bad_inputs_leave_no_output(tmp_path):
     c = make_run(tmp_path / "c", 1.0)
     with pytest.raises(InputError, match="same C-rate"):
         analyse_runs([a, c], tmp_path / "out")
+    with pytest.raises(InputError, match="peak bandwidth"):
+        analyse_runs([a], tmp_path / "out", peak_bandwidth=2.0)
     with pytest.raises(InputError, match="characterise"):
         analyse_runs([a], tmp_path / "out", characterisation_dir=tmp_path / "a")
     assert not (tmp_path / "out").exists()

@@ -48,6 +48,8 @@ def test_uniform_sol_gives_one_peak_and_two_groups_two(tmp_path):
     assert np.all(ps2.peak_of[:20] == 0) and np.all(ps2.peak_of[20:] == 1)
     assert ps2.peaks[0].weight_fraction == pytest.approx(2 / 3)
     assert ac.sol_spread(ps2)["std"] > 0.1
+    # a bandwidth wider than the gap merges the two groups into one peak
+    assert len(ac.particle_sol(run2, 0.5, bandwidth=0.2).peaks) == 1
 
 
 def test_planted_exponential_correlation_says_eta_governs(tmp_path):
