@@ -68,7 +68,9 @@ def plan(config: dict[str, Any]) -> list[RunSpec]:
         raise InputError("the calendering study needs a [volume] table (synthetic = {...} or path = ...)")
     common = {"volume": config["volume"], "cbd_attach_um": float(config.get("cbd_attach_um", 1.0)),
               "axis": int(config.get("axis", 0)), "seed": int(config.get("seed", 0)),
-              "psd_bins": int(config.get("psd_bins", 30))}
+              "psd_bin_um": float(config.get("psd_bin_um", 0.0))}
+    if common["psd_bin_um"] < 0:
+        raise InputError(f"psd_bin_um = {common['psd_bin_um']} must be >= 0 (0: one bin per voxel width)")
     return [RunSpec(run_name(v), {"strain": v, **common}) for v in vals]
 
 
@@ -80,13 +82,16 @@ def bruggeman_exponent(tau: float | None, eps: float) -> float | None:
     return -math.log(tau) / math.log(eps)
 
 
-def pore_size_distribution(volume: Volume, bins: int = 30) -> dict[str, Any]:
+def pore_size_distribution(volume: Volume, bin_um: float = 0.0) -> dict[str, Any]:
     """Volume-weighted local-thickness distribution of the pore phase (um), from the
-    characterisation's :func:`~tomocell.microstructure.poresize.local_thickness`."""
+    characterisation's :func:`~tomocell.microstructure.poresize.local_thickness`.
+
+    ``bin_um``: histogram bin width in um; 0 uses the smallest voxel edge (one bin per
+    local-thickness level), so every strain step is binned alike and the curves compare."""
     from tomocell.microstructure.poresize import local_thickness, size_distribution
 
     lt = local_thickness(volume, "pore")
-    d = size_distribution(lt, volume.labels == PORE, bins=bins)
+    d = size_distribution(lt, volume.labels == PORE, bin_um or None)
     edges = np.asarray(d.pop("bin_edges_um"))
     d["bin_centre_um"] = (0.5 * (edges[:-1] + edges[1:])).tolist()
     d["volume_fraction"] = np.asarray(d["volume_fraction"]).tolist()
@@ -120,7 +125,7 @@ def voxel_face_area(volume: Volume, a: int, b: int) -> float:
     return total / (lab.size * volume.voxel_volume_um3)
 
 
-def structure_metrics(volume: Volume, axis: int = 0, psd_bins: int = 30) -> dict[str, Any]:
+def structure_metrics(volume: Volume, axis: int = 0, psd_bin_um: float = 0.0) -> dict[str, Any]:
     """The Fig. 9k metrics of one volume (see module docstring)."""
     from tomocell.microstructure.tortuosity import tortuosity_factor
 
@@ -140,7 +145,7 @@ def structure_metrics(volume: Volume, axis: int = 0, psd_bins: int = 30) -> dict
         "bruggeman_exponent": bruggeman_exponent(tau, fr["pore"]),
         "active_pore_area_per_um": area,
         "area_method": area_method,
-        "pore_size": pore_size_distribution(volume, psd_bins),
+        "pore_size": pore_size_distribution(volume, psd_bin_um),
     }
 
 
@@ -168,7 +173,7 @@ def run_one(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "cbd_compacted_volume_um3": rep["cbd_compacted_volume_um3"],
         "active_voxels": rep["active_voxels"],
     }
-    res.update(structure_metrics(cal, int(params.get("axis", 0)), int(params.get("psd_bins", 30))))
+    res.update(structure_metrics(cal, int(params.get("axis", 0)), float(params.get("psd_bin_um", 0.0))))
     return res
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from tomocell.errors import InputError
@@ -15,7 +16,7 @@ for _mod in ("synthetic", "tortuosity", "poresize", "io"):
 
 CFG = {
     "strains": [0.0, 0.15, 0.3],
-    "cbd_attach_um": 1.0, "axis": 0, "seed": 0, "psd_bins": 20,
+    "cbd_attach_um": 1.0, "axis": 0, "seed": 0, "psd_bin_um": 0.0,
     "volume": {"synthetic": {"box_um": [20.0, 16.0, 16.0], "voxel_size_um": 0.5, "d90_um": 9.0, "seed": 1}},
 }
 
@@ -41,7 +42,12 @@ def test_calendering_study_end_to_end_and_resume(tmp_path):
     metrics = {x["metric"] for x in rows}
     assert {"porosity", "tortuosity_factor", "bruggeman_exponent", "active_pore_area_per_um",
             "cbd_crushed_volume_um3", "pore_size.volume_fraction", "pore_size.d50_um"} <= metrics
-    assert sum(1 for x in rows if x["run"] == "strain-15pct" and x["metric"] == "pore_size.volume_fraction") == 20
+    n15 = len(r15["pore_size"]["volume_fraction"])
+    assert sum(1 for x in rows if x["run"] == "strain-15pct" and x["metric"] == "pore_size.volume_fraction") == n15
+    # psd_bin_um = 0: one voxel-wide bin per local-thickness level, the same grid at every strain
+    centres = np.asarray(r15["pore_size"]["bin_centre_um"])
+    assert np.allclose(np.diff(centres[1:]), 0.5)
+    assert sum(r15["pore_size"]["volume_fraction"]) == pytest.approx(1.0)
     for f in ("metrics_vs_strain.png", "pore_size_distribution.png", "slices.png"):
         assert (tmp_path / "figures" / f).stat().st_size > 1000
     assert "metrics_vs_strain.png" in res.report.read_text()

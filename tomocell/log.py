@@ -20,6 +20,22 @@ T = TypeVar("T")
 _CONFIGURED = False
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time (like logging's own last-resort handler),
+    so a handler set up once keeps working when stderr is swapped (pytest capture, notebooks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(verbosity: int = 0) -> None:
     """Configure the ``tomocell`` logger. verbosity: -1 quiet, 0 info, 1+ debug."""
     global _CONFIGURED
@@ -31,7 +47,7 @@ def setup_logging(verbosity: int = 0) -> None:
     logger.setLevel(level)
     for h in list(logger.handlers):
         logger.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     prefix = f"[rank {rank}] " if mpi.size() > 1 and rank != 0 else ""
     handler.setFormatter(logging.Formatter(f"{prefix}%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     logger.addHandler(handler)
