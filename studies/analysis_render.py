@@ -103,9 +103,13 @@ def render_fields(runs: list[RunData], dod: float, path: str | Path, *, col_px: 
             pl.add_mesh(mesh, scalars=arr, clim=clim[name], cmap=cmap, nan_color="lightgrey",
                         scalar_bar_args={"title": title, "vertical": False, "title_font_size": 14, "label_font_size": 11,
                                          "position_x": 0.15, "position_y": 0.02, "width": 0.7, "height": 0.08,
-                                         "fmt": "%.3g"})
-            pl.add_text(f"{run.c_rate:g}C, {100 * dod:.0f} % DoD", font_size=10, position="upper_left")
+                                         "n_labels": 5, "fmt": "%.3g"})
+            pl.add_text(f"{run.c_rate:g}C, {100 * dod:.0f} % DoD: {title}", font_size=10, position="upper_left")
             _camera(pl)
+    for bar in pl.scalar_bars.values():
+        # VTK draws a horizontal bar's title over its tick labels in a small viewport; the field's
+        # name is in each panel's heading instead
+        bar.SetTitle("")
     _save(pl, path)
     return clim
 
