@@ -11,6 +11,8 @@ points up, so the separator side is on top.
 
 from __future__ import annotations
 
+import ctypes.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,16 @@ ROWS = (
     ("N_mag", "|N| Li+ flux (mol/m^2/s)", "inferno"),
     ("J_ct", "J_ct (A/m^2)", "coolwarm"),
 )
+
+
+def use_headless_backend() -> None:
+    """Without an X display, ask VTK for its EGL window directly (when libEGL is there).
+
+    VTK otherwise tries X first, prints "bad X server connection" and only then falls back.
+    An explicit ``VTK_DEFAULT_OPENGL_WINDOW`` set by the user is left alone."""
+    if not os.environ.get("DISPLAY") and "VTK_DEFAULT_OPENGL_WINDOW" not in os.environ \
+            and ctypes.util.find_library("EGL"):
+        os.environ["VTK_DEFAULT_OPENGL_WINDOW"] = "vtkEGLRenderWindow"
 
 
 def check_same_mesh(runs: list[RunData]) -> None:
@@ -88,6 +100,7 @@ def _range(meshes: list[tuple[Any, str]], robust: bool = False) -> tuple[float, 
 
 def render_fields(runs: list[RunData], dod: float, path: str | Path, *, col_px: int = 420, row_px: int = 380) -> dict[str, tuple[float, float]]:
     """Render the four field rows for every run (columns) into one PNG; returns the colour ranges used."""
+    use_headless_backend()
     import pyvista as pv
 
     check_same_mesh(runs)
@@ -163,6 +176,7 @@ def render_peak_particles(runs: list[RunData], peak_of: dict[str, dict[int, int]
                           *, col_px: int = 420, row_px: int = 420) -> bool:
     """Particles coloured by the SoL-histogram peak they belong to (Fig. 4e inset), one panel per rate.
     ``peak_of[run.name]`` maps particle label -> peak index. Returns False if no run has a mesh file."""
+    use_headless_backend()
     import pyvista as pv
 
     from tomocell.studies.analysis_figures import PEAK_COLOURS
