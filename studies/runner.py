@@ -77,6 +77,7 @@ class RunOutcome:
     run_dir: Path
     error: str | None = None
     seconds: float | None = None
+    cpu_seconds: float | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -180,6 +181,15 @@ def finished_results(run_dir: Path, params: dict[str, Any]) -> dict[str, Any] | 
     return data.get("results", {})
 
 
+def _recorded_timings(run_dir: Path) -> tuple[float | None, float | None]:
+    """(wall, CPU) seconds a finished run recorded in its run.json (None where absent)."""
+    try:
+        t = json.loads((run_dir / "run.json").read_text()).get("timings_s", {})
+    except (OSError, ValueError):
+        return None, None
+    return t.get("total"), t.get("cpu")
+
+
 # ------------------------------------------------------------------ the loop
 def run_study(
     name: str,
@@ -216,23 +226,30 @@ def run_study(
             done = comm.bcast(done, root=0)
             if done is not None:
                 log.info("study %s: run %s already finished: skipped", name, spec.name)
-                outcomes.append(RunOutcome(spec.name, "skipped", params, done, run_dir))
+                wall, cpu = _recorded_timings(run_dir) if mpi.is_root() else (None, None)
+                outcomes.append(RunOutcome(spec.name, "skipped", params, done, run_dir, seconds=wall, cpu_seconds=cpu))
                 continue
             log.info("study %s: run %s ...", name, spec.name)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 with run_manifest(f"study.{name}.run", run_dir, params) as m:
                     run_dir.mkdir(parents=True, exist_ok=True)
-                    res = run_fn(dict(params), run_dir)
+                    try:
+                        res = run_fn(dict(params), run_dir)
+                    finally:
+                        # CPU seconds of this process (this rank under MPI): wall time alone says little
+                        # on a shared machine; summed over ranks it is the cost on an idle one
+                        m.data["timings_s"]["cpu"] = time.process_time() - c0
                     if not isinstance(res, dict):
                         raise TypeError(f"run function returned {type(res).__name__}, not a results dict")
                     m.set_result(**res)
                 outcomes.append(RunOutcome(spec.name, "ok", params, canonical(res), run_dir,
-                                           seconds=time.perf_counter() - t0))
+                                           seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0))
             except Exception as exc:  # noqa: BLE001 - recorded in run.json and the report
                 log.error("study %s: run %s failed: %s: %s", name, spec.name, type(exc).__name__, exc)
                 outcomes.append(RunOutcome(spec.name, "failed", params, {}, run_dir,
-                                           error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0))
+                                           error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0,
+                                           cpu_seconds=time.process_time() - c0))
                 if not keep_going:
                     raise
         figures: list[Figure] = []
@@ -313,11 +330,12 @@ def write_report(name: str, description: str, outcomes: Sequence[RunOutcome], fi
     lines = [f"# Study: {name}", "", f"Generated {now} by tomocell.", ""]
     if description:
         lines += [description.strip(), ""]
-    lines += ["## Runs", "", "| run | status | time (s) | parameters |", "|---|---|---|---|"]
+    lines += ["## Runs", "", "| run | status | wall (s) | CPU (s) | parameters |", "|---|---|---|---|---|"]
     for o in outcomes:
         t = "" if o.seconds is None else f"{o.seconds:.1f}"
+        c = "" if o.cpu_seconds is None else f"{o.cpu_seconds:.1f}"
         ptxt = ", ".join(f"{k}={v}" for k, v in flatten_scalars(o.params).items())
-        lines.append(f"| {o.name} | {o.status} | {t} | {ptxt} |")
+        lines.append(f"| {o.name} | {o.status} | {t} | {c} | {ptxt} |")
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         lines += ["", "## Failed runs", ""]

@@ -157,3 +157,25 @@ def test_runner_under_mpi(tmp_path):
     comm.Barrier()
     if mpi.is_root():
         assert read_table(out / "summary.csv")[1]["sum_over_ranks"] == str(comm.size * 2)
+
+
+def test_cpu_time_recorded_and_reported_for_skipped_runs(tmp_path):
+    """Each run records its process CPU seconds beside the wall time; a resumed study reports both
+    from run.json (the cost of a study is read off its report even when every run was skipped)."""
+
+    def busy(params, run_dir):
+        t = __import__("time")
+        c0 = t.process_time()
+        while t.process_time() - c0 < 0.05:  # burn >= 50 ms of CPU
+            pass
+        return {"x": params["x"]}
+
+    run_study("demo", RUNS[:1], busy, tmp_path)
+    timings = json.loads((tmp_path / "runs/a/run.json").read_text())["timings_s"]
+    assert timings["cpu"] >= 0.05 and timings["total"] >= timings["cpu"] * 0.5
+    res = run_study("demo", RUNS[:1], busy, tmp_path)
+    assert res.outcomes[0].status == "skipped"
+    assert res.outcomes[0].cpu_seconds == pytest.approx(timings["cpu"])
+    assert res.outcomes[0].seconds == pytest.approx(timings["total"])
+    row = [ln for ln in res.report.read_text().splitlines() if ln.startswith("| a |")][0]
+    assert f"| {timings['cpu']:.1f} |" in row
