@@ -210,20 +210,29 @@ def figures(outcomes: list[RunOutcome], fig_dir: Path) -> list[Figure]:
                            "active/pore specific area and crushed CBD volume as a share of the input CBD. "
                            "Geometric calendering model, not DEM.", study_dir))
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for o in ok:
+    # local thickness on a voxel grid takes a few discrete values: empty bins between them are dropped
+    # (a line through the zeros made a comb); the cumulative curve on the right compares the steps directly
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for i, o in enumerate(ok):
         ps = o.results.get("pore_size") or {}
         if ps.get("bin_centre_um"):
-            ax.plot(ps["bin_centre_um"], 100 * np.asarray(ps["volume_fraction"]), "-o", ms=3,
-                    label=f"{100 * o.results['achieved_strain']:.1f} %  (D50 {ps['d50_um']:.2f} um)")
-    ax.set_xlabel("pore diameter, local thickness (um)")
-    ax.set_ylabel("pore volume (%)")
-    ax.legend(title="strain", fontsize=8)
-    ax.grid(alpha=0.3)
+            x = np.asarray(ps["bin_centre_um"], float)
+            f = 100 * np.asarray(ps["volume_fraction"], float)
+            keep = f > 0
+            lab = f"{100 * o.results['achieved_strain']:.1f} %  (D50 {ps['d50_um']:.2f} um)"
+            axes[0].plot(x[keep], f[keep], "-o", ms=3, color=f"C{i}", label=lab)
+            axes[1].step(x, np.cumsum(f), where="mid", color=f"C{i}", label=lab)
+    axes[0].set_xlabel("pore diameter, local thickness (um)")
+    axes[0].set_ylabel("pore volume (%)")
+    axes[1].set_xlabel("pore diameter, local thickness (um)")
+    axes[1].set_ylabel("cumulative pore volume (%)")
+    axes[1].legend(title="strain", fontsize=8, loc="lower right")
+    for ax in axes:
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     out.append(save_figure(fig, fig_dir / "pore_size_distribution.png",
-                           "Volume-weighted pore-size distribution (local thickness) at each calendering step "
-                           "(cf. paper Fig. 9j).", study_dir))
+                           "Volume-weighted pore-size distribution (local thickness) at each calendering step, "
+                           "left per size level, right cumulative (cf. paper Fig. 9j).", study_dir))
 
     slices = []
     for o in ok:
@@ -234,8 +243,10 @@ def figures(outcomes: list[RunOutcome], fig_dir: Path) -> list[Figure]:
             v = read_volume(p)
             slices.append((o.results["achieved_strain"], v.labels[:, v.shape[1] // 2, :], v.voxel_size_um))
     if slices:
-        fig, axes = plt.subplots(1, len(slices), figsize=(3.0 * len(slices), 3.4), squeeze=False)
+        # shared depth axis: the compressed electrodes are drawn thinner, as they are
+        fig, axes = plt.subplots(1, len(slices), figsize=(3.0 * len(slices), 3.8), squeeze=False, sharey=True)
         from matplotlib.colors import ListedColormap
+        from matplotlib.patches import Patch
 
         cmap = ListedColormap(["#1f1f1f", "#c9a227", "#4aa3df"])  # pore, active, CBD
         for ax, (s, sl, vs) in zip(axes[0], slices):
@@ -244,7 +255,10 @@ def figures(outcomes: list[RunOutcome], fig_dir: Path) -> list[Figure]:
             ax.set_title(f"strain {100 * s:.1f} %")
             ax.set_xlabel("in-plane (um)")
         axes[0][0].set_ylabel("depth from separator (um)")
-        fig.tight_layout()
+        axes[0][0].set_ylim(max(sl.shape[0] * vs[0] for _, sl, vs in slices), 0)  # imshow set each axis's own
+        fig.legend([Patch(color=c) for c in cmap.colors], ["pore", "active (NMC)", "CBD"], loc="lower center",
+                   ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
         out.append(save_figure(fig, fig_dir / "slices.png",
                                "Through-thickness slices of the calendered volumes (separator at the top, "
                                "current collector at the bottom; black pore, gold NMC, blue CBD; cf. paper "

@@ -156,6 +156,16 @@ def _build_on_root(sp: dict[str, Any], out_dir: Path, final: Path, key: str, den
         return json.loads(info_path.read_text())
     vol, ids, source = load_volume_cached(sp["volume"], out_dir / "inputs")
     vol, ids, reports = apply_variants(vol, ids, sp["variants"], seed=sp["seed"])
+    relabelled = False
+    if ids is None:
+        # variants that move or reshape particles (graded particle, thick, calender) drop the input's
+        # particle ids; the characterisation's watershed labels the result so the discharge still reports
+        # per-particle SoL (particles.csv, SoL maps). The physics uses the tags for output only.
+        from tomocell.microstructure.particles import label_particles
+        from tomocell.studies.inputs import complete_ids
+
+        ids = complete_ids(vol, np.asarray(label_particles(vol)))
+        relabelled = True
     m = sp["mesh"]
     res = mesh_volume(vol, route=m["route"], coarsen=int(m["coarsen"]), separator_um=float(m["separator_um"]),
                       particle_labels=ids)
@@ -174,6 +184,7 @@ def _build_on_root(sp: dict[str, Any], out_dir: Path, final: Path, key: str, den
         "mesh_porosity": mesh_fr.get("pore"), "mesh_active_fraction": mesh_fr.get("active"),
         "mesh_cells": int(res.mesh.tets.shape[0]), "mesh_route": m["route"], "coarsen": int(m["coarsen"]),
         "mesh_fallback": res.mesh.info.get("fallback"),
+        "particles_relabelled": relabelled, "particles": int(ids.max()) if ids.size else 0,
     }
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{key}.partial-{os.getpid()}"

@@ -167,72 +167,87 @@ def figures(outcomes: list[RunOutcome], fig_dir: Path) -> list[Figure]:
     ok = [o for o in outcomes if o.succeeded]
     out: list[Figure] = []
     c = ok[0].params["c_rate"]
+    # one colour per design in every figure; the as-prepared baseline in black (grey in the paper)
+    colour = {o.name: ("k" if o.name == "as-prepared" else f"C{i}") for i, o in enumerate(ok)}
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1.6, 1]})
     for o in ok:
         vc = o.results["voltage_curve"]
-        axes[0].plot(vc["capacity_mAh_g"], vc["voltage_V"], label=o.name)
+        axes[0].plot(vc["capacity_mAh_g"], vc["voltage_V"], label=o.name, color=colour[o.name], lw=1.2)
     axes[0].set_xlabel("capacity (mAh g$^{-1}$ active)")
     axes[0].set_ylabel("voltage (V vs Li/Li$^+$)")
     axes[0].grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    axes[1].bar(range(len(ok)), [100 * o.results["accessible_dod"] for o in ok], color="C0")
+    axes[0].legend(fontsize=8, loc="lower left")
+    # the designs differ by a few % DoD: points with their values on a zoomed axis (bars from 0 hide it)
+    dod = [100 * o.results["accessible_dod"] for o in ok]
+    for i, (o, v) in enumerate(zip(ok, dod)):
+        axes[1].plot(i, v, "o", color=colour[o.name], ms=7)
+        axes[1].annotate(f"{v:.1f}", (i, v), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    span = max(max(dod) - min(dod), 1.0)
+    axes[1].set_ylim(min(dod) - 0.4 * span, max(dod) + 0.4 * span)
+    axes[1].set_xlim(-0.6, len(ok) - 0.4)
     axes[1].set_xticks(range(len(ok)), [o.name for o in ok], rotation=40, ha="right", fontsize=8)
-    axes[1].set_ylabel("accessible DoD (%)")
+    axes[1].set_ylabel("accessible DoD at cut-off (%)")
     axes[1].grid(alpha=0.3, axis="y")
     fig.tight_layout()
     out.append(save_figure(fig, fig_dir / "voltage_and_dod.png",
                            f"Discharge curves at {c:g}C and accessible depth of discharge at the 3.0 V cut-off "
-                           "(cf. paper Fig. 6i, 7d-f, 7l).", study_dir))
+                           "(right: zoomed axis, values in %; cf. paper Fig. 6i, 7d-f, 7l).", study_dir))
 
     bands = ok[0].params["bands"]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for o in ok:
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    # the baseline last, thin and dashed: the variants coincide with it outside their bands
+    for o in sorted(ok, key=lambda o: o.name == "as-prepared"):
         sj = study_dir / "structures" / o.results["structure"]["key"] / "structure.json"
         if sj.is_file():
             info = json.loads(sj.read_text())
-            ax.plot(info["depth_um"], info["depth_porosity"], label=o.name, lw=1)
-    for a, _ in bands.values():
+            base = o.name == "as-prepared"
+            ax.plot(info["depth_um"], info["depth_porosity"], label=o.name, color=colour[o.name],
+                    lw=0.9 if base else 1.3, ls="--" if base else "-", zorder=3 if base else 2)
+    for name, (a, b) in bands.items():
         if a > 0:
-            ax.axvline(a, color="k", ls="--", lw=0.6)
+            ax.axvline(a, color="grey", ls=":", lw=0.8)
+        ax.text(0.5 * (a + min(b, ax.get_xlim()[1])), 0.98, name, transform=ax.get_xaxis_transform(),
+                ha="center", va="top", fontsize=8, color="grey")
     ax.set_xlabel("depth from separator (um)")
-    ax.set_ylabel("porosity (-)")
+    ax.set_ylabel("porosity of 1 um slabs (-)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     out.append(save_figure(fig, fig_dir / "porosity_profiles.png",
-                           "Porosity against depth from the separator for every design, dashed: band boundaries "
-                           "(cf. paper Fig. 7j).", study_dir))
+                           "Porosity against depth from the separator for every design (as-prepared: black dashed), "
+                           "dotted: band boundaries (cf. paper Fig. 7j).", study_dir))
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
     pct = int(round(100 * ok[0].params["gradient_dod"]))
     gd = f"dod{pct:03d}"
     for o in ok:
         prof = o.results.get("sol_profile", {}).get(gd)
         if prof:
             y = [np.nan if v is None else v for v in prof]
-            ax.plot(o.results["profile_depth_um"], y, "o-", ms=3, label=o.name)
+            ax.plot(o.results["profile_depth_um"], y, "o-", ms=3, label=o.name, color=colour[o.name])
     ax.set_xlabel("depth from separator (um)")
     ax.set_ylabel(f"mean particle SoL at {pct} % DoD (-)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     out.append(save_figure(fig, fig_dir / "sol_profiles.png",
                            f"Volume-weighted mean state of lithiation of the particles against depth at {pct} % DoD, "
                            f"{c:g}C (particle centroids binned).", study_dir))
 
     names = list(bands)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
     width = 0.8 / max(len(ok), 1)
     for i, o in enumerate(ok):
         cb = o.results.get("ce_bands") or {}
         vals = [np.nan if (cb.get(b) or {}).get("slope_per_um") is None else cb[b]["slope_per_um"] for b in names]
-        ax.bar(np.arange(len(names)) + i * width, vals, width, label=o.name)
-    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
+        ax.bar(np.arange(len(names)) + i * width, vals, width, label=o.name, color=colour[o.name])
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2,
+                  [f"{n}\n{a:g}-{b:g} um" if b < 1e8 else f"{n}\n> {a:g} um" for n, (a, b) in bands.items()])
     ax.set_ylabel("dc$_e$/d(depth) (mol m$^{-3}$ um$^{-1}$)")
     ax.axhline(0, color="k", lw=0.5)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     out.append(save_figure(fig, fig_dir / "ce_gradient_bands.png",
                            f"Electrolyte concentration gradient through the thickness in each band at {pct} % DoD, "
@@ -249,11 +264,16 @@ def figures(outcomes: list[RunOutcome], fig_dir: Path) -> list[Figure]:
     if maps:
         fig, axes = plt.subplots(1, len(maps), figsize=(2.6 * len(maps), 4.0), squeeze=False, sharey=True)
         sc = None
+        # one colour range for all designs, from the data (2-98 %): a fixed 0.3-1 range hid the differences
+        every = np.concatenate([d[col][np.isfinite(d[col])] for _, d in maps])
+        lo, hi = (np.percentile(every, [2, 98]) if every.size else (0.0, 1.0))
+        if not hi > lo:
+            lo, hi = lo - 0.01, hi + 0.01
         for ax, (o, d) in zip(axes[0], maps):
             top = o.results["electrode_top_um"]
             size = 4.0 * np.cbrt(np.nan_to_num(d["volume_um3"], nan=0.0)) ** 2
             sc = ax.scatter(d["centroid_x_um"], top - d["centroid_z_um"], c=d[col], s=size, cmap="viridis",
-                            vmin=0.3, vmax=1.0, edgecolors="k", linewidths=0.3)
+                            vmin=lo, vmax=hi, edgecolors="k", linewidths=0.3)
             ax.set_title(o.name, fontsize=8)
             ax.set_xlabel("x (um)")
         axes[0][0].set_ylabel("depth from separator (um)")
