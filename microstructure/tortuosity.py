@@ -364,8 +364,13 @@ def _solve(
     flux_map = None
     if want_flux_map:
         flux_map = _flux_map(keep, _gather(x, comm), axis, spacing, flux / A_cross, dfield)
-    ksp.destroy()
-    A.destroy()
+    # Destroy every handle explicitly: petsc4py defers the garbage collection of parallel objects,
+    # so under MPI the PC (holding the GAMG hierarchy, GBs) would otherwise outlive the solve and
+    # memory would grow with every direction / depth step.
+    for obj in (pc, ksp, A, b, x):
+        obj.destroy()
+    if hasattr(PETSc, "garbage_cleanup"):
+        PETSc.garbage_cleanup(comm)
     res = TortuosityResult(
         phase, axis, True, tau, eps, eps_t, d_rel, f_in, f_out, err, its_total, cur_rtol, n,
         time.perf_counter() - t0, flux_map,
