@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--only-tau", action="store_true", help="only the tortuosity solves")
     ap.add_argument("--skip-full", action="store_true", help="skip the full characterisation")
     ap.add_argument("--only-full", action="store_true", help="only the full characterisation")
+    ap.add_argument("--scaling", action="store_true",
+                    help="tau along axis 0 on growing cubic crops: growth exponents of time and memory, projection to 500^3")
     args = ap.parse_args()
 
     from tomocell import mpi
@@ -68,6 +70,9 @@ def main() -> int:
     say(f"volume {vol.shape} ({vol.labels.size / 1e6:.1f} M voxels), voxel {vol.voxel_size_um[0]} um, "
         f"fractions {({k: round(v, 3) for k, v in vol.fractions().items()})}; MPI ranks {mpi.size()}")
     say(f"peak RSS after reading: {peak_mb():.0f} MB; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if args.scaling:
+        scaling(vol, say)
+        return 0
     t_all = 0.0
     for ax in () if args.only_full else (0, 1, 2):
         t0, c0 = time.perf_counter(), cpu_s()
@@ -78,9 +83,9 @@ def main() -> int:
             f"flux balance {r.flux_balance_error:.1e}) in {dt:.1f} s wall, {cpu_s() - c0:.1f} s CPU; peak RSS {peak_mb():.0f} MB")
     if not args.only_full:
         say(f"tau_pore, three directions: {t_all:.1f} s")
-    if args.only_tau or mpi.size() > 1:
+    if args.only_tau:
         return 0
-    if not args.only_full:
+    if not args.only_full and mpi.size() == 1:
         parts(vol, say)
     if not args.skip_full:
         with tempfile.TemporaryDirectory() as tmp:
@@ -91,6 +96,36 @@ def main() -> int:
             say("step timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in res.metrics["timings_s"].items()))
     say(f"load average now {os.getloadavg()[0]:.1f}: wall times on a shared machine are noisy (CPU times less so)")
     return 0
+
+
+def scaling(vol, say) -> None:
+    """tau (axis 0) on crops of 96^3 .. the whole volume; fits time ~ N^a and memory ~ N^b in the
+    number of unknowns N and projects a 500^3 volume of the same porosity."""
+    import numpy as np
+
+    from tomocell import mpi
+    from tomocell.microstructure.tortuosity import tortuosity_factor
+
+    n_max = min(vol.shape)
+    rows = []
+    for n in sorted({96, 128, 192, n_max} & set(range(1, n_max + 1))):
+        sub = vol.subvolume((slice(0, n), slice(0, n), slice(0, n)))
+        base = peak_mb()
+        t0, c0 = time.perf_counter(), cpu_s()
+        r = tortuosity_factor(sub, "pore", 0)
+        rows.append((r.n_unknowns, cpu_s() - c0, time.perf_counter() - t0, peak_mb()))
+        say(f"crop {n}^3: {r.n_unknowns / 1e6:.2f} M unknowns, {r.iterations} CG its, {rows[-1][1]:.1f} s CPU per rank, "
+            f"{rows[-1][2]:.1f} s wall, peak RSS {rows[-1][3]:.0f} MB (was {base:.0f} MB before)")
+    N = np.array([r[0] for r in rows], float)
+    T = np.array([r[1] for r in rows], float)
+    a = float(np.polyfit(np.log(N), np.log(T), 1)[0])
+    eps = float(vol.fractions()["pore"])
+    n500 = eps * 500**3
+    t500 = T[-1] * (n500 / N[-1]) ** a
+    mem500 = 450.0 * n500 / mpi.size()  # GAMG peak, bytes per unknown (measured, see tortuosity.py)
+    say(f"CPU time per rank grows as N^{a:.2f} (N = unknowns, {mpi.size()} rank(s)); a 500^3 volume at porosity {eps:.2f} "
+        f"({n500 / 1e6:.0f} M unknowns) projects to ~{t500:.0f} s per direction per rank and ~{mem500 / 1e9:.0f} GB per rank "
+        f"for GAMG; with less memory tomocell switches to incomplete Cholesky, or run on more ranks")
 
 
 def parts(vol, say) -> None:
