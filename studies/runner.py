@@ -330,12 +330,22 @@ def write_report(name: str, description: str, outcomes: Sequence[RunOutcome], fi
     lines = [f"# Study: {name}", "", f"Generated {now} by tomocell.", ""]
     if description:
         lines += [description.strip(), ""]
+    # the parameters every run shares are listed once below the table; the table shows what differs
+    flat = [flatten_scalars(o.params) for o in outcomes]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    common = {k: flat[0][k] for k in keys if len(flat) > 1 and all(k in f and f[k] == flat[0][k] for f in flat)}
     lines += ["## Runs", "", "| run | status | wall (s) | CPU (s) | parameters |", "|---|---|---|---|---|"]
-    for o in outcomes:
+    for o, f in zip(outcomes, flat):
         t = "" if o.seconds is None else f"{o.seconds:.1f}"
         c = "" if o.cpu_seconds is None else f"{o.cpu_seconds:.1f}"
-        ptxt = ", ".join(f"{k}={v}" for k, v in flatten_scalars(o.params).items())
+        ptxt = ", ".join(f"{k}={v}" for k, v in f.items() if k not in common)
         lines.append(f"| {o.name} | {o.status} | {t} | {c} | {ptxt} |")
+    done = [o for o in outcomes if o.cpu_seconds is not None]
+    if done:
+        lines += ["", f"CPU time of the {len(done)} runs with a record: {sum(o.cpu_seconds for o in done) / 60:.1f} min "
+                  "(per process; under MPI multiply by the ranks)."]
+    if common:
+        lines += ["", "Parameters of every run: " + ", ".join(f"{k}={v}" for k, v in common.items()) + "."]
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         lines += ["", "## Failed runs", ""]

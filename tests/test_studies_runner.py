@@ -111,6 +111,12 @@ def test_tidy_and_summary_tables(tmp_path):
     # report: runs, the failure, the figure with its caption, and the file exists
     rep = res.report.read_text()
     assert "| c | failed |" in rep and "boom in c" in rep
+    # shared parameters once, the differing ones per run
+    assert "Parameters of every run: " not in rep or "x=" not in rep.split("Parameters of every run: ")[1]
+    assert "| a | ok |" in rep and "x=1, opts.mode=fast |" in rep
+    res2 = run_study("demo", RUNS[:2], Recorder(), tmp_path / "two")
+    rep2 = res2.report.read_text()
+    assert "Parameters of every run: opts.mode=fast." in rep2 and "| x=1 |" in rep2 and "| x=2 |" in rep2
     assert "![Figure 1](figures/square.png)" in rep and "Square of x for every finished run." in rep
     assert (tmp_path / "figures/square.png").stat().st_size > 0
     study = json.loads((tmp_path / "run.json").read_text())
