@@ -232,10 +232,52 @@ def verdicts(results_root: str | Path) -> list[tuple[str, list[Verdict]]]:
     return groups
 
 
-def render(groups: Sequence[tuple[str, Sequence[Verdict]]]) -> str:
-    """The Markdown block: one table per study, claim / reproduced / measured / paper."""
+STUDIES = ("calendering", "thickness", "rate-capability", "graded-designs", "graded-designs-10C", "calendering-rate")
+
+
+def cost_rows(results_root: str | Path) -> list[dict[str, Any]]:
+    """Per study: finished runs, how many recorded their CPU time, the recorded CPU minutes, the slowest run.
+
+    Runs copied from another study (``reuse_from``) record almost no CPU: the sum is the cost of the
+    study as run, not of each discharge on its own.
+    """
+    import json
+
+    out = []
+    for name in STUDIES:
+        runs = sorted((Path(results_root) / name / "runs").glob("*/run.json"))
+        n = rec = 0
+        cpu = 0.0
+        slowest = (0.0, "")
+        for rj in runs:
+            try:
+                data = json.loads(rj.read_text())
+            except (OSError, ValueError):
+                continue
+            if data.get("status") != "ok":
+                continue
+            n += 1
+            c = (data.get("timings_s") or {}).get("cpu")
+            if c is not None:
+                rec += 1
+                cpu += float(c)
+                slowest = max(slowest, (float(c), rj.parent.name))
+        if n:
+            out.append({"study": name, "runs": n, "recorded": rec, "cpu_min": cpu / 60.0,
+                        "slowest": f"{slowest[1]} ({slowest[0] / 60:.1f} min)" if slowest[1] else ""})
+    return out
+
+
+def render(groups: Sequence[tuple[str, Sequence[Verdict]]], costs: Sequence[dict[str, Any]] = ()) -> str:
+    """The Markdown block: one table per study, claim / reproduced / measured / paper; the CPU cost table."""
     lines = [BEGIN, "", "_Generated from the studies' summary.csv by `python -m tomocell.studies.conclusions`; "
              "do not edit between the markers._", ""]
+    if costs:
+        lines += ["### CPU time of the runs (run.json `timings_s.cpu`, one process each)", "",
+                  "| study | finished runs | runs with a CPU record | CPU (min) of those | slowest run |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {c['study']} | {c['runs']} | {c['recorded']} | {c['cpu_min']:.1f} | {c['slowest']} |" for c in costs]
+        lines.append("")
     for title, vs in groups:
         lines += [f"### {title}", "", "| claim | reproduced | measured (coarse default runs) | paper |",
                   "|---|---|---|---|"]
@@ -266,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 if --doc does not hold the current numbers")
     args = ap.parse_args(argv)
     try:
-        block = render(verdicts(args.results))
+        block = render(verdicts(args.results), cost_rows(args.results))
     except InputError as exc:
         print(f"error: {exc}")
         return 2

@@ -104,3 +104,16 @@ def test_document_update_keeps_the_discussion_and_check_mode(tmp_path, capsys):
     write_summary(root / "graded-designs", graded_rows({"as-prepared": 0.70, "R1": 0.74, "R2": 0.77, "R3": 0.76}))
     assert cc.main(["--results", str(root), "--doc", str(doc), "--check"]) == 1
     assert cc.main(["--results", str(tmp_path / "nope")]) == 2
+
+
+def test_cost_table_sums_recorded_cpu(tmp_path):
+    import json
+
+    for name, status, timings in (("a", "ok", {"total": 300.0, "cpu": 120.0}), ("b", "ok", {"total": 10.0, "cpu": 60.0}),
+                                  ("c", "ok", {"total": 50.0}), ("d", "failed", {"cpu": 999.0})):
+        d = tmp_path / "thickness" / "runs" / name
+        d.mkdir(parents=True)
+        (d / "run.json").write_text(json.dumps({"status": status, "timings_s": timings}))
+    rows = cc.cost_rows(tmp_path)
+    assert rows == [{"study": "thickness", "runs": 3, "recorded": 2, "cpu_min": 3.0, "slowest": "a (2.0 min)"}]
+    assert "| thickness | 3 | 2 | 3.0 | a (2.0 min) |" in cc.render([], rows)
