@@ -115,6 +115,10 @@ def by_design(outcomes: list[RunOutcome]) -> dict[str, list[RunOutcome]]:
     return {k: sorted(v, key=lambda o: float(o.params["c_rate"])) for k, v in groups.items()}
 
 
+#: fewest Ragone points per curve for a knee point to be reported
+KNEE_MIN_POINTS = 4
+
+
 def knee_table(outcomes: list[RunOutcome]) -> list[dict[str, Any]]:
     """Per design: the Ragone points and the knee (index into the design's C-rate-sorted runs)."""
     from tomocell.studies.analysis_stats import ragone_knee
@@ -125,7 +129,8 @@ def knee_table(outcomes: list[RunOutcome]) -> list[dict[str, Any]]:
         e = np.array([o.results["specific_energy_Wh_kg"] for o in runs], float)
         ok = np.isfinite(p) & np.isfinite(e) & (p > 0) & (e > 0)
         k = None
-        if ok.sum() >= 3:
+        # with 3 points the middle one is always "the knee" of a concave curve: it takes >= 4 to mean anything
+        if ok.sum() >= KNEE_MIN_POINTS:
             idx = np.nonzero(ok)[0]
             k = int(idx[ragone_knee(p[ok], e[ok])])
         rows.append({"design": design, "c_rates": [float(o.params["c_rate"]) for o in runs], "power": p, "energy": e,
@@ -158,6 +163,18 @@ def log_axes(ax: Any, xlabel: str, ylabel: str, *, logy: bool = False, legend_si
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=legend_size)
+    plain_log_ticks(ax)
+
+
+def plain_log_ticks(ax: Any) -> None:
+    """Plain numbers on log axes, no minor-tick labels (matplotlib's 3x10^2 4x10^2 ... labels overlapped)."""
+    from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):
+        if axis.get_scale() == "log":
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(StrMethodFormatter("{x:g}"))
+            axis.set_minor_formatter(NullFormatter())
 
 
 def rate_figures(outcomes: list[RunOutcome], fig_dir: Path, what: str = "design") -> list[Figure]:
@@ -184,15 +201,16 @@ def rate_figures(outcomes: list[RunOutcome], fig_dir: Path, what: str = "design"
         line, = ax.plot(r["power"], r["energy"], "o-", label=r["design"])
         if r["knee"] is not None:
             k = r["knee"]
-            ax.plot([r["power"][k]], [r["energy"][k]], marker="*", ms=14, mfc="none", mec="red", mew=1.5)
-            ax.annotate(f"{r['knee_c_rate']:g}C", (r["power"][k], r["energy"][k]), textcoords="offset points",
-                        xytext=(4, 6), fontsize=7, color=line.get_color())
+            ax.plot([r["power"][k]], [r["energy"][k]], marker="*", ms=14, mfc="none", mec="red", mew=1.5,
+                    color=line.get_color())  # an explicit colour keeps the next curve's place in the cycle
+            ax.annotate(f"knee {r['knee_c_rate']:g}C", (r["power"][k], r["energy"][k]), textcoords="offset points",
+                        xytext=(-10, -4), ha="right", va="top", fontsize=7, color=line.get_color())
     log_axes(ax, "specific power (W kg$^{-1}$ active)", "specific energy (Wh kg$^{-1}$ active)", logy=True)
     fig.tight_layout()
     out.append(save_figure(fig, fig_dir / "ragone.png",
                            "Ragone plot (cf. paper Fig. 8a): specific energy (integral of V dQ to the cut-off) "
                            "against specific power (energy / discharge time) per kg of active material; red stars: "
-                           "knee point of each curve (Kneedle on log-log axes; needs >= 3 C-rates), also listed "
+                           "knee point of each curve (Kneedle on log-log axes; needs >= 4 C-rates), also listed "
                            "in ragone.csv.", study_dir))
     groups = by_design(outcomes)
     fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.2), squeeze=False, sharey=True)
