@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,52 @@ def _tau_entry(r: tortuosity.TortuosityResult) -> dict[str, Any]:
     if not r.percolating:
         d["note"] = "not percolating: tau is infinite"
     return d
+
+
+def _step_poresize(volume: Volume) -> tuple[np.ndarray, dict[str, Any]]:
+    lt = poresize.local_thickness(volume, "pore")
+    return lt, poresize.size_distribution(lt, volume.labels == PORE, min(volume.voxel_size_um))
+
+
+def _step_particles(volume: Volume) -> tuple[np.ndarray, dict[str, Any]]:
+    labels = particles.label_particles(volume)
+    return labels, particles.particle_table(volume, labels)
+
+
+def _step_travel(volume: Volume) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    fields = travel.travel_fields(volume)
+    sites = travel.reaction_site_tortuosity(volume, fields)
+    return fields["travel_distance_um"], sites
+
+
+def _run_distributed(steps: dict[str, Callable[[], Any]], timings: dict[str, float]) -> dict[str, Any]:
+    """Run independent ``steps`` round-robin over the MPI ranks (all on one process when serial) and
+    give every rank every result (broadcast from the rank that computed it). A step that fails on
+    one rank raises on all ranks (no rank is left waiting in a broadcast)."""
+    comm = mpi.world()
+    size, rank = comm.size, comm.rank
+    mine: dict[str, Any] = {}
+    for i, (name, fn) in enumerate(steps.items()):
+        if i % size != rank:
+            continue
+        t0 = time.perf_counter()
+        log.info("characterise: %s ...", name)
+        try:
+            mine[name] = ("ok", fn())
+        except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
+            mine[name] = ("error", exc)
+        timings[name] = time.perf_counter() - t0
+    out: dict[str, Any] = {}
+    for i, name in enumerate(steps):
+        owner = i % size
+        status, value = comm.bcast(mine.get(name), root=owner) if size > 1 else mine[name]
+        if status == "error":
+            raise value
+        out[name] = value
+    if size > 1:  # every rank reports the time of each step on the rank that ran it
+        for part in comm.allgather({k: v for k, v in timings.items() if k in steps}):
+            timings.update(part)
+    return out
 
 
 def characterise(
@@ -129,25 +175,30 @@ def characterise(
 
     with timed("fractions"):
         metrics["phase_fractions"] = fractions.phase_fractions(volume)
-    if "poresize" not in skip:
-        with timed("poresize"):
-            res.local_thickness_um = poresize.local_thickness(volume, "pore")
-            psd = poresize.size_distribution(res.local_thickness_um, volume.labels == PORE, min(volume.voxel_size_um))
-            metrics["pore_size"] = {k: v for k, v in psd.items() if k.endswith("_um") and not k.startswith("bin")}
-            edges = psd["bin_edges_um"]
-            res.tables["pore_size_distribution"] = {
-                "diameter_lo_um": edges[:-1], "diameter_hi_um": edges[1:], "pore_volume_fraction": psd["volume_fraction"]}
+    # The image-analysis steps are independent of each other and of the tortuosity solves: under MPI
+    # each runs on one rank and its result is broadcast (the tortuosity solves are split over all ranks).
+    image_steps = {
+        "poresize": lambda: _step_poresize(volume),
+        "particles": lambda: _step_particles(volume),
+        "travel": lambda: _step_travel(volume),
+        "interfaces": lambda: (interfaces.specific_areas(volume), interfaces.percolation(volume)),
+    }
+    done = _run_distributed({k: f for k, f in image_steps.items() if k not in skip}, timings)
+    if "poresize" in done:
+        res.local_thickness_um, psd = done["poresize"]
+        metrics["pore_size"] = {k: v for k, v in psd.items() if k.endswith("_um") and not k.startswith("bin")}
+        edges = psd["bin_edges_um"]
+        res.tables["pore_size_distribution"] = {
+            "diameter_lo_um": edges[:-1], "diameter_hi_um": edges[1:], "pore_volume_fraction": psd["volume_fraction"]}
     with timed("profiles"):
         prof = fractions.slice_profiles(volume, res.local_thickness_um)
         metrics["slice_profiles"] = fractions.profile_summary(prof)
         for ax, p in prof.items():
             res.tables[f"slice_profile_axis{ax}"] = p
-    if "particles" not in skip:
-        with timed("particles"):
-            res.particle_labels = particles.label_particles(volume)
-            table = particles.particle_table(volume, res.particle_labels)
-            res.tables["particles"] = table
-            metrics["particles"] = particles.summary(table)
+    if "particles" in done:
+        res.particle_labels, table = done["particles"]
+        res.tables["particles"] = table
+        metrics["particles"] = particles.summary(table)
     if "tortuosity" not in skip:
         with timed("tortuosity"):
             tau: dict[str, Any] = {"pore": {}}
@@ -173,12 +224,9 @@ def characterise(
                                               full=full_results)
             res.tables["depth_profile"] = rows
             metrics["depth_profile"] = rows
-    if "travel" not in skip:
-        with timed("travel"):
-            fields = travel.travel_fields(volume)
-            res.travel_distance_um = fields["travel_distance_um"]
-            sites = travel.reaction_site_tortuosity(volume, fields)
-            del fields
+    if "travel" in done:
+        with timed("travel_tables"):
+            res.travel_distance_um, sites = done["travel"]
             res.reaction_sites = sites
             bin_um = max(volume.extent_um[0] / 20.0, volume.voxel_size_um[0])
             res.tables["reaction_sites_by_depth"] = travel.depth_binned(sites, bin_um)
@@ -192,10 +240,8 @@ def characterise(
                 "median_tau_pore": float(np.nanmedian(sites["tau_pore"])),
                 "median_tau_electrode": float(np.nanmedian(sites["tau_electrode"])),
             }
-    if "interfaces" not in skip:
-        with timed("interfaces"):
-            metrics["specific_areas"] = interfaces.specific_areas(volume)
-            metrics["percolation"] = interfaces.percolation(volume)
+    if "interfaces" in done:
+        metrics["specific_areas"], metrics["percolation"] = done["interfaces"]
     if "rve" not in skip:
         with timed("rve"):
             rows = rve.rve_study(volume, fractions=rve.rve_fractions(rve_steps), local_thickness_um=res.local_thickness_um,

@@ -195,3 +195,41 @@ def test_characterise_under_mpi_matches_serial_tau(tmp_path):
     assert res.metrics["tortuosity"]["pore"]["axis0"]["tau"] == pytest.approx(ser.tau, rel=1e-4)
     if mpi.rank() == 0:  # only rank 0 writes
         assert (tmp_path / "m" / "metrics.json").is_file()
+
+
+@pytest.mark.mpi
+def test_image_steps_distributed_over_ranks_give_every_rank_the_serial_results():
+    from tomocell import mpi
+    from tomocell.microstructure.characterise import _step_particles, _step_poresize, _step_travel
+
+    lab = _channels_below_open_top(16, 10)
+    lab[10:, :5, :] = CBD
+    lab[3, 2:7, 2:7] = ACTIVE
+    v = Volume(lab, 0.5)
+    res = characterise(v, None, directions=(0,), skip=("depth", "rve"))
+    # each step ran on one rank only; every rank holds the result it would have computed itself
+    lt, psd = _step_poresize(v)
+    assert np.array_equal(res.local_thickness_um, lt)
+    assert res.metrics["pore_size"]["d50_um"] == psd["d50_um"]
+    labels, table = _step_particles(v)
+    assert np.array_equal(res.particle_labels, labels) and res.tables["particles"]["label"].tolist() == table["label"].tolist()
+    dist, sites = _step_travel(v)
+    assert np.array_equal(res.travel_distance_um, dist, equal_nan=True)
+    assert np.array_equal(res.reaction_sites["depth_um"], sites["depth_um"])
+    assert {"poresize", "particles", "travel", "interfaces"} <= set(res.metrics["timings_s"])
+    all_metrics = mpi.world().allgather(json.dumps(res.metrics["specific_areas"], sort_keys=True, default=str)) \
+        if mpi.size() > 1 else [None]
+    assert len(set(all_metrics)) == 1
+
+
+@pytest.mark.mpi
+def test_a_failing_image_step_raises_on_every_rank():
+    from tomocell.microstructure.characterise import _run_distributed
+
+    def boom():
+        raise InputError("planted failure")
+
+    # with 2 ranks "b" runs on rank 1: rank 0 must raise too instead of waiting or going on
+    with pytest.raises(InputError, match="planted failure"):
+        _run_distributed({"a": lambda: 1, "b": boom}, {})
+    assert _run_distributed({"a": lambda: 1, "b": lambda: 2}, {}) == {"a": 1, "b": 2}
