@@ -172,6 +172,11 @@ def surface_mesh(
     groups = dict(zip(keys, tri_lists))
     groups, coarsen_info = coarsen_surface_checked(points, groups, voxel_um=float(np.mean(d)),
                                            target_edge_um=h_interface_um * coarsen_factor)
+    surface_quality_info: dict = {}
+    if improve:
+        from tomocell.meshing.surface_quality import improve_surface
+
+        points, groups, surface_quality_info = improve_surface(points, groups, voxel_um=float(np.mean(d)))
     # keep only nodes used by the (coarsened) surface, renumbered
     used_s = np.unique(np.concatenate(list(groups.values())))
     ren = np.full(len(points), -1, dtype=np.int64)
@@ -268,7 +273,7 @@ def surface_mesh(
             "route": "surface", "h_interface_um": h_interface_um, "h_bulk_um": h_bulk_um,
             "separator_um": float(separator_um), "surface_triangles": int(sum(len(t) for t in groups.values())),
             "smoothing_iterations": smoothing_iterations, "surface_coarsening": coarsen_info,
-            "duplicate_tets_removed": int(n_dup), "sliver_removal": sliver_info,
+            "surface_quality": surface_quality_info, "duplicate_tets_removed": int(n_dup), "sliver_removal": sliver_info,
             "repaired_vertices": int(getattr(surf, "repaired_vertices", 0)), "centroid_phase_disagreement": disagree,
             "time_surface_s": t_surf, "time_gmsh_s": t_gmsh, "time_s": time.perf_counter() - t0,
             "voxel_size_um": list(d), "volume_shape": list(volume.shape),

@@ -106,14 +106,25 @@ def remove_slivers(
     neg = _orient(pts[tets]) < 0
     tets[neg] = tets[neg][:, [0, 2, 1, 3]]
     f = np.asarray(facets, dtype=np.int64)
-    con_edges = np.unique(_edge_keys(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), n))
+    con_edges, con_edge_count = np.unique(_edge_keys(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), n),
+                                          return_counts=True)
+    # constrained faces and edges changed by interface flips (overrides of the arrays above)
+    con_faces = set(map(tuple, np.sort(f, axis=1).tolist()))
+    edge_override: dict[int, int] = {}  # edge key -> number of constrained faces holding it now
+
+    def con_count(ek: np.ndarray) -> np.ndarray:
+        pos = np.minimum(np.searchsorted(con_edges, ek), len(con_edges) - 1)
+        cnt = np.where(con_edges[pos] == ek, con_edge_count[pos], 0)
+        if edge_override:
+            cnt = np.array([edge_override.get(int(k), c) for k, c in zip(ek, cnt)])
+        return cnt
     con_node = np.zeros(n, dtype=bool)
     con_node[f.ravel()] = True
     q = sicn(pts, tets)
     q_min0, n_bad0 = float(q.min()), int(np.count_nonzero(q < threshold))
     new_t: list[np.ndarray] = []
     alive = np.ones(len(tets), dtype=bool)
-    stats = {"edge_removals": 0, "node_collapses": 0, "nodes_moved": 0, "nodes_snapped_to_box": 0}
+    stats = {"interface_flips": 0, "edge_removals": 0, "node_collapses": 0, "nodes_moved": 0, "nodes_snapped_to_box": 0}
     planes = []
     if box_um is not None:
         tol = 1e-9 * max(box_um)
@@ -174,8 +185,7 @@ def remove_slivers(
             # 1) edge removal over the free edges of t, best result first
             e = tets[t][local_edges]
             ek = _edge_keys(e, n)
-            pos = np.minimum(np.searchsorted(con_edges, ek), len(con_edges) - 1)
-            free = con_edges[pos] != ek
+            free = con_count(ek) == 0
             best = None
             for u, v in e[free]:
                 tu = inc.tets_of(u)
@@ -194,7 +204,25 @@ def remove_slivers(
                 stats["edge_removals"] += 1
                 changed += 1
                 done = True
-            # 2) collapse of a free node onto a neighbour, else 3) smoothing of its free nodes
+            # 2) failing that, a flat tet lying on a nearly flat interface with two of its faces: flip the interface
+            if not done:
+                res = _interface_flip(pts, tets, ct, pt, q, t, inc, alive, touched, con_faces, con_count, n, max_ring + 1)
+                if res is not None:
+                    shell, tn, b_phase, b_part, (a_, b_, c_, d_) = res
+                    alive[shell] = False
+                    touched[shell] = True
+                    new_t.append(np.column_stack([tn, np.full(len(tn), b_phase), np.full(len(tn), b_part)]))
+                    for old in ((a_, b_, c_), (a_, b_, d_)):
+                        con_faces.discard(tuple(sorted(old)))
+                    for new in ((a_, c_, d_), (b_, c_, d_)):
+                        con_faces.add(tuple(sorted(new)))
+                    eab, ecd = (int(k) for k in _edge_keys(np.array([[a_, b_], [c_, d_]]), n))
+                    edge_override[eab] = 0
+                    edge_override[ecd] = 2
+                    stats["interface_flips"] += 1
+                    changed += 1
+                    done = True
+            # 3) collapse of a free node onto a neighbour, else 4) smoothing of its free nodes
             def free_stars(tet, slide=False):
                 for v in tet:
                     if not con_node[v] or (slide and slide_axis[v] >= 0):
@@ -240,6 +268,43 @@ def remove_slivers(
              stats["edge_removals"], stats["nodes_moved"], q_min0, stats["sicn_min_after"], threshold,
              n_bad0, stats["below_threshold_after"])
     return pts, tets, ct, pt, stats
+
+
+def _interface_flip(pts, tets, ct, pt, q, t, inc, alive, touched, con_faces, con_count, n, max_ring):
+    """Flat tet abcd of phase A whose faces abc and abd lie on one A|B interface, ab on no other facet.
+
+    The interface there is retriangulated from (abc, abd) to (acd, bcd) (its edge ab flipped to cd):
+    the tet changes to phase B, edge ab is then inside B and is removed by :func:`_remove_edge`. The
+    interface moves by the tet's volume, which is tiny (the tet is flat), and stays conformal.
+    Returns (shell of ab, new tets, phase B, particle tag, (a, b, c, d)) or None.
+    """
+    T4 = tets[t]
+    faces = [tuple(sorted(int(x) for x in T4[[i for i in range(4) if i != j]])) for j in range(4)]
+    tagged = [j for j in range(4) if faces[j] in con_faces]
+    if len(tagged) != 2:
+        return None
+    j1, j2 = tagged
+    c, d = int(T4[j1]), int(T4[j2])
+    a, b = (int(T4[i]) for i in range(4) if i not in (j1, j2))
+    if con_count(_edge_keys(np.array([[a, b], [c, d]]), n)).tolist() != [2, 0]:
+        return None
+    ta = inc.tets_of(a)
+    shell = ta[alive[ta] & np.any(tets[ta] == b, axis=1)]
+    others = shell[shell != t]
+    if len(shell) > max_ring or touched[shell].any() or not len(others):
+        return None
+    phases = np.unique(ct[others])
+    if len(phases) != 1 or phases[0] == ct[t]:
+        return None
+    ct_t = ct[t]
+    ct[t] = phases[0]
+    try:
+        res = _remove_edge(pts, tets, shell, a, b, q)
+    finally:
+        ct[t] = ct_t
+    if res is None:
+        return None
+    return shell, res[0], phases[0], int(np.max(pt[others])), (a, b, c, d)
 
 
 def _ring(tets: np.ndarray, shell: np.ndarray, u: int, v: int) -> list[int] | None:

@@ -109,13 +109,16 @@ def test_block_mode():
     assert block_mode(p, 2, ignore_zero=True)[0, 0, 0] == 7
 
 
-def test_surface_coarsening_stays_closed_and_fold_free():
+def _patched_surface():
+    """Smoothed surface of a 30^3 electrode and its patches keyed (label, label, box face)."""
     vol, _ = _electrode(30, 0.2)
     s = surface_of_volume(vol, separator=False)
-    groups = {}
     key = np.column_stack([s.pairs, s.box_face])
-    for k in np.unique(key, axis=0):
-        groups[tuple(k)] = s.triangles[np.all(key == k, axis=1)]
+    return s, {tuple(k): s.triangles[np.all(key == k, axis=1)] for k in np.unique(key, axis=0)}
+
+
+def test_surface_coarsening_stays_closed_and_fold_free():
+    s, groups = _patched_surface()
     out, info = coarsen_surface_checked(s.points, groups, voxel_um=0.2, target_edge_um=0.5)
     assert info["coarsened"] and info["triangles_out"] < 0.7 * info["triangles_in"]
     for ph in (PORE, ACTIVE, CBD):
@@ -143,13 +146,18 @@ def test_surface_route_conformal_volumes_areas():
     assert np.count_nonzero(m.particle_tags[m.cell_tags == tags.ACTIVE] > 0) > 0.95 * np.count_nonzero(m.cell_tags == tags.ACTIVE)
     # the mesh is much coarser than 6 tets per voxel
     assert m.num_tets < 6 * vol.labels.size
-    # gmsh alone leaves zero-volume tets here (min SICN 0, ~2 % of tets below 0.1); the sliver pass
-    # must leave no degenerate tet. KNOWN SHORTFALL (reported): ~0.3 % of tets stay below SICN 0.05
-    # and the minimum is ~1e-4, not the issue's 0.05
+    # root cause of the slivers: gmsh recovers every surface triangle as a tet face, so needle/cap
+    # triangles from smoothing and decimation make flat tets. The surface pass must remove most of them
+    sq = m.info["surface_quality"]
+    assert sq["below_0.1_after"] < 0.25 * sq["below_0.1_before"]
+    # the tet pass (edge removal, interface flips) must leave no degenerate tet and few slivers.
+    # KNOWN SHORTFALL (reported): min SICN ~3e-3 (measured 2.7e-3), ~0.1 % of tets below 0.05, not
+    # the issue's 0.05: wedges at triple lines and tets spanning thin CBD layers remain
     sl = m.info["sliver_removal"]
-    assert sl["below_threshold_after"] < 0.6 * sl["below_threshold_before"]
-    assert r["quality_sicn"]["min"] > 1e-4
-    assert r["slivers"] < 0.005 * r["tets"]
+    assert sl["below_threshold_after"] < 0.3 * sl["below_threshold_before"]
+    assert sl["interface_flips"] > 0
+    assert r["quality_sicn"]["min"] > 1e-3
+    assert r["slivers"] < 0.0015 * r["tets"]
 
 
 def test_sliver_removal_flips_flat_tet_on_an_interface_and_keeps_volumes():
@@ -176,3 +184,34 @@ def test_sliver_removal_flips_flat_tet_on_an_interface_and_keeps_volumes():
     ft2 = face_table(T2, len(P2))
     keys = {tuple(f) for f in np.sort(ft2.faces, axis=1).tolist()}
     assert (a, b, c) in keys and (a, c, d) in keys
+
+
+def test_surface_quality_pass_keeps_triple_lines_and_closure():
+    from tomocell.meshing.surface_quality import improve_surface, triangle_quality
+
+    s, groups = _patched_surface()
+    coarse, _ = coarsen_surface_checked(s.points, groups, voxel_um=0.2, target_edge_um=0.5)
+    P, out, info = improve_surface(s.points, coarse, voxel_um=0.2)
+    allc, allo = np.concatenate(list(coarse.values())), np.concatenate(list(out.values()))
+    q0, q1 = triangle_quality(s.points, allc), triangle_quality(P, allo)
+    assert np.count_nonzero(q1 < 0.1) < 0.3 * np.count_nonzero(q0 < 0.1)
+    assert info["flips"] > 0 and info["collapses"] > 0 and info["moves"] > 0
+
+    def shared(groups_, pts):
+        # vertices of more than one patch (triple lines, junctions, box edges) and the edges between patches
+        owner = {}
+        for i, t in enumerate(groups_.values()):
+            for v in np.unique(t):
+                owner.setdefault(int(v), set()).add(i)
+        vs = np.array(sorted(v for v, o in owner.items() if len(o) > 1))
+        return vs, pts[vs]
+
+    v0, p0 = shared(coarse, s.points)
+    v1, p1 = shared(out, P)
+    assert np.array_equal(v0, v1) and np.array_equal(p0, p1)  # triple lines untouched, bit for bit
+    for ph in (PORE, ACTIVE, CBD):
+        assert _odd_edges(np.concatenate([t for k, t in out.items() if ph in k[:2]])) == 0
+    assert not np.any(defective_triangles(P, allo))
+    # box faces stay exactly planar
+    on_x0 = np.unique(out[next(k for k in out if k[2] == 0)])
+    assert np.all(P[on_x0, 0] == 0.0)
