@@ -36,6 +36,7 @@ DESCRIPTION = (
 EPILOG = """examples:
   tomocell study rate-capability --out results/rate
   tomocell study graded-designs --out results/graded          # run again to resume after an interruption
+  tomocell study graded-designs --out results/graded --report-only   # figures of what has finished so far
   tomocell study thickness --config my_thickness.toml --out results/thick
   mpirun -n 4 tomocell study calendering-rate --out results/cal-rate
   tomocell study --list
@@ -58,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, metavar="PATH",
                         help="study directory (default: results/study-NAME)")
     parser.add_argument("--force", action="store_true", help="rerun finished runs too")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: rewrite tables, figures and report from the runs finished so far")
     parser.add_argument("--list", action="store_true", help="list the studies and their default configs, then exit")
     # the study config is this command's input, not a file of option defaults (see tomocell.cli)
     parser.set_defaults(_config_is_input=True)
@@ -80,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"study config {cfg_path} does not exist")
     cfg = study_config(mod, cfg_path)
     out = args.out or Path("results") / f"study-{args.name}"
-    res = run_study_module(mod, cfg, out, force=args.force)
+    res = run_study_module(mod, cfg, out, force=args.force, report_only=args.report_only)
     if mpi.is_root():
-        n_ok = len(res.outcomes) - len(res.failed)
+        n_ok = sum(o.succeeded for o in res.outcomes)
         print(f"tomocell study {args.name}: {n_ok} of {len(res.outcomes)} runs finished; report {res.report}")
         for o in res.failed:
             print(f"  failed: {o.name}: {o.error}")

@@ -71,7 +71,7 @@ class Figure:
 @dataclass
 class RunOutcome:
     name: str
-    status: str  # 'ok' (ran now), 'skipped' (finished before: resumed), 'failed'
+    status: str  # 'ok' (ran now), 'skipped' (finished before: resumed), 'failed', 'pending' (report_only)
     params: dict[str, Any]
     results: dict[str, Any]
     run_dir: Path
@@ -202,11 +202,14 @@ def run_study(
     config: dict[str, Any] | None = None,
     force: bool = False,
     keep_going: bool = True,
+    report_only: bool = False,
 ) -> StudyResult:
     """Run (or resume) a study; see the module docstring. Returns a :class:`StudyResult`.
 
     Raises InputError for bad run names (duplicate or not directory-safe). With ``keep_going``
-    False the first failure is re-raised after its run.json is written.
+    False the first failure is re-raised after its run.json is written. ``report_only``: run nothing;
+    tables, figures and report from the finished runs, the others listed as ``pending`` (to look at
+    a long study while it runs, or after stopping it).
     """
     out = Path(out_dir)
     seen: set[str] = set()
@@ -228,6 +231,9 @@ def run_study(
                 log.info("study %s: run %s already finished: skipped", name, spec.name)
                 wall, cpu = _recorded_timings(run_dir) if mpi.is_root() else (None, None)
                 outcomes.append(RunOutcome(spec.name, "skipped", params, done, run_dir, seconds=wall, cpu_seconds=cpu))
+                continue
+            if report_only:
+                outcomes.append(RunOutcome(spec.name, "pending", params, {}, run_dir, error="not run yet"))
                 continue
             log.info("study %s: run %s ...", name, spec.name)
             t0, c0 = time.perf_counter(), time.process_time()
@@ -407,12 +413,13 @@ def study_main(module: ModuleType, argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--config", help="study config (TOML/YAML/JSON); default: the bundled studies/configs/NAME.toml")
     ap.add_argument("--out", required=True, help="study directory (runs/, results.csv, report.md)")
     ap.add_argument("--force", action="store_true", help="rerun finished runs too")
+    ap.add_argument("--report-only", action="store_true", help="run nothing: tables, figures, report of the finished runs")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
     setup_logging(-1 if args.quiet else 0)
     try:
         cfg = study_config(module, args.config)
-        res = run_study_module(module, cfg, args.out, force=args.force)
+        res = run_study_module(module, cfg, args.out, force=args.force, report_only=args.report_only)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -185,3 +185,21 @@ def test_cpu_time_recorded_and_reported_for_skipped_runs(tmp_path):
     assert res.outcomes[0].seconds == pytest.approx(timings["total"])
     row = [ln for ln in res.report.read_text().splitlines() if ln.startswith("| a |")][0]
     assert f"| {timings['cpu']:.1f} |" in row
+
+
+def test_report_only_runs_nothing_and_lists_pending_runs(tmp_path):
+    run_study("demo", RUNS[:1], Recorder(), tmp_path, figures_fn=figures)
+    rec = Recorder()
+    res = run_study("demo", RUNS, rec, tmp_path, figures_fn=figures, report_only=True)
+    assert rec.calls == []
+    assert [o.status for o in res.outcomes] == ["skipped", "pending", "pending"]
+    assert not (tmp_path / "runs/b").exists()
+    assert [r["run"] for r in read_table(res.summary) if r["status"] == "skipped"] == ["a"]
+    rep = res.report.read_text()
+    assert "| b | pending |" in rep and "(figures/square.png)" in rep
+    # and the CLI flag of python -m
+    from tomocell.studies import calendering
+    from tomocell.studies.runner import study_main
+
+    assert study_main(calendering, ["--out", str(tmp_path / "cal"), "--report-only", "-q"]) == 0
+    assert not (tmp_path / "cal/runs").exists() and "pending" in (tmp_path / "cal/report.md").read_text()
