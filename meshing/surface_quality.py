@@ -50,8 +50,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 class _Pass:
-    def __init__(self, P, T, pid, frozen, voxel_um, threshold, max_bend_deg, max_deviation_vox):
-        self.P, self.T, self.pid, self.frozen = P, T, pid, frozen
+    def __init__(self, P, T, pid, frozen, hold, voxel_um, threshold, max_bend_deg, max_deviation_vox):
+        self.P, self.T, self.pid, self.frozen, self.hold = P, T, pid, frozen, hold
         self.alive = np.ones(len(T), dtype=bool)
         self.thr = threshold
         self.cos_bend = float(np.cos(np.deg2rad(max_bend_deg)))
@@ -77,7 +77,7 @@ class _Pass:
             if not len(bad):
                 break
             self._index()
-            locked = np.zeros(len(P), dtype=bool)
+            locked = self.hold.copy()  # vertices near a defect of an earlier attempt are left alone
             changed = 0
             for t in bad[np.argsort(q[bad])]:
                 if not self.alive[t] or locked[T[t]].any():
@@ -220,7 +220,7 @@ def improve_surface(
     rounds: int = 12,
     max_bend_deg: float = 20.0,
     max_deviation_vox: float = 0.05,
-    max_restarts: int = 3,
+    max_restarts: int = 6,
 ) -> tuple[np.ndarray, dict, dict]:
     """Raise the worst triangle quality of a multi-patch surface (see module docstring).
 
@@ -241,19 +241,20 @@ def improve_surface(
         ue, c = np.unique(e, axis=0, return_counts=True)
         frozen[ue[c > 2].ravel()] = True
     q_in = triangle_quality(points, T0)
+    hold = np.zeros(nv, dtype=bool)
     info = {"min_quality_before": float(q_in.min()), "below_0.1_before": int(np.count_nonzero(q_in < 0.1))}
     for r in range(max_restarts + 1):
-        ps = _Pass(np.array(points, dtype=np.float64, copy=True), T0.copy(), pid, frozen.copy(), voxel_um,
+        ps = _Pass(np.array(points, dtype=np.float64, copy=True), T0.copy(), pid, frozen, hold, voxel_um,
                    threshold, max_bend_deg, max_deviation_vox)
         ps.run(rounds)
         alive = ps.alive
         bad = defective_triangles(ps.P, ps.T[alive])
         if not np.any(bad):
             break
+        # freeze the defect's vertices and their one-rings in the input and in the result, then redo
         v = np.unique(ps.T[alive][bad])
-        ring = np.isin(T0, v).any(axis=1)
-        frozen[np.unique(T0[ring])] = True
-        frozen[v] = True
+        for tri in (T0, ps.T[alive]):
+            hold[np.unique(tri[np.isin(tri, v).any(axis=1)])] = True
     else:
         info["fallback"] = "defects remained after the restarts; input surface kept"
         return points, groups, info
