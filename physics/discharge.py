@@ -71,12 +71,21 @@ def _fingerprint(model: HalfCellModel) -> dict[str, Any]:
 
 
 def make_model(inp: MeshInput, params: Parameters, *, li_kinetics: str = "butler-volmer",
-               linear_solver: str = "auto", lu_lag: int = 3) -> HalfCellModel:
-    """The model with the linear solver chosen by size ("auto": MUMPS below ~150 k DOFs, ~300 k tets)."""
+               linear_solver: str = "auto", lu_lag: int = 3, direct_dof_limit: int = DIRECT_DOF_LIMIT,
+               solver_options: dict[str, Any] | None = None) -> HalfCellModel:
+    """The model with the linear solver chosen by size.
+
+    ``linear_solver``: "direct" (MUMPS LU), "iterative" (GMRES + field-split AMG, see
+    :func:`tomocell.physics.model.iterative_options`) or "auto": direct below ``direct_dof_limit``
+    DOFs (estimated as 0.5 per tet, the ratio of the voxel-route meshes), iterative above.
+    ``solver_options``: PETSc options (without prefix) that override the defaults, e.g.
+    ``{"fieldsplit_ps_pc_gamg_threshold": 0.05}``.
+    """
     if linear_solver == "auto":
         ncell = inp.mesh.topology.index_map(3).size_global
-        linear_solver = "direct" if ncell * 0.5 < DIRECT_DOF_LIMIT else "iterative"
-    return HalfCellModel(inp, params, li_kinetics=li_kinetics, linear_solver=linear_solver, lu_lag=lu_lag)
+        linear_solver = "direct" if ncell * 0.5 < direct_dof_limit else "iterative"
+    return HalfCellModel(inp, params, li_kinetics=li_kinetics, linear_solver=linear_solver, lu_lag=lu_lag,
+                         solver_options=solver_options)
 
 
 def simulate_discharge(

@@ -35,6 +35,7 @@ import numpy as np
 import tomocell.fem  # noqa: F401  (before dolfinx)
 import ufl
 from dolfinx import fem, mesh as dmesh
+from petsc4py import PETSc
 from mpi4py import MPI
 
 from tomocell.errors import InputError
@@ -47,6 +48,38 @@ LI = 2
 CC_ALL = 3
 
 FIELD_NAMES = ("c_s", "phi_s", "c_e", "phi_e")
+SPLIT_NAMES = ("cs", "ps", "ce", "pe")  # fieldsplit names: options prefix <prefix>fieldsplit_<name>_
+
+
+def _csr_keys(M: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CSR of the owned rows of a PETSc AIJ matrix and one int64 key (row * N + global column) per entry."""
+    ai, aj, av = M.getValuesCSR()
+    n = np.int64(M.getSize()[1])
+    rows = np.repeat(np.arange(ai.size - 1, dtype=np.int64), np.diff(ai)) + M.getOwnershipRange()[0]
+    return ai, aj, av, rows * n + aj.astype(np.int64)
+
+
+def iterative_options() -> dict[str, Any]:
+    """PETSc options of the scalable linear solver (relative to the model's options prefix).
+
+    GMRES preconditioned by a multiplicative (block Gauss-Seidel) field split in the order
+    c_s, phi_s, c_e, phi_e, one smoothed-aggregation AMG V-cycle (GAMG) per field. This works because
+    the residual is written so that every diagonal block is an O(1)-scaled elliptic or
+    mass + diffusion operator and every off-diagonal coupling is weak against it: the Butler-Volmer
+    terms are small next to the scaled conduction/diffusion terms, and the migration coupling of the
+    electrolyte mass rows to phi_e is removed by the salt-balance row combination (see
+    ``HalfCellModel._build_forms``).
+    """
+    o: dict[str, Any] = {
+        "ksp_type": "gmres", "ksp_rtol": 1e-10, "ksp_atol": 1e-14, "ksp_max_it": 400,
+        "ksp_gmres_restart": 200, "ksp_pc_side": "right", "ksp_norm_type": "unpreconditioned",
+        "pc_type": "fieldsplit", "pc_fieldsplit_type": "multiplicative",
+        "pc_fieldsplit_off_diag_use_amat": True,
+    }
+    for name in SPLIT_NAMES:
+        f = f"fieldsplit_{name}_"
+        o.update({f + "ksp_type": "preonly", f + "pc_type": "gamg", f + "pc_gamg_threshold": 0.02})
+    return o
 
 
 @dataclass
@@ -268,7 +301,11 @@ class HalfCellModel:
     inp : the parent mesh (micrometres) with cell/facet/particle tags.
     params : :class:`~tomocell.physics.parameters.Parameters`.
     li_kinetics : "butler-volmer" (default) or "ideal".
-    linear_solver : "direct" (MUMPS LU) or "iterative" (GMRES + fieldsplit, GAMG per field).
+    linear_solver : "direct" (MUMPS LU, reused over ``lu_lag`` Jacobians) or "iterative" (GMRES +
+        multiplicative field split with one GAMG V-cycle per field, :func:`iterative_options`;
+        Krylov iterations per Newton step flat under mesh refinement, see scripts/bench_physics.py).
+    solver_options : PETSc options (relative to ``petsc_prefix``) overriding the defaults, e.g.
+        ``{"ksp_rtol": 1e-8}`` or ``{"fieldsplit_ps_pc_gamg_threshold": 0.05}`` (splits cs, ps, ce, pe).
     quadrature_degree : quadrature for every integral (2 is exact enough for P1 with smooth data).
     extra_residual : optional callable(model, tests) -> UFL form added to the residual (used by the
         method of manufactured solutions test).
@@ -286,6 +323,7 @@ class HalfCellModel:
         extra_residual: Callable[[HalfCellModel, list[Any]], Any] | None = None,
         petsc_prefix: str = "tomocell_",
         lu_lag: int = 3,
+        solver_options: dict[str, Any] | None = None,
     ):
         if li_kinetics not in ("butler-volmer", "ideal"):
             raise InputError(f"li_kinetics must be 'butler-volmer' or 'ideal', got {li_kinetics!r}")
@@ -296,6 +334,7 @@ class HalfCellModel:
         self.li_kinetics = li_kinetics
         self.linear_solver = linear_solver
         self.lu_lag = int(lu_lag)
+        self.solver_options = dict(solver_options or {})
         self.ell = float(length_unit)
         self.topo = analyse_mesh(inp)
         self.comm = inp.mesh.comm
@@ -350,6 +389,8 @@ class HalfCellModel:
         self.scale_sigma = p.sigma_active
         self.scale_De = float(np.asarray(p.D_e(c=p.c_e0, T=p.temperature)))
         self.scale_kappa = float(np.asarray(p.kappa(c=p.c_e0, T=p.temperature)))
+        t0 = float(np.asarray(p.t_plus(c=p.c_e0, T=p.temperature)))
+        self.beta_salt = t0 * self.scale_kappa / (FARADAY * p.c_e0 * self.scale_De)
         self.extra_residual = extra_residual
         self._build_forms()
         self._build_solver(petsc_prefix)
@@ -463,7 +504,18 @@ class HalfCellModel:
         if self.extra_residual is not None:
             R = R + self.extra_residual(self, self.tests)
         self.F_ufl = R
-        self.F_blocks = ufl.extract_blocks(R)
+        blocks = list(ufl.extract_blocks(R))
+        if self.li_kinetics == "butler-volmer":
+            # Salt-balance form of the electrolyte mass rows: (mass rows) - beta x (charge rows), with
+            # beta = t+(c_e0) kappa0 / (F c_e0 D_e0) in the scaled units. c_e and phi_e share one space,
+            # so this is an exact, invertible combination of rows: same discrete solution, same Newton
+            # iterates, same Li balance. It cancels the migration term t+ i_e / F (exactly at t+ =
+            # t+(c_e0)), whose phi_e coupling is ~13x the c_e diffusion and would make any block
+            # preconditioner of the (c_e, phi_e) pair diverge; what is left is near-triangular.
+            # (With the "ideal" Li electrode phi_e has Dirichlet rows, which a row combination
+            # would not respect, so it is kept in the plain form there.)
+            blocks[2] = blocks[2] - self.beta_salt * ufl.replace(blocks[3], {self.tests[3]: self.tests[2]})
+        self.F_blocks = blocks
 
     def set_potentiostatic(self, voltage: float | None) -> None:
         """Switch to a fixed collector potential (volts; phi_s = voltage on the collector contact,
@@ -522,22 +574,29 @@ class HalfCellModel:
             kind = "mpi"
             P = None
         else:
-            opts.update({"ksp_type": "gmres", "ksp_rtol": 1e-10, "ksp_atol": 1e-14, "ksp_max_it": 500,
-                         "ksp_gmres_restart": 100,
-                         "pc_type": "fieldsplit", "pc_fieldsplit_type": "multiplicative"})
-            for i in range(4):
-                opts[f"fieldsplit_{FIELD_NAMES[i]}_{i}_ksp_type"] = "preonly"
-                opts[f"fieldsplit_{FIELD_NAMES[i]}_{i}_pc_type"] = "gamg"
+            opts.update({k: v for k, v in iterative_options().items() if not k.startswith("fieldsplit_")})
             kind = "nest"
-            from dolfinx.fem.forms import derivative_block
-
-            P = derivative_block(self.F_blocks, self.u, [ufl.TrialFunction(V) for V in self.spaces])
+            P = None  # the Jacobian itself is the preconditioning matrix (no second assembly)
+        # user overrides last; options of the split solvers stay in the options database, because
+        # PETSc reads them only when the preconditioner is first set up (after this returns)
+        nested = {k: v for k, v in iterative_options().items() if k.startswith("fieldsplit_")}
+        for k, v in self.solver_options.items():
+            (nested if k.startswith("fieldsplit_") else opts)[k] = v
         self.bcs = self._dirichlet()
         self._prefix = prefix
         self.problem = NonlinearProblem(
             self.F_blocks, self.u, bcs=self.bcs, P=P, kind=kind, petsc_options_prefix=prefix,
             petsc_options=opts, entity_maps=self.entity_maps,
         )
+        if kind == "nest":
+            pc = self.problem.solver.getKSP().getPC()
+            if pc.getType() == "fieldsplit":
+                db = PETSc.Options()
+                for k, v in nested.items():
+                    db[prefix + k] = v
+                isets = self.problem.A.getNestISs()[0]
+                pc.setFieldSplitIS(*[(SPLIT_NAMES[i], isets[i]) for i in range(4)])
+                self._use_compressed_blocks(self.problem)
         snes = self.problem.solver
         self._f0 = None
 
@@ -559,6 +618,61 @@ class HalfCellModel:
             return 0
 
         snes.setConvergenceTest(converged)
+
+    def _use_compressed_blocks(self, problem: Any) -> None:
+        """Give the field split diagonal blocks without the spurious sparsity entries.
+
+        DOLFINx 0.11 builds the sparsity of an interface (``dS``) block from both cells of every
+        facet, also where one side is not in the field's submesh; such entries are never written
+        (they stay exactly zero) but couple dofs far apart. Smoothed-aggregation AMG then forms
+        Galerkin products over them: the coarse operators become dense (operator complexity 5-15 on
+        the 96 k-tet demo mesh). Each diagonal block is therefore copied, every Jacobian, into a matrix
+        holding only the couplings of dofs that share a cell of the field's submesh, and that copy
+        is the preconditioning matrix of the split (values identical; the off-diagonal blocks of the
+        Gauss-Seidel sweep and GMRES use the Jacobian itself).
+        """
+        from dolfinx.fem.petsc import assemble_jacobian, assemble_matrix
+
+        A = problem.A
+        A.zeroEntries()
+        assemble_matrix(A, problem.J, self.bcs, diag=1.0)  # the pattern (values are not used)
+        A.assemble()
+        isets = A.getNestISs()[0]
+        masks, comp = [], []
+        domains = ((T.ACTIVE,), T.SOLID_CELLS, T.ELECTROLYTE_CELLS, T.ELECTROLYTE_CELLS)
+        for i, V in enumerate(self.spaces):
+            B = A.getNestSubMatrix(i, i)
+            # the P1 mass matrix of the field's cells is > 0 exactly for dof pairs sharing a cell,
+            # including couplings assembled on other ranks
+            M = assemble_matrix(fem.form(ufl.TrialFunction(V) * ufl.TestFunction(V) * self.dx(domains[i]),
+                                         entity_maps=self.entity_maps))
+            M.assemble()
+            _, _, mv, mkeys = _csr_keys(M)
+            M.destroy()
+            ai, aj, _, keys = _csr_keys(B)
+            masks.append(np.isin(keys, mkeys[mv != 0]))
+            rows = np.repeat(np.arange(ai.size - 1), np.diff(ai))[masks[-1]]
+            ai2 = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=ai.size - 1))]).astype(PETSc.IntType)
+            C = PETSc.Mat().createAIJ(B.getSizes(), csr=(ai2, aj[masks[-1]].astype(PETSc.IntType),
+                                                         np.zeros(rows.size)), comm=B.getComm())
+            C.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
+            comp.append((C, ai2, aj[masks[-1]].astype(PETSc.IntType)))
+        P = PETSc.Mat().createNest([[comp[i][0] if i == j else None for j in range(4)] for i in range(4)],
+                                   isrows=isets, iscols=isets, comm=A.getComm())
+        self._P_comp = (P, comp, masks)
+        ctx = {"u": problem.u, "jacobian": problem.J, "preconditioner": None, "bcs": self.bcs}
+
+        def jacobian(snes, x, J, Pm):  # noqa: ANN001
+            assemble_jacobian(snes, x, J, None, **ctx)
+            for i in range(4):
+                _, _, av = J.getNestSubMatrix(i, i).getValuesCSR()
+                C, ai2, aj2 = comp[i]
+                C.zeroEntries()
+                C.setValuesCSR(ai2, aj2, av[masks[i]])
+                C.assemble()
+            Pm.assemble()
+
+        problem.solver.setJacobian(jacobian, A, P)
 
     # ---- state ------------------------------------------------------------------------------------
     def set_state(self, cs: float, ce: float = 1.0, pe: float = 0.0, ps: float | None = None) -> None:

@@ -1,0 +1,90 @@
+"""The scalable linear solver (GMRES + field-split AMG): same answer as the direct solver, Krylov
+iterations per Newton step bounded under mesh refinement, automatic choice by size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tomocell.fem  # noqa: F401
+
+pytest.importorskip("dolfinx")
+
+from mpi4py import MPI  # noqa: E402
+
+from tomocell.errors import InputError  # noqa: E402
+from tomocell.physics.discharge import make_model  # noqa: E402
+from tomocell.physics.model import HalfCellModel  # noqa: E402
+from tomocell.physics.parameters import FARADAY, load_parameters  # noqa: E402
+from tomocell.physics.synthetic import box_cell  # noqa: E402
+
+STEPS_S = (7.2, 36.0, 72.0)  # 0.2 %, 1 %, 2 % of a 1C discharge
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_parameters("nmc111")
+
+
+def _run(inp, params, solver: str, c_rate: float = 3.0):
+    m = HalfCellModel(inp, params, linear_solver=solver, petsc_prefix=f"t_{solver}_")
+    x0, _ = params.theta_limits()
+    m.set_state(x0)
+    current = c_rate * m.one_c_current_A()
+    m.set_current_A(current)
+    newton = krylov = 0
+    q0 = m.quantities()
+    for dt in STEPS_S:
+        ok, its, kits = m.solve_step(dt)
+        assert ok
+        m.accept_step()
+        newton += its
+        krylov += kits
+        q = m.quantities()
+        passed = current * dt / FARADAY
+        d_li = q["li_solid_mol"] + q["li_electrolyte_mol"] - q0["li_solid_mol"] - q0["li_electrolyte_mol"]
+        assert abs(d_li - passed) / passed <= 1e-10  # Li balance per step, as with the direct solver
+        q0 = q
+    return m, newton, krylov
+
+
+@pytest.mark.mpi
+def test_iterative_matches_direct(params):
+    inp = box_cell(MPI.COMM_WORLD, n=(6, 6, 8), n_sep=2)
+    md, nd, _ = _run(inp, params, "direct")
+    mi, ni, ki = _run(inp, params, "iterative")
+    assert mi.problem.solver.getKSP().getPC().getType() == "fieldsplit"
+    for a, b in zip(md.u, mi.u):
+        diff = np.max(np.abs(a.x.array - b.x.array)) if a.x.array.size else 0.0
+        assert MPI.COMM_WORLD.allreduce(diff, op=MPI.MAX) < 1e-9  # V and scaled concentrations
+    assert mi.quantities()["voltage_V"] == pytest.approx(md.quantities()["voltage_V"], abs=1e-10)
+    assert ni <= nd + len(STEPS_S)  # inexactness of the linear solve does not cost Newton steps
+    assert ki / ni <= 30
+
+
+def test_krylov_per_newton_bounded_under_refinement(params):
+    """Two refinements (h and h/2) of the same cell: Krylov iterations per Newton step within 30 %."""
+    per = []
+    for n in (6, 12):
+        inp = box_cell(MPI.COMM_WORLD, n=(n, n, int(1.3 * n)), n_sep=max(2, n // 3))
+        _, newton, krylov = _run(inp, params, "iterative", c_rate=1.0)
+        assert newton <= 4 * len(STEPS_S)
+        per.append(krylov / newton)
+    assert max(per) <= 30
+    assert per[1] <= 1.3 * per[0], per
+
+
+def test_auto_solver_choice_and_overrides(params):
+    inp = box_cell(MPI.COMM_WORLD, n=(4, 4, 5), n_sep=2)
+    assert make_model(inp, params).linear_solver == "direct"
+    m = make_model(inp, params, direct_dof_limit=10)
+    assert m.linear_solver == "iterative"
+    m = make_model(inp, params, linear_solver="iterative", solver_options={"fieldsplit_ps_pc_type": "jacobi"})
+    x0, _ = params.theta_limits()
+    m.set_state(x0)
+    m.set_current_A(m.one_c_current_A())
+    assert m.solve_step(7.2)[0]
+    sub = m.problem.solver.getKSP().getPC().getFieldSplitSubKSP()
+    assert [k.getPC().getType() for k in sub] == ["gamg", "jacobi", "gamg", "gamg"]
+    with pytest.raises(InputError):
+        make_model(inp, params, linear_solver="cholesky")
