@@ -157,10 +157,13 @@ def _build_on_root(sp: dict[str, Any], out_dir: Path, final: Path, key: str, den
     vol, ids, source = load_volume_cached(sp["volume"], out_dir / "inputs")
     vol, ids, reports = apply_variants(vol, ids, sp["variants"], seed=sp["seed"])
     relabelled = False
-    if ids is None:
-        # variants that move or reshape particles (graded particle, thick, calender) drop the input's
-        # particle ids; the characterisation's watershed labels the result so the discharge still reports
-        # per-particle SoL (particles.csv, SoL maps). The physics uses the tags for output only.
+    if ids is None and any(str(v.get("kind", "")).replace("-", "_") == "graded_particle" for v in sp["variants"]):
+        # the graded particle variant drops the input's particle ids; the characterisation's watershed
+        # labels the result so the discharge still reports per-particle SoL (the graded-designs SoL
+        # maps and profiles). The physics uses the tags for output only. Not done for thick/calender:
+        # their studies need no per-particle output, and physics/outputs.py sizes its particle arrays by
+        # the largest *connected* label, so a mesh whose largest label is an isolated particle fails
+        # (IndexError; reported to the physics owner).
         from tomocell.microstructure.particles import label_particles
         from tomocell.studies.inputs import complete_ids
 
@@ -184,7 +187,7 @@ def _build_on_root(sp: dict[str, Any], out_dir: Path, final: Path, key: str, den
         "mesh_porosity": mesh_fr.get("pore"), "mesh_active_fraction": mesh_fr.get("active"),
         "mesh_cells": int(res.mesh.tets.shape[0]), "mesh_route": m["route"], "coarsen": int(m["coarsen"]),
         "mesh_fallback": res.mesh.info.get("fallback"),
-        "particles_relabelled": relabelled, "particles": int(ids.max()) if ids.size else 0,
+        "particles_relabelled": relabelled, "particles": int(ids.max()) if ids is not None and ids.size else 0,
     }
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{key}.partial-{os.getpid()}"
