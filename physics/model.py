@@ -723,6 +723,13 @@ class HalfCellModel:
         for f, a in zip((*self.u, self.cs_n, self.ce_n), snap):
             f.x.array[:] = a
 
+    def _reset_reused_lu(self, snes: Any) -> None:
+        """A reused LU may come from a state that led nowhere: refactorise on the next try. (Only the
+        direct solver: resetting the field split would drop its index sets; its AMG is rebuilt for
+        every Jacobian anyway.)"""
+        if self.linear_solver == "direct":
+            snes.getKSP().getPC().reset()
+
     def solve_step(self, dt: float) -> tuple[bool, int, int]:
         """One backward-Euler step of length dt [s] from the accepted state. (converged, newton, krylov)."""
         self.dt.value = dt
@@ -733,7 +740,7 @@ class HalfCellModel:
         try:
             problem.solve()
         except Exception:  # noqa: BLE001 - PETSc errors (e.g. NaN in a factorisation) mean a failed step
-            snes.getKSP().getPC().reset()
+            self._reset_reused_lu(snes)
             return False, snes.getIterationNumber(), snes.getLinearSolveIterations()
         reason = snes.getConvergedReason()
         its = snes.getIterationNumber()
@@ -741,8 +748,7 @@ class HalfCellModel:
         ok = reason > 0 and all(np.all(np.isfinite(f.x.array)) for f in self.u)
         ok = bool(self.comm.allreduce(ok, op=MPI.LAND))
         if not ok:
-            # a reused LU may come from a state that led nowhere: refactorise on the next try
-            snes.getKSP().getPC().reset()
+            self._reset_reused_lu(snes)
         return ok, its, kits
 
     # ---- integrated quantities -----------------------------------------------------------------

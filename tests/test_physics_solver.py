@@ -88,3 +88,21 @@ def test_auto_solver_choice_and_overrides(params):
     assert [k.getPC().getType() for k in sub] == ["gamg", "jacobi", "gamg", "gamg"]
     with pytest.raises(InputError):
         make_model(inp, params, linear_solver="cholesky")
+
+
+def test_iterative_recovers_from_a_failed_linear_solve(params):
+    """A step whose Krylov solve fails is reported as failed and the next try solves (the field split
+    keeps its splits: a PC reset would drop them)."""
+    inp = box_cell(MPI.COMM_WORLD, n=(4, 4, 5), n_sep=2)
+    m = HalfCellModel(inp, params, linear_solver="iterative", petsc_prefix="t_fail_")
+    x0, _ = params.theta_limits()
+    m.set_state(x0)
+    m.set_current_A(2.0 * m.one_c_current_A())
+    start = m.snapshot()
+    ksp = m.problem.solver.getKSP()
+    ksp.setTolerances(max_it=1)
+    assert not m.solve_step(36.0)[0]
+    m.restore(start)
+    ksp.setTolerances(max_it=400)
+    ok, its, kits = m.solve_step(36.0)
+    assert ok and kits > 0
