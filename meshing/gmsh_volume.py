@@ -5,8 +5,11 @@ all interface triangles (active|pore, active|CBD, CBD|pore and the electrode|sep
 embedded in it, so gmsh's Delaunay mesher (HXT fails with embedded surfaces) recovers them as tet
 faces: the mesh is conformal at every interface and triple line by construction. Sizes grow from
 ``h_interface`` at the interfaces to ``h_bulk`` inside particles and pores (distance threshold
-field). gmsh leaves near-flat tets against box faces and interfaces; a local topological pass
-(:mod:`tomocell.meshing.improve`) removes most of them without touching any interface. Phases are
+field). Before gmsh, the coarsened surface's needle and cap triangles (each one becomes a face of
+a flat tet) are removed per patch by :mod:`tomocell.meshing.surface_quality`. gmsh still leaves
+near-flat tets against box faces and interfaces; a local topological pass
+(:mod:`tomocell.meshing.improve`: edge removal, interface flips, node moves) removes most of them,
+keeping every interface conformal. Phases are
 assigned afterwards: tets connected through non-interface faces form regions,
 each region takes the majority phase of the voxels under its tet centroids. The facet tags and the
 conformity checks then come from :mod:`tomocell.meshing.tagging`.

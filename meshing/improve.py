@@ -16,6 +16,10 @@ installed library does it under these constraints:
 * **node smoothing**: otherwise such a node is moved (towards the centroid of its neighbours or away
   from the face opposite it in its worst tet) when that raises the worst quality of its tets; a node
   on one box face and on no interface slides within that face (the box faces stay planar);
+* **interface flip**: a flat tet lying with two faces on one nearly flat A|B interface (the usual
+  gmsh sliver on a slightly concave patch) moves to phase B, the interface's edge between those
+  faces is flipped, and that edge, now inside B, is removed as above; the phase volumes change by
+  the flat tet's volume only;
 * **snap to a box face**: a free node almost on a box face is moved onto it and the flat tets this
   leaves are dropped (a flat tet with four nodes on one box face is dropped too).
 
