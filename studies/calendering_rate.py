@@ -60,7 +60,10 @@ def plan(config: dict[str, Any]) -> list[RunSpec]:
     if not 0 < strain < 0.9:
         raise InputError(f"strain must lie in (0, 0.9), got {strain}")
     sim = sim_options(config.get("simulate"))
-    cal = {"kind": "calender", "strain": strain, "cbd_attach_um": float(config.get("cbd_attach_um", 1.0))}
+    # bodies: watershed particles (explicit, so structures calendered with the old connected-component
+    # bodies are not reused from a cache)
+    cal = {"kind": "calender", "strain": strain, "cbd_attach_um": float(config.get("cbd_attach_um", 1.0)),
+           "bodies": "watershed"}
     runs = []
     for ld in loadings(config):
         thick = {"kind": "thick", "thickness_um": ld["thickness_um"], "method": ld["method"]}

@@ -352,3 +352,25 @@ def test_sigterm_stops_the_study_and_the_next_invocation_resumes(tmp_path, monke
     monkeypatch.setattr(pcli, "simulate_file", lambda *a, **kw: (seen.append(kw["resume"]), fake(*a, **kw))[1])
     res = run_study_module(rate_capability, cfg, tmp_path)
     assert [o.status for o in res.outcomes] == ["ok", "ok"] and seen == [False, True, False]
+
+
+def test_calender_after_thick_moves_watershed_particles():
+    """thick drops the particle ids; calendering then needs the watershed particles as bodies. With
+    6-connected components the packed active network became a few thickness-spanning bodies and the
+    85 -> 68 um electrode lost all contact with the collector (an empty layer there)."""
+    from tomocell.microstructure.volume import PORE
+    from tomocell.studies.inputs import apply_variants, load_volume_spec
+
+    vol, ids, _ = load_volume_spec({"synthetic": {"box_um": [50.0, 10.0, 10.0], "voxel_size_um": 0.5,
+                                                  "periodic_inplane": True, "seed": 1}})
+    steps = [{"kind": "thick", "thickness_um": 85.0, "method": "mirror"}, {"kind": "calender", "strain": 0.2}]
+    v, _, rep = apply_variants(vol, ids, steps)
+    assert v.shape[0] == 136 and rep[-1]["bodies"] == "watershed"
+    por = (v.labels == PORE).mean(axis=(1, 2))
+    assert por[-4:].max() < 0.5  # solid reaches the collector
+    assert rep[-1]["particles"] > 150  # ~244 particles, not a handful of merged bodies
+    assert (v.labels == 1).sum() == rep[-1]["active_voxels_input"]  # active mass conserved
+    _, _, rep_c = apply_variants(vol, ids, [steps[0], {**steps[1], "bodies": "components"}])
+    assert rep_c[-1]["particles"] < rep[-1]["particles"] / 4
+    with pytest.raises(InputError):
+        apply_variants(vol, ids, [steps[0], {**steps[1], "bodies": "spheres"}])
