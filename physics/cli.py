@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--li", choices=("butler-volmer", "ideal"), default="butler-volmer",
                         help="Li-metal counter electrode: Butler-Volmer kinetics (default) or ideal (phi_e = 0)")
     parser.add_argument("--solver", choices=("auto", "direct", "iterative"), default="auto",
-                        help="linear solver: MUMPS LU, GMRES + fieldsplit/GAMG, or auto by size (default)")
+                        help="linear solver: MUMPS LU, GMRES + field-split AMG, or auto: direct below 20 k DOFs (default)")
     parser.add_argument("--max-ddod", type=float, default=0.02, metavar="F", help="largest change of depth of discharge per step (default 0.02)")
     parser.add_argument("--checkpoint-every", type=int, default=25, metavar="N", help="checkpoint every N steps (and on SIGTERM)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
