@@ -256,6 +256,8 @@ def discharge_metrics(sim_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
 
 
 SETTINGS_FILE = "study_settings.json"
+#: the settings of the discharge last started in a directory (its checkpoint belongs to them)
+STARTED_FILE = "study_settings.started.json"
 
 
 def _portable(settings: dict[str, Any]) -> dict[str, Any]:
@@ -313,7 +315,24 @@ def discharge(mesh_xdmf: Path, c_rate: float, sim_dir: Path, sim: dict[str, Any]
     if done is not None:
         log.info("discharge in %s already finished: reused", sim_dir)
         return done
-    resume = bool(mpi.world().bcast((sim_dir / "checkpoint" / "meta.json").is_file() if mpi.is_root() else None, root=0))
+    resume = None
+    if mpi.is_root():
+        # a checkpoint is continued only if it was written by a discharge with these very settings (a
+        # finished or interrupted discharge of a changed structure leaves one behind: resuming it failed
+        # with a dof mismatch or, worse, could continue the wrong state)
+        started = sim_dir / STARTED_FILE
+        try:
+            same = _portable(json.loads(started.read_text())) == _portable(settings)
+        except (OSError, ValueError):
+            same = False
+        resume = (sim_dir / "checkpoint" / "meta.json").is_file() and same
+        if not resume and (sim_dir / "checkpoint").exists():
+            log.info("discarding the checkpoint in %s: written by other settings", sim_dir)
+            shutil.rmtree(sim_dir / "checkpoint")
+        (sim_dir / SETTINGS_FILE).unlink(missing_ok=True)
+        sim_dir.mkdir(parents=True, exist_ok=True)
+        write_json(started, settings)
+    resume = bool(mpi.world().bcast(resume, root=0))
     if resume:
         log.info("continuing the interrupted discharge in %s", sim_dir)
     try:

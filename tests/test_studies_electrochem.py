@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tomocell.errors import InputError
+from tomocell.errors import InputError, SolverError
 from tomocell.studies import calendering_rate, graded_designs, rate_capability, thickness
 from tomocell.studies.electrochem import ragone_point
 from tomocell.studies.runner import RunOutcome, read_table, run_study_module, study_config
@@ -374,3 +374,33 @@ def test_calender_after_thick_moves_watershed_particles():
     assert rep_c[-1]["particles"] < rep[-1]["particles"] / 4
     with pytest.raises(InputError):
         apply_variants(vol, ids, [steps[0], {**steps[1], "bodies": "spheres"}])
+
+
+def test_checkpoint_of_other_settings_is_discarded_not_resumed(tmp_path, monkeypatch):
+    """A run whose structure changed must start afresh even though its directory holds a checkpoint
+    (it used to 'continue' the old discharge and fail on a dof mismatch)."""
+    import tomocell.physics.cli as pcli
+    from tomocell.studies import electrochem as ec
+
+    seen = []
+
+    def fake(mesh, c_rate, out, resume=False, **kw):
+        seen.append(resume)
+        raise SolverError("stop here")
+
+    monkeypatch.setattr(pcli, "simulate_file", fake)
+    sim = ec.sim_options({})
+    d = tmp_path / "discharge"
+    (d / "checkpoint").mkdir(parents=True)
+    (d / "checkpoint" / "meta.json").write_text("{}")
+    (d / ec.STARTED_FILE).write_text(json.dumps({"mesh": str(tmp_path / "structures/OLD/mesh.xdmf"), "c_rate": 1.0, **sim}))
+    new_mesh = tmp_path / "structures/NEW/mesh.xdmf"
+    with pytest.raises(SolverError):
+        ec.discharge(new_mesh, 1.0, d, sim)
+    assert seen == [False] and not (d / "checkpoint").exists()
+    # the same settings again: its own checkpoint is continued
+    (d / "checkpoint").mkdir()
+    (d / "checkpoint" / "meta.json").write_text("{}")
+    with pytest.raises(SolverError):
+        ec.discharge(new_mesh, 1.0, d, sim)
+    assert seen == [False, True]
