@@ -151,7 +151,8 @@ class OutputWriter:
         all_lab = np.where(orig[:n_own] == T.ACTIVE, labels, 0)
         mom = [fem.assemble_vector(fem.form(x[i] * w * m.dx(T.ACTIVE))).array[dofs] for i in range(3)]
         v = vol.array[dofs]
-        nlab = int(self.comm.allreduce(int(self._labels.max()) if self._labels.size else 0, op=MPI.MAX)) + 1
+        # sized by every active label, inert (unconnected) particles included: they are listed too
+        nlab = int(self.comm.allreduce(int(all_lab.max()) if all_lab.size else 0, op=MPI.MAX)) + 1
         self._nlab = nlab
 
         def red(a: np.ndarray) -> np.ndarray:
@@ -161,7 +162,9 @@ class OutputWriter:
         self.p_vol = red(v)
         present = np.zeros(nlab)
         np.maximum.at(present, all_lab, 1.0)
-        self.p_present = self.comm.allreduce(present, op=MPI.MAX)
+        # buffer Allreduce: the pickled allreduce applies Python's max() to whole arrays
+        self.p_present = np.empty_like(present)
+        self.comm.Allreduce(present, self.p_present, op=MPI.MAX)
         self.p_centroid = np.stack([red(mm) for mm in mom], axis=1) / np.maximum(self.p_vol, 1e-300)[:, None]
         self._red = red
         self.particle_ids = np.nonzero(self.p_present > 0)[0]

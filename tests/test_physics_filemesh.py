@@ -54,3 +54,34 @@ def test_discharge_on_a_mesh_file(mesh_path, tmp_path_factory):
     assert 100 < res.capacity_mAh_g < 170
     assert max(abs(r["li_balance_rel"]) for r in res.rows[1:]) < 1e-10
     assert (out / "fields" / "dod050" / "interface.npz").is_file()
+
+
+@pytest.mark.mpi
+def test_inert_particle_with_the_largest_label_is_listed(tmp_path_factory):
+    """An active particle touching no CBD and no other particle cannot carry current: it is set inert,
+    and with the largest particle label it must still get its row in the per-particle tables."""
+    from tomocell.physics.cli import load_mesh
+    from tomocell.physics.discharge import make_model
+    from tomocell.physics.outputs import OutputWriter
+    from tomocell.physics.parameters import load_parameters
+
+    vol = _volume()
+    lab = vol.labels.copy()
+    lab[1:3, 7:9, 1:3] = ACTIVE  # floating in the pore near the separator side
+    ids = np.zeros(lab.shape, np.int32)
+    n0, n1, n2 = lab.shape
+    z, y, x = np.meshgrid(*(np.arange(n) + 0.5 for n in (n0, n1, n2)), indexing="ij")
+    ids[(lab == ACTIVE) & ((z - 7.5) ** 2 + (y - 3) ** 2 + (x - 3) ** 2 <= 3.2**2)] = 1
+    ids[(lab == ACTIVE) & (ids == 0)] = 2
+    ids[1:3, 7:9, 1:3] = 7
+    comm = MPI.COMM_WORLD
+    path = comm.bcast(tmp_path_factory.mktemp("mesh_inert") / "mesh.xdmf" if comm.rank == 0 else None, root=0)
+    if comm.rank == 0:
+        write_mesh(path, voxel_mesh(Volume(lab, (0.5, 0.5, 0.5)), separator_um=3.0, particle_labels=ids), comm=MPI.COMM_SELF)
+    comm.barrier()
+    model = make_model(load_mesh(str(path), comm), load_parameters(None))
+    out = comm.bcast(tmp_path_factory.mktemp("out_inert") if comm.rank == 0 else None, root=0)
+    w = OutputWriter(model, out)
+    assert 7 in w.particle_ids.tolist() and len(w.p_present) == 8
+    sol = w.particle_sol_now()
+    assert sol.shape == (8,) and sol[7] == 0.0  # inert: no lithium bookkept in it (volume 0 in the active sum)
