@@ -161,9 +161,7 @@ def _build_on_root(sp: dict[str, Any], out_dir: Path, final: Path, key: str, den
         # the graded particle variant drops the input's particle ids; the characterisation's watershed
         # labels the result so the discharge still reports per-particle SoL (the graded-designs SoL
         # maps and profiles). The physics uses the tags for output only. Not done for thick/calender:
-        # their studies need no per-particle output, and physics/outputs.py sizes its particle arrays by
-        # the largest *connected* label, so a mesh whose largest label is an isolated particle fails
-        # (IndexError; reported to the physics owner).
+        # their studies need no per-particle output.
         from tomocell.microstructure.particles import label_particles
         from tomocell.studies.inputs import complete_ids
 
