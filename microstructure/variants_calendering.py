@@ -230,9 +230,29 @@ def calender(
         "cbd_volume_um3": cbd_out * vvol,
         "porosity_input": fin["pore"],
         "porosity": fout["pore"],
+        "pore_open_to_separator_input": pore_open_to_separator(volume.labels),
+        "pore_open_to_separator": pore_open_to_separator(out),
         "fractions_input": fin,
         "fractions": fout,
         "provenance": provenance(volume, "calender", {"strain": strain, "seed": seed, "cbd_attach_um": cbd_attach_um,
                                  "particle_labels": "given" if labels is not None else "6-connected components"}),
     }
+    if report["pore_open_to_separator"] < 0.9 * report["pore_open_to_separator_input"]:
+        log.warning("calendering to strain %.3f closed the pore network: %.0f %% of the pore volume reaches the "
+                    "separator (%.0f %% before); the closed pores carry no electrolyte current",
+                    achieved, 100 * report["pore_open_to_separator"], 100 * report["pore_open_to_separator_input"])
     return new, report
+
+
+def pore_open_to_separator(labels: np.ndarray) -> float:
+    """Fraction of the pore volume 6-connected to the separator face (axis-0 index 0): the rest is closed
+    off and carries no electrolyte transport. 0 when there is no pore."""
+    import cc3d
+
+    pore = labels == PORE
+    n = int(pore.sum())
+    if n == 0:
+        return 0.0
+    cc = cc3d.connected_components(pore, connectivity=6)
+    top = np.unique(cc[0][cc[0] > 0])
+    return float(np.isin(cc, top).sum() / n)

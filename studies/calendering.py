@@ -172,6 +172,7 @@ def run_one(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "cbd_crushed_fraction": rep["cbd_crushed_fraction"],
         "cbd_compacted_volume_um3": rep["cbd_compacted_volume_um3"],
         "active_voxels": rep["active_voxels"],
+        "pore_open_to_separator": rep["pore_open_to_separator"],
     }
     res.update(structure_metrics(cal, int(params.get("axis", 0)), float(params.get("psd_bin_um", 0.0))))
     return res

@@ -32,6 +32,7 @@ def test_calendering_study_end_to_end_and_resume(tmp_path):
     # the paper's Fig. 9k trends: porosity down, tortuosity up; active mass unchanged; CBD crushed
     assert r0["porosity"] > r15["porosity"] > r30["porosity"]
     assert r30["tortuosity_factor"] > r0["tortuosity_factor"]
+    assert 0.0 < r30["pore_open_to_separator"] <= r0["pore_open_to_separator"] <= 1.0
     assert r0["active_voxels"] == r15["active_voxels"] == r30["active_voxels"]
     assert r0["cbd_crushed_volume_um3"] == 0 < r15["cbd_crushed_volume_um3"] < r30["cbd_crushed_volume_um3"]
     assert r30["pore_size"]["d50_um"] <= r0["pore_size"]["d50_um"]

@@ -212,6 +212,18 @@ def test_calender_free_particle_moves_rigidly():
     expect_cbd[zz.min() - 11 + delta:zz.max() - 9 + delta + 1] = coat[zz.min() - 1:zz.max() + 2]
     assert np.array_equal(new.labels == CBD, expect_cbd)
     assert rep["particles_deformed"] == 0 and rep["cbd_crushed_volume_um3"] == 0
+    assert rep["pore_open_to_separator_input"] == rep["pore_open_to_separator"] == 1.0
+
+
+def test_pore_open_to_separator_counts_only_pore_reaching_index_0():
+    from tomocell.microstructure.variants_calendering import pore_open_to_separator
+
+    lab = np.full((10, 5, 5), ACTIVE, np.uint8)
+    lab[:6, 2, 2] = PORE      # 6 voxels open to the separator face
+    lab[8, 1:4, 1] = PORE     # 3-voxel pocket, closed
+    lab[7, 4, 4] = PORE       # touches the pocket only diagonally: closed as well
+    assert pore_open_to_separator(lab) == pytest.approx(6 / 10)
+    assert pore_open_to_separator(np.full((3, 3, 3), ACTIVE, np.uint8)) == 0.0
 
 
 def test_calender_slabs_crush_cbd_between_them():
