@@ -8,6 +8,8 @@ is kept in ``mesh.info['fallback']`` and in the report: never a silently bad mes
 
 from __future__ import annotations
 
+from typing import Any
+
 import dataclasses
 import os
 from pathlib import Path
@@ -114,14 +116,18 @@ def _coarse_reference_volume(volume: Volume, lab: np.ndarray, n: int) -> Volume:
     return volume.with_labels(np.ascontiguousarray(fine))
 
 
-def write_outputs(result: MeshResult, out_dir: str | os.PathLike[str], *, write_msh: bool = True) -> dict[str, Path]:
-    """mesh.xdmf/.h5 (DOLFINx), mesh.msh (gmsh, physical groups = tags) and fidelity.json in out_dir."""
+def write_outputs(result: MeshResult, out_dir: str | os.PathLike[str], *, write_msh: bool = True,
+                  comm: Any = None) -> dict[str, Path]:
+    """mesh.xdmf/.h5 (DOLFINx), mesh.msh (gmsh, physical groups = tags) and fidelity.json in out_dir.
+
+    Collective over ``comm`` (default COMM_WORLD, as under ``mpirun tomocell mesh``); a caller that
+    meshed on one rank only passes ``MPI.COMM_SELF``, or the other ranks are waited for forever."""
     from tomocell.atomic import atomic_path, write_json
     from tomocell.meshing.meshfile import write_mesh
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"xdmf": write_mesh(out / "mesh.xdmf", result.mesh), "report": write_json(out / "fidelity.json", result.report)}
+    paths = {"xdmf": write_mesh(out / "mesh.xdmf", result.mesh, comm=comm), "report": write_json(out / "fidelity.json", result.report)}
     if write_msh:
         with atomic_path(out / "mesh.msh") as tmp:
             write_msh_file(tmp, result.mesh)

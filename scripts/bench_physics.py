@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import tomocell.fem  # noqa: F401
+import dolfinx  # noqa: F401  (PETSc initialises collectively on import: never first on one rank only)
 from mpi4py import MPI
 
 
@@ -103,7 +104,7 @@ def demo_meshes(coarsen: list[int], workdir: Path, comm: MPI.Comm) -> list[tuple
         for c, (_, path) in zip(coarsen, paths):
             if not path.is_file():
                 res = mesh_volume(vol, route="voxel", coarsen=c, separator_um=25.0)
-                write_outputs(res, path.parent, write_msh=False)
+                write_outputs(res, path.parent, write_msh=False, comm=MPI.COMM_SELF)  # meshed on rank 0 only
     comm.barrier()
     return paths
 
