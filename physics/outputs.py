@@ -40,8 +40,6 @@ All files are written atomically (temporary name, then rename), so readers never
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -56,7 +54,7 @@ from dolfinx import fem
 from dolfinx import mesh as dmesh
 from mpi4py import MPI
 
-from tomocell.atomic import atomic_path, write_json
+from tomocell.atomic import write_csv_rows as _write_csv, write_json
 from tomocell.meshing import tags as T
 from tomocell.physics.model import HalfCellModel
 from tomocell.physics.parameters import FARADAY
@@ -77,19 +75,7 @@ def dod_label(dod: float) -> str:
 
 def write_csv_rows(path: Path, columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> None:
     """Write a CSV atomically (call on rank 0 only)."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([_fmt(r.get(c, "")) for c in columns])
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue())
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, (float, np.floating)):
-        return repr(float(v))
-    return str(v)
+    _write_csv(path, rows, columns)
 
 
 class ParallelDir:

@@ -3,42 +3,21 @@ list of the CSV files holding the numbers behind them. Written atomically."""
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import html
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tomocell.atomic import atomic_path
+from tomocell.atomic import atomic_path, write_csv_rows
 from tomocell.studies.runner import Figure
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> Path:
-    """Rows (dicts) as CSV, atomically; floats with full precision, NaN as 'nan'.
-
-    (physics.outputs.write_csv_rows does the same but importing it loads DOLFINx; the analysis must not.)
-    """
-    cols = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(cols)
-    for r in rows:
-        w.writerow([_fmt(r.get(c, "")) for c in cols])
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue())
-    return path
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, (float, np.floating)):
-        return repr(float(v))
-    if isinstance(v, (np.integer,)):
-        return str(int(v))
-    return str(v)
+    """Rows (dicts) as CSV, atomically (see :func:`tomocell.atomic.write_csv_rows`)."""
+    return write_csv_rows(path, rows, columns)
 
 
 def _table_md(rows: Sequence[dict[str, Any]], cols: Sequence[tuple[str, str, str]]) -> list[str]:

@@ -115,3 +115,13 @@ def test_progress_logs_when_not_a_terminal(caplog):
     finally:
         logging.getLogger("tomocell").propagate = False
     assert any("unit" in r.getMessage() for r in caplog.records)
+
+
+def test_write_csv_rows_full_precision_nan_and_column_order(tmp_path):
+    import numpy as np
+
+    from tomocell.atomic import write_csv_rows
+
+    p = write_csv_rows(tmp_path / "t.csv", [{"b": np.float64(0.1) + 0.2, "a": np.int64(3)}, {"a": float("nan"), "c": "x"}])
+    assert p.read_text().splitlines() == ["b,a,c", "0.30000000000000004,3,", ",nan,x"]
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind

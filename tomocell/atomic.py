@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,4 +99,29 @@ def write_json(path: str | os.PathLike[str], data: Any) -> Path:
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(clean(data), indent=2, default=_json_default, allow_nan=False) + "\n")
+    return Path(path)
+
+
+def write_csv_rows(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]],
+                   columns: Sequence[str] | None = None) -> Path:
+    """Rows (dicts) as CSV, atomically; columns default to the keys in first-seen order; floats with
+    full precision (repr), NaN as 'nan', numpy integers as plain integers. Call on one rank only."""
+    import csv
+    import io
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            return repr(float(v))
+        if isinstance(v, np.integer):
+            return str(int(v))
+        return str(v)
+
+    cols = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([fmt(r.get(c, "")) for c in cols])
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(buf.getvalue())
     return Path(path)
