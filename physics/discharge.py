@@ -23,7 +23,7 @@ from tomocell.physics import checkpoint as ckpt
 from tomocell.physics.model import HalfCellModel, MeshInput
 from tomocell.physics.outputs import OutputWriter, write_timeseries
 from tomocell.physics.parameters import FARADAY, Parameters, load_parameters
-from tomocell.physics.solver import StepControl, locate_event, try_step
+from tomocell.physics.solver import StepControl, locate_event, next_step_size, try_step
 
 log = get_logger("physics.discharge")
 
@@ -263,10 +263,7 @@ def simulate_discharge(
                     writer.write_snapshot(pending[0], {"t_s": t, "dod": pending[0], "voltage_V": q["voltage_V"],
                                                        "capacity_Ah": q_dis / 3600.0})
             # step-size control
-            if st.retries == 0 and st.newton <= ctl.easy_newton:
-                dt = min(dt_try * ctl.grow, ctl.dt_max_s) if dt_try >= 0.999 * dt else dt
-            elif st.retries > 0:
-                dt = max(dt_try * ctl.shrink, ctl.dt_min_s)
+            dt = next_step_size(min(dt, ctl.dt_max_s), dt_try, st.newton, st.retries, ctl)
             after_rest = "charge_cc" if charge_c_rate else "done"
             if event and segment == "discharge":
                 reason = "cut-off"

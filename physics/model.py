@@ -790,9 +790,13 @@ class HalfCellModel:
         }
         if "li_face_current_A" in vals:
             out["li_face_current_A"] = vals["li_face_current_A"]
-        loc_min = float(self.u[2].x.array.min()) if self.u[2].x.array.size else np.inf
-        out["c_e_min"] = float(self.comm.allreduce(loc_min, op=MPI.MIN)) * self.p.c_e0
+        out["c_e_min"] = self.min_scaled_electrolyte_concentration() * self.p.c_e0
         return out
+
+    def min_scaled_electrolyte_concentration(self) -> float:
+        """min over all ranks of the current c_e / c_e0 (collective)."""
+        loc_min = float(self.u[2].x.array.min()) if self.u[2].x.array.size else np.inf
+        return float(self.comm.allreduce(loc_min, op=MPI.MIN))
 
     @property
     def applied_current_A(self) -> float:

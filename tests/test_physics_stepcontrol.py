@@ -1,0 +1,86 @@
+"""Step-size rule and the electrolyte positivity guard of the time stepper (no DOLFINx needed:
+the stepper only talks to the model through snapshot/restore/solve_step/min concentration)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tomocell.errors import SolverError
+from tomocell.physics.solver import StepControl, next_step_size, try_step
+
+
+def test_step_grows_fast_on_easy_steps_and_slowly_on_moderate_ones():
+    ctl = StepControl(dt_max_s=1e9)
+    assert next_step_size(1.0, 1.0, 3, 0, ctl) == pytest.approx(ctl.grow)
+    assert next_step_size(1.0, 1.0, ctl.easy_newton, 0, ctl) == pytest.approx(ctl.grow)
+    # 5-6 Newton iterations are the norm near a depleted electrolyte: the step must still grow
+    assert next_step_size(1.0, 1.0, ctl.easy_newton + 1, 0, ctl) == pytest.approx(ctl.grow_moderate)
+    assert next_step_size(1.0, 1.0, ctl.moderate_newton, 0, ctl) == pytest.approx(ctl.grow_moderate)
+    assert next_step_size(1.0, 1.0, ctl.hard_newton, 0, ctl) == pytest.approx(1.0)
+    assert next_step_size(1.0, 1.0, ctl.hard_newton + 1, 0, ctl) == pytest.approx(ctl.reduce_hard)
+
+
+def test_step_after_retries_keeps_the_converged_length():
+    ctl = StepControl()
+    assert next_step_size(4.0, 1.0, 3, 2, ctl) == pytest.approx(1.0)
+
+
+def test_truncated_step_keeps_the_plan_and_limits_apply():
+    ctl = StepControl(dt_min_s=0.01, dt_max_s=10.0)
+    # cut short to land on a snapshot: neither grows from nor shrinks to the short step
+    assert next_step_size(5.0, 0.3, 2, 0, ctl) == pytest.approx(5.0)
+    assert next_step_size(8.0, 8.0, 1, 0, ctl) == pytest.approx(10.0)
+    assert next_step_size(0.01, 0.01, 20, 0, ctl) == pytest.approx(0.01)
+
+
+def test_moderate_newton_recovers_from_a_tiny_step():
+    """From a 1e-3 s step at 5-6 Newton iterations per step, 60 s is reached in a bounded number of
+    steps (the old rule never grew: the step stayed at 1e-3 s)."""
+    ctl = StepControl(dt_max_s=60.0)
+    dt, n = 1e-3, 0
+    while dt < 60.0:
+        dt = next_step_size(dt, dt, 6, 0, ctl)
+        n += 1
+    assert n <= 50
+
+
+class _FakeModel:
+    """c_e/c_e0 after a step of h falls as 1 - h/h_zero; Newton always converges in 3 iterations."""
+
+    def __init__(self, h_zero: float):
+        self.h_zero = h_zero
+        self.state = 1.0
+        self.accepted = 1.0
+        self.restores = 0
+
+    def snapshot(self):
+        return self.accepted
+
+    def restore(self, s):
+        self.state = s
+        self.restores += 1
+
+    def solve_step(self, h):
+        self.state = self.accepted - h / self.h_zero
+        return True, 3, 10
+
+    def min_scaled_electrolyte_concentration(self):
+        return self.state
+
+
+def test_negative_electrolyte_concentration_rejects_the_step():
+    m = _FakeModel(h_zero=1.0)
+    ctl = StepControl(ce_negative_tol=1e-3)
+    st = try_step(m, 4.0, ctl)
+    # 4 -> 2 -> 1 (c = 0, accepted: within tolerance) ; the state left is the accepted try's
+    assert st.dt == pytest.approx(1.0)
+    assert st.retries == 2
+    assert m.state >= -1e-3
+    assert st.newton == 9
+
+
+def test_negative_concentration_without_shorter_steps_raises():
+    m = _FakeModel(h_zero=1.0)
+    with pytest.raises(SolverError, match="Newton failed"):
+        try_step(m, 4.0, StepControl(), allow_shorter=False)
+    assert m.state == 1.0  # restored
