@@ -221,6 +221,7 @@ def simulate_discharge(
             if segment == "rest":
                 dt_try = min(dt_try, seg_t0 + rest_s - t)
             pre = model.snapshot()
+            v_before = q_prev["voltage_V"]
             st = try_step(model, dt_try, ctl)
             dt_try = st.dt
             q = model.quantities()
@@ -263,7 +264,8 @@ def simulate_discharge(
                     writer.write_snapshot(pending[0], {"t_s": t, "dod": pending[0], "voltage_V": q["voltage_V"],
                                                        "capacity_Ah": q_dis / 3600.0})
             # step-size control
-            dt = next_step_size(min(dt, ctl.dt_max_s), dt_try, st.newton, st.retries, ctl)
+            dt = next_step_size(min(dt, ctl.dt_max_s), dt_try, st.newton, st.retries, ctl,
+                                dvoltage_V=q["voltage_V"] - v_before)
             after_rest = "charge_cc" if charge_c_rate else "done"
             if event and segment == "discharge":
                 reason = "cut-off"

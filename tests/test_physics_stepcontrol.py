@@ -84,3 +84,14 @@ def test_negative_concentration_without_shorter_steps_raises():
     with pytest.raises(SolverError, match="Newton failed"):
         try_step(m, 4.0, StepControl(), allow_shorter=False)
     assert m.state == 1.0  # restored
+
+
+def test_voltage_change_caps_the_next_step():
+    ctl = StepControl(dt_max_s=1e9, max_dvoltage_V=0.05)
+    # an easy step that dropped the voltage by 0.2 V: the next is a quarter as long, not 1.6x
+    assert next_step_size(10.0, 10.0, 3, 0, ctl, dvoltage_V=-0.2) == pytest.approx(2.5)
+    # a small change leaves the Newton rule in charge
+    assert next_step_size(10.0, 10.0, 3, 0, ctl, dvoltage_V=-0.01) == pytest.approx(16.0)
+    # the cap is off at 0
+    off = StepControl(dt_max_s=1e9, max_dvoltage_V=0.0)
+    assert next_step_size(10.0, 10.0, 3, 0, off, dvoltage_V=-0.2) == pytest.approx(16.0)
