@@ -126,6 +126,10 @@ def coarsen_surface(
         dec.SetErrorIsAbsolute(1)
         dec.SetAbsoluteError(max_error_um)
         dec.SetMaximumError(1e30)
+        # bound the distance to the input surface, not to the previous decimation step: without it
+        # the errors add up and the phase volumes drift (measured at 0.1 um voxels,
+        # h 0.3 um: pore +2.5 %, active -0.9 %, CBD +4 %; with it +0.1 %, +0.03 %, -0.8 %)
+        dec.AccumulateErrorOn()
         dec.Update()
         res = dec.GetOutput()
         g = vtk_to_numpy(res.GetPointData().GetArray("gid")).astype(np.int64)

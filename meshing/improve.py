@@ -34,6 +34,7 @@ from functools import lru_cache
 import numpy as np
 
 from tomocell.log import get_logger
+from tomocell.meshing.fidelity import cross3
 
 log = get_logger("meshing.improve")
 
@@ -41,7 +42,7 @@ log = get_logger("meshing.improve")
 def _orient(p: np.ndarray) -> np.ndarray:
     """Six times the signed volume of tets given as (n, 4, 3) coordinates."""
     a, b, c = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0], p[:, 3] - p[:, 0]
-    return np.einsum("ij,ij->i", a, np.cross(b, c))
+    return np.einsum("ij,ij->i", a, cross3(b, c))
 
 
 @lru_cache(maxsize=None)
@@ -101,8 +102,14 @@ def remove_slivers(
     """
     from tomocell.meshing.fidelity import sicn
 
-    pts = np.array(points, dtype=np.float64, copy=True)
+    from tomocell.meshing.fidelity import sicn as _sicn
+
     tets = np.array(tets, dtype=np.int64, copy=True)
+    # room for the nodes that node insertion may add (index space fixed: edge keys use it)
+    n_used = len(points)
+    n_bad_in = int(np.count_nonzero(_sicn(np.asarray(points, dtype=np.float64), tets) < threshold))
+    pts = np.zeros((n_used + 4 * n_bad_in + 16, 3))
+    pts[:n_used] = points
     ct = np.array(cell_tags, copy=True)
     pt = np.array(particle_tags, copy=True)
     n = len(pts)
@@ -128,7 +135,8 @@ def remove_slivers(
     q_min0, n_bad0 = float(q.min()), int(np.count_nonzero(q < threshold))
     new_t: list[np.ndarray] = []
     alive = np.ones(len(tets), dtype=bool)
-    stats = {"interface_flips": 0, "edge_removals": 0, "node_collapses": 0, "nodes_moved": 0, "nodes_snapped_to_box": 0}
+    stats = {"interface_flips": 0, "edge_removals": 0, "node_collapses": 0, "nodes_moved": 0, "nodes_snapped_to_box": 0,
+             "nodes_inserted": 0}
     planes = []
     if box_um is not None:
         tol = 1e-9 * max(box_um)
@@ -137,6 +145,7 @@ def remove_slivers(
         plane_of = np.full((n, 6), False)
         for i, (ax, val) in enumerate(planes):
             plane_of[:, i] = np.abs(pts[:, ax] - val) <= tol
+        plane_of[n_used:] = False  # room for inserted nodes (zeros until then), not on any plane
         # a tet with its four nodes on one box plane is flat and lies on the box face: dropping it
         # leaves its other faces as boundary faces covering the same piece of that plane
         on_one = np.zeros(len(tets), dtype=bool)
@@ -246,6 +255,21 @@ def remove_slivers(
                         changed += 1
                         done = True
                         break
+            # 4) a new free node inside the tet and its face neighbours (the cure when all four nodes
+            # are on interfaces: wedges at triple lines, tets spanning a thin CBD layer)
+            if not done and n_used < n:
+                res = _insert_node_near(pts, tets, ct, q, t, inc, alive, touched, con_faces)
+                if res is not None:
+                    cav, tn, p_new = res
+                    pts[n_used] = p_new
+                    tn = np.where(tn < 0, n_used, tn)
+                    n_used += 1
+                    alive[cav] = False
+                    touched[cav] = True
+                    new_t.append(np.column_stack([tn, np.full(len(tn), ct[cav[0]]), np.full(len(tn), np.max(pt[cav]))]))
+                    stats["nodes_inserted"] += 1
+                    changed += 1
+                    done = True
             if not done:
                 for v, star in free_stars(tets[t], slide=True):
                     if _smooth_node(pts, tets, star, v, q, fixed_axis=int(slide_axis[v])):
@@ -309,6 +333,86 @@ def _interface_flip(pts, tets, ct, pt, q, t, inc, alive, touched, con_faces, con
     if res is None:
         return None
     return shell, res[0], phases[0], int(np.max(pt[others])), (a, b, c, d)
+
+
+def _face_neighbours(tets, t, inc, alive, con_faces) -> list[int] | None:
+    """Live tets across the faces of tet t that are not tagged facets."""
+    out = []
+    T4 = tets[t]
+    for j in range(4):
+        f = [int(x) for k, x in enumerate(T4) if k != j]
+        if tuple(sorted(f)) in con_faces:
+            continue
+        c = inc.tets_of(f[0])
+        c = c[alive[c] & (c != t) & np.any(tets[c] == f[1], axis=1) & np.any(tets[c] == f[2], axis=1)]
+        out.extend(int(x) for x in c)
+    return out
+
+
+def _insert_node_near(pts, tets, ct, q, t, inc, alive, touched, con_faces):
+    """Star a new node into the cavity of tet t and its face neighbours of the same phase (then, if
+    that fails, their neighbours too): (cavity tets, new tets with -1 for the new node, its position)
+    or None. The cavity's boundary faces are kept, so tagged facets and phase volumes do not change.
+    """
+    cav = [int(t)]
+    for _level in range(2):
+        nb = set()
+        for c in cav:
+            nb.update(_face_neighbours(tets, c, inc, alive, con_faces))
+        nb = [x for x in nb if x not in cav]
+        if any(ct[x] != ct[t] for x in nb):
+            nb = [x for x in nb if ct[x] == ct[t]]
+        cav = cav + nb
+        c_arr = np.asarray(cav)
+        if touched[c_arr].any():
+            return None
+        res = _insert_node(pts, tets, c_arr, q)
+        if res is not None:
+            return (c_arr,) + res
+    return None
+
+
+def _insert_node(pts, tets, cav, q):
+    """Best position of one new node starring the cavity ``cav`` (tet indices): (new tets, position)."""
+    from tomocell.meshing.fidelity import sicn
+
+    st = tets[cav]
+    loc = np.array([[1, 3, 2], [0, 2, 3], [0, 3, 1], [0, 1, 2]])  # face opposite node j, (face, j) even
+    f = st[:, loc].reshape(-1, 3)
+    opp = st.reshape(-1)
+    key = np.sort(f, axis=1)
+    _, inv, cnt = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    bnd = cnt[inv.ravel()] == 1
+    fb = f[bnd]
+    ob = opp[bnd]
+    if len(fb) < 4:
+        return None
+    old_q = float(q[cav].min())
+    old_vol = float(_orient(pts[st]).sum())
+    nodes = np.unique(st)
+    cen = pts[st].mean(axis=1)
+    c0 = pts[nodes].mean(axis=0)
+    cand = np.concatenate([[c0], cen, 0.5 * (cen + c0)])
+    # reference side: the cavity's own node opposite each boundary face is inside
+    o_ref = _orient(pts[np.column_stack([fb, ob])])
+    if np.any(o_ref == 0):
+        return None
+    fb = np.where((o_ref < 0)[:, None], fb[:, [0, 2, 1]], fb)
+    k = len(cand)
+    P = np.repeat(pts[fb][None], k, axis=0)  # (k, B, 3, 3)
+    P = np.concatenate([P, np.repeat(cand[:, None, None, :], len(fb), axis=1)], axis=2)  # (k, B, 4, 3)
+    o = _orient(P.reshape(-1, 4, 3)).reshape(k, -1)
+    ok = np.all(o > 1e-12 * np.abs(old_vol), axis=1) & (np.abs(o.sum(axis=1) - old_vol) <= 1e-9 * abs(old_vol))
+    if not np.any(ok):
+        return None
+    flat = P.reshape(-1, 3)
+    qs = sicn(flat, np.arange(len(flat)).reshape(-1, 4)).reshape(k, -1).min(axis=1)
+    qs[~ok] = -1.0
+    best = int(np.argmax(qs))
+    if qs[best] <= old_q:
+        return None
+    tn = np.column_stack([fb, np.full(len(fb), -1)])
+    return tn, cand[best]
 
 
 def _ring(tets: np.ndarray, shell: np.ndarray, u: int, v: int) -> list[int] | None:
@@ -452,7 +556,7 @@ def _smooth_node(pts, tets, star, v, q, fixed_axis: int = -1) -> bool:
     target = pts[nb].mean(axis=0)
     worst = st[int(np.argmin(q[star]))]
     a, b, c = [pts[x] for x in worst if x != v]
-    nrm = np.cross(b - a, c - a)
+    nrm = cross3(b - a, c - a)
     nrm /= max(np.linalg.norm(nrm), 1e-300)
     if np.dot(old - a, nrm) < 0:
         nrm = -nrm

@@ -46,6 +46,9 @@ def mesh_volume(
     area_tol: float | None = 0.05,
     min_sicn: float = 1e-3,
     smoothing_iterations: int = 12,
+    threads: int = 1,
+    gmsh_formulation: str = "regions",
+    gmsh_algorithm: int | None = None,
 ) -> MeshResult:
     """Mesh ``volume`` and check it (see module docstring).
 
@@ -55,6 +58,8 @@ def mesh_volume(
     scan's CBD volume within 3 %).
     ``area_tol`` / ``min_sicn``: acceptance of the surface route (interface areas vs the reference,
     worst tet); a surface mesh failing them falls back to the voxel route when ``fallback`` is on.
+    ``threads``: gmsh processes run at once (surface route; one region each); ``gmsh_formulation`` /
+    ``gmsh_algorithm``: see :func:`tomocell.meshing.gmsh_volume.surface_mesh`.
     Raises :class:`FidelityError` if the final mesh fails its checks.
     """
     from tomocell.meshing.gmsh_volume import surface_mesh
@@ -79,7 +84,8 @@ def mesh_volume(
                 part_s = block_mode(particle_labels, coarsen, ignore_zero=True) if particle_labels is not None else None
             mesh = surface_mesh(vol_s, h_interface_um=h_interface_um, h_bulk_um=h_bulk_um,
                                 separator_um=separator_um, particle_labels=part_s,
-                                smoothing_iterations=smoothing_iterations)
+                                smoothing_iterations=smoothing_iterations, threads=threads,
+                                formulation=gmsh_formulation, algorithm3d=gmsh_algorithm)
             report = fidelity_report(mesh, volume, mc_reference=mc)
             check_fidelity(report, area_tol=area_tol, min_sicn=min_sicn)
             return MeshResult(mesh, report)

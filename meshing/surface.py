@@ -50,11 +50,19 @@ def _to_mesh_coords(ijk: np.ndarray, n0: int, d: tuple[float, float, float]) -> 
     return np.column_stack([ijk[:, 2] * d[2], ijk[:, 1] * d[1], (n0 - ijk[:, 0]) * d[0]])
 
 
-def build_surface(labels: np.ndarray, voxel_um: tuple[float, float, float], *, separator: bool = True) -> Surface:
-    """Unsmoothed multi-label voxel-face surface (see module docstring)."""
+def build_surface(labels: np.ndarray, voxel_um: tuple[float, float, float], *, separator: bool = True,
+                  region_ids: np.ndarray | None = None) -> Surface:
+    """Unsmoothed multi-label voxel-face surface (see module docstring).
+
+    ``region_ids`` (same shape as ``labels``, ids > 0, e.g. face-connected components per phase): the
+    surface then carries ``side_regions`` (T, 2), the region id of the voxel on either side of each
+    triangle, in the order of ``pairs`` (0 for the box outside and the separator).
+    """
     lab = np.asarray(labels, dtype=np.uint8)
     n0, n1, n2 = lab.shape
     P = np.pad(lab, 1, constant_values=OUTSIDE)
+    R = np.pad(np.asarray(region_ids, dtype=np.int64), 1, constant_values=0) if region_ids is not None else None
+    sides = []
     if separator:
         P[0, 1:-1, 1:-1] = SEPARATOR_LABEL
     nc = np.array([n0 + 1, n1 + 1, n2 + 1])
@@ -77,6 +85,10 @@ def build_surface(labels: np.ndarray, voxel_um: tuple[float, float, float], *, s
         q = np.stack([c0, c0 + eu, c0 + eu + ev, c0 + ev], axis=1)
         quads.append(q)
         prs.append(np.sort(np.column_stack([la, lb]), axis=1))
+        if R is not None:
+            ra, rb = R[tuple(sl_a)][tuple(idx.T)], R[tuple(sl_b)][tuple(idx.T)]
+            swap = la > lb
+            sides.append(np.column_stack([np.where(swap, rb, ra), np.where(swap, ra, rb)]))
         bf = np.full(len(idx), -1, dtype=np.int64)
         out_lo = (la == OUTSIDE) | (la == SEPARATOR_LABEL)
         out_hi = lb == OUTSIDE
@@ -106,6 +118,9 @@ def build_surface(labels: np.ndarray, voxel_um: tuple[float, float, float], *, s
                 mask |= 1 << P[ijk[:, 0] + di, ijk[:, 1] + dj, ijk[:, 2] + dk].astype(np.int32)
     pts = _to_mesh_coords(ijk, n0, voxel_um)
     surf = Surface(pts, tris, pairs, box_face, mask, pts.copy())
+    if R is not None:
+        sr = np.concatenate(sides)
+        surf.side_regions = np.concatenate([sr, sr])  # type: ignore[attr-defined]
     surf._quads = qv  # type: ignore[attr-defined]
     surf._ijk = ijk  # type: ignore[attr-defined]
     surf._shape = (n0, n1, n2)  # type: ignore[attr-defined]
@@ -293,9 +308,19 @@ def repair_folds(surf: Surface, max_rounds: int = 8) -> int:
     return int(touched.sum())
 
 
-def surface_of_volume(volume: Volume, *, separator: bool = True, iterations: int = 12) -> Surface:
-    """Smoothed multi-label surface of a Volume."""
-    s = build_surface(volume.labels, volume.voxel_size_um, separator=separator)
+def surface_of_volume(volume: Volume, *, separator: bool = True, iterations: int = 12,
+                      regions: bool = False) -> Surface:
+    """Smoothed multi-label surface of a Volume (``regions``: with ``side_regions``, the
+    face-connected component of each side's phase, see :func:`build_surface`)."""
+    rid = None
+    if regions:
+        import cc3d
+
+        rid = cc3d.connected_components(np.asarray(volume.labels), connectivity=6, out_dtype=np.uint64)
+        if np.any(rid == 0):  # cc3d treats label 0 as background: number the pore's components too
+            pore = cc3d.connected_components(np.asarray(volume.labels) == 0, connectivity=6, out_dtype=np.uint64)
+            rid = np.where(rid == 0, pore + rid.max(), rid)
+    s = build_surface(volume.labels, volume.voxel_size_um, separator=separator, region_ids=rid)
     if iterations > 0:
         smooth_surface(s, volume.voxel_size_um, iterations=iterations)
         s.repaired_vertices = repair_folds(s)  # type: ignore[attr-defined]

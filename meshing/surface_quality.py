@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from tomocell.log import get_logger
+from tomocell.meshing.fidelity import cross3
 
 log = get_logger("meshing.surface_quality")
 
@@ -35,14 +36,15 @@ log = get_logger("meshing.surface_quality")
 def triangle_quality(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
     """4 sqrt(3) area / (sum of squared edge lengths): 1 for equilateral, 0 for degenerate."""
     p = points[tris]
-    a = 0.5 * np.linalg.norm(np.cross(p[..., 1, :] - p[..., 0, :], p[..., 2, :] - p[..., 0, :]), axis=-1)
+    c = cross3(p[..., 1, :] - p[..., 0, :], p[..., 2, :] - p[..., 0, :])
+    a = 0.5 * np.sqrt(np.sum(c * c, axis=-1))
     l2 = sum(np.sum((p[..., (i + 1) % 3, :] - p[..., i, :]) ** 2, axis=-1) for i in range(3))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.nan_to_num(4.0 * np.sqrt(3.0) * a / l2)
 
 
 def _normal(p: np.ndarray) -> np.ndarray:
-    return np.cross(p[..., 1, :] - p[..., 0, :], p[..., 2, :] - p[..., 0, :])
+    return cross3(p[..., 1, :] - p[..., 0, :], p[..., 2, :] - p[..., 0, :])
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -1,17 +1,21 @@
 #!/usr/bin/env python
 """Benchmark of the meshing routes on synthetic three-phase volumes (figures printed, no asserts).
 
-    .venv/bin/python scripts/bench_mesh.py --sizes 100 200 --voxel 0.1 --h-interface 0.3 --h-bulk 1.0
+    .venv/bin/python scripts/bench_mesh.py --sizes 100 200 --voxel 0.1 --threads 2
 
-Prints per size: route used, wall and CPU time (this process, gmsh threads included), the load
-average while it ran, peak RSS, tets, nodes, min/1st-percentile SICN, slivers, phase-volume and
-interface-area errors, and the growth exponent of time and tets between sizes with a projection to
-the paper's 340 x 340 x 400 voxels. The machine is shared: timings are noisy, CPU seconds less so.
+Prints per size: route and gmsh formulation used, wall and CPU time per stage (surface build,
+coarsening, surface quality pass, gmsh volume meshing, phase assignment and facet tags, sliver pass,
+fidelity report), tets, nodes, tets per second of the gmsh stage and of the whole route, min /
+1st-percentile / median SICN and slivers (SICN < 0.05), phase-volume and interface-area errors, the
+load average while it ran and peak memory (this process and the gmsh child processes), and the
+growth exponents of time and tets between the smallest and largest sizes with a projection to the
+paper's 340 x 340 x 400 voxels. The machine is shared: timings are noisy, CPU seconds less so.
 
 The volume is the same sphere-pack phantom at every size (particles 3-7 um, a 1.5-voxel CBD shell:
 the hardest case for slivers, thin CBD layers everywhere), so the growth exponent compares like
 with like; ``--generator`` uses tomocell.microstructure.synthetic.generate_electrode instead
-(it cannot pack a 10 um box at its default fractions).
+(it cannot pack a 10 um box at its default fractions); ``--gan N`` meshes an N^3 crop of the shared
+GAN volume (``--gan-path``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,18 @@ def electrode(n: int, voxel_um: float, seed: int = 0, generator: bool = False):
     return sphere_pack_volume((n, n, n), voxel_um, n_spheres=ns, radius_vox=(r0, r1), cbd_shell_vox=1.5, seed=seed)
 
 
+def gan_crop(path: str, n: int):
+    from tomocell.microstructure.io import read_volume
+
+    vol = read_volume(path)
+    s = tuple(slice(0, min(n, m)) for m in vol.shape)
+    return vol.with_labels(np.ascontiguousarray(vol.labels[s])), None
+
+
+def _cpu(ru) -> float:
+    return ru.ru_utime + ru.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 200])
@@ -52,38 +68,66 @@ def main() -> None:
     ap.add_argument("--separator", type=float, default=5.0)
     ap.add_argument("--route", default="surface")
     ap.add_argument("--coarsen", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2, help="gmsh processes at once (default 2)")
+    ap.add_argument("--formulation", default="regions", help="gmsh formulation: regions (default) or embedded")
+    ap.add_argument("--algorithm", type=int, default=None, help="gmsh Algorithm3D (default: 10 = HXT for regions)")
     ap.add_argument("--generator", action="store_true", help="generate_electrode instead of the phantom")
+    ap.add_argument("--gan-path", default=None, help="labelled volume to crop instead of a phantom (N^3 crops)")
     args = ap.parse_args()
     rows = []
     for n in args.sizes:
-        vol, part = electrode(n, args.voxel, generator=args.generator)
+        if args.gan_path:
+            vol, part = gan_crop(args.gan_path, n)
+        else:
+            vol, part = electrode(n, args.voxel, generator=args.generator)
         t0 = time.perf_counter()
-        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        ru0, rc0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         res = mesh_volume(vol, route=args.route, h_interface_um=args.h_interface, h_bulk_um=args.h_bulk,
                           separator_um=args.separator, coarsen=args.coarsen, particle_labels=part,
-                          area_tol=None, min_sicn=0.0)  # report the surface route's figures, do not fall back
+                          area_tol=None, min_sicn=0.0, threads=args.threads, gmsh_formulation=args.formulation,
+                          gmsh_algorithm=args.algorithm)  # report the surface route's figures, do not fall back
         dt = time.perf_counter() - t0
-        ru1 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+        ru1, rc1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_self, cpu_child = _cpu(ru1) - _cpu(ru0), _cpu(rc1) - _cpu(rc0)
+        cpu = cpu_self + cpu_child
         load = os.getloadavg()
         r = res.report
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        info = res.mesh.info
+        rss, rss_c = ru1.ru_maxrss / 1024, rc1.ru_maxrss / 1024
         rows.append((n, dt, r["tets"], cpu))
-        print(f"n={n}^3 voxel={args.voxel} um fractions={ {k: round(v, 3) for k, v in vol.fractions().items()} }")
-        print(f"  route={res.mesh.info.get('route')} fallback={res.mesh.info.get('fallback')}")
-        print(f"  wall={dt:.1f} s  cpu={cpu:.1f} s  load(1,5,15 min)={load[0]:.1f},{load[1]:.1f},{load[2]:.1f} "
-              f"on {os.cpu_count()} cores  peak_rss={rss:.0f} MB  tets={r['tets']}  nodes={r['nodes']}")
+        print(f"n={n}^3 voxel={vol.voxel_size_um[0]} um fractions={ {k: round(v, 3) for k, v in vol.fractions().items()} }")
+        g = info.get("gmsh", {})
+        print(f"  route={info.get('route')} fallback={info.get('fallback')} formulation={g.get('formulation')} "
+              f"algorithm3d={g.get('algorithm3d')} regions={g.get('regions')} by algorithm={g.get('regions_by_algorithm')} "
+              f"redone={g.get('regions_redone')} processes={g.get('processes')} "
+              f"formulation_fallback={g.get('formulation_fallback')}")
+        print(f"  wall={dt:.1f} s  cpu={cpu:.1f} s (this process {cpu_self:.1f}, gmsh children {cpu_child:.1f})  "
+              f"load(1,5,15 min)={load[0]:.1f},{load[1]:.1f},{load[2]:.1f} on {os.cpu_count()} cores  "
+              f"peak_rss={rss:.0f} MB (largest gmsh child {rss_c:.0f} MB)")
+        if info.get("route") == "surface":
+            sc, sq, sl = info.get("surface_coarsening", {}), info.get("surface_quality", {}), info.get("sliver_removal", {})
+            t_fid = dt - info["time_s"]
+            print("  stages wall s: surface {:.1f} | coarsen {:.1f} | surface quality {:.1f} | gmsh {:.1f} | "
+                  "phases+tags {:.1f} | slivers {:.1f} | fidelity report {:.1f}".format(
+                      info["time_surface_s"], sc.get("time_s", 0.0), sq.get("time_s", 0.0), info["time_gmsh_s"],
+                      info.get("time_tags_s", 0.0), sl.get("time_s", 0.0), t_fid))
+            print(f"  surface triangles={info.get('surface_triangles')} (before coarsening {sc.get('triangles_in')})  "
+                  f"gmsh: {g.get('tets')} tets, {g.get('tets_per_s', 0):.0f} tets/s of its stage; "
+                  f"route: {r['tets'] / max(info['time_s'], 1e-9):.0f} tets/s")
+        print(f"  tets={r['tets']}  nodes={r['nodes']}")
         q = r["quality_sicn"]
-        print(f"  SICN min={q['min']:.4f} p01={q['p01']:.3f} median={q['median']:.3f} slivers(<{r['sliver_threshold_sicn']})={r['slivers']}")
+        print(f"  SICN min={q['min']:.4f} p01={q['p01']:.3f} median={q['median']:.3f} "
+              f"slivers(<{r['sliver_threshold_sicn']})={r['slivers']} ({100 * r['slivers'] / r['tets']:.3f} %)")
         print("  phase volume error: " + ", ".join(f"{k} {100 * v['rel_error']:+.2f} %" for k, v in r["phase_volumes"].items()))
         print("  interface area vs marching cubes: " + ", ".join(f"{k} {100 * v['rel_error']:+.1f} %" for k, v in r["interface_areas"].items()))
-        print(f"  info: { {k: v for k, v in res.mesh.info.items() if k.startswith('time') or k in ('surface_triangles', 'surface_coarsening', 'surface_quality', 'sliver_removal')} }", flush=True)
+        print(f"  conformity: {r['conformity']}", flush=True)
     if len(rows) >= 2:
         (n0, t0_, m0, c0), (n1, t1, m1, c1) = rows[0], rows[-1]
         g = math.log(n1 / n0)
         et, ec, em = math.log(t1 / t0_) / g, math.log(c1 / c0) / g, math.log(m1 / m0) / g
         scale = (340 * 340 * 400) ** (1 / 3) / n1
-        print(f"growth {n0}^3 -> {n1}^3: wall ~ n^{et:.2f}, cpu ~ n^{ec:.2f}, tets ~ n^{em:.2f}")
+        print(f"growth {n0}^3 -> {n1}^3: wall x{t1 / t0_:.1f} (~ n^{et:.2f}), cpu x{c1 / c0:.1f} (~ n^{ec:.2f}), "
+              f"tets x{m1 / m0:.1f} (~ n^{em:.2f})")
         print(f"projection to 340x340x400 voxels: ~{t1 * scale**et:.0f} s wall, ~{c1 * scale**ec:.0f} s cpu, "
               f"~{m1 * scale**em / 1e6:.2f} M tets")
 
