@@ -20,6 +20,10 @@ installed library does it under these constraints:
   gmsh sliver on a slightly concave patch) moves to phase B, the interface's edge between those
   faces is flipped, and that edge, now inside B, is removed as above; the phase volumes change by
   the flat tet's volume only;
+* **node insertion**: when all four nodes of a bad tet are on tagged facets (a wedge at a triple
+  line, a tet spanning a thin CBD layer), nothing may move; a new free node is starred into the tet
+  and its face neighbours of the same phase (then their neighbours too) at the candidate position
+  with the best worst tet. The cavity's boundary faces stay, so nothing tagged changes;
 * **snap to a box face**: a free node almost on a box face is moved onto it and the flat tets this
   leaves are dropped (a flat tet with four nodes on one box face is dropped too).
 
