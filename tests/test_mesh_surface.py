@@ -297,3 +297,30 @@ def test_region_patches_identify_each_region():
         for reg, keys in table.items():
             if reg[0] == ph:
                 assert _odd_edges(np.concatenate([np.asarray(groups[k]) for k in keys])) == 0
+
+
+def test_gmsh_process_death_is_recovered_or_reported(monkeypatch):
+    from tomocell.meshing.gmsh_volume import MeshingError, surface_mesh
+    from tomocell.meshing.pipeline import mesh_volume
+
+    # one ball of active material with a CBD cap, in pore: 4 regions with the separator
+    n = 12
+    g = np.indices((n, n, n)).astype(float) + 0.5 - n / 2
+    lab = np.where(np.sqrt((g**2).sum(0)) < 4.0, ACTIVE, PORE).astype(np.uint8)
+    lab[(lab == PORE) & (np.sqrt((g**2).sum(0)) < 5.5) & (g[0] > 1)] = CBD
+    vol = Volume(lab, 0.25)
+    # HXT kills its process on every region: each region is redone by Delaunay, still conformal
+    monkeypatch.setenv("TOMOCELL_GMSH_FAULT", "abort:10")
+    m = surface_mesh(vol, h_interface_um=0.5, h_bulk_um=1.0, separator_um=1.0)
+    gi = m.info["gmsh"]
+    assert gi["formulation"] == "regions" and gi["regions"] == 4
+    assert gi["regions_redone"] == 4 and gi["regions_by_algorithm"] == {"1": 4}
+    assert "died" in gi["redo_reasons"][0]
+    r = fidelity_report(m, vol)
+    assert r["conformity"]["ok"] and abs(r["total_volume_rel_error"]) < 1e-9
+    # every gmsh process dies: the surface route raises, the pipeline falls back to the voxel route
+    monkeypatch.setenv("TOMOCELL_GMSH_FAULT", "abort:10,1")
+    with pytest.raises(MeshingError, match="died"):
+        surface_mesh(vol, h_interface_um=0.5, h_bulk_um=1.0, separator_um=1.0)
+    res = mesh_volume(vol, h_interface_um=0.5, h_bulk_um=1.0, separator_um=1.0)
+    assert res.mesh.info["route"] == "voxel" and "died" in res.mesh.info["fallback"]
