@@ -11,6 +11,11 @@ Figures: specific capacity against C-rate per loading, calendered vs uncalendere
 volumetric capacity (mAh per cm^3 of electrode, what calendering is meant to raise) against C-rate,
 and the Ragone plot of all electrodes. The structure metrics of calendering (porosity, tortuosity)
 against strain are the ``calendering`` study.
+
+The input must be an UNCALENDERED electrode (the default configs generate one: the bundled synthetic
+composition diluted by 1/(1 - strain), porosity 0.44). Calendering an already calendered electrode
+(porosity 0.30) by another 20 % closes most of its pore network, and such an electrode collapses at
+any rate; every calendered run records ``pore_open_to_separator`` so this shows in the table.
 """
 
 from __future__ import annotations

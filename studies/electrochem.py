@@ -39,6 +39,7 @@ from tomocell import mpi
 from tomocell.atomic import write_json
 from tomocell.errors import InputError, SolverError
 from tomocell.log import get_logger
+from tomocell.microstructure.variants_calendering import pore_open_to_separator
 from tomocell.microstructure.volume import ACTIVE, PORE, Volume
 from tomocell.studies.inputs import apply_variants, load_volume_cached
 
@@ -182,6 +183,8 @@ def _build_on_root(sp: dict[str, Any], out_dir: Path, final: Path, key: str, den
         "porosity": fr["pore"], "active_fraction": fr["active"], "cbd_fraction": fr.get("cbd", 0.0),
         "active_loading_mg_cm2": active_loading_mg_cm2(vol, density_kg_m3),
         "depth_um": depth, "depth_porosity": por,
+        # pore closed off from the separator carries no electrolyte current (calendering can close it)
+        "pore_open_to_separator": pore_open_to_separator(vol.labels),
         "mesh_porosity": mesh_fr.get("pore"), "mesh_active_fraction": mesh_fr.get("active"),
         "mesh_cells": int(res.mesh.tets.shape[0]), "mesh_route": m["route"], "coarsen": int(m["coarsen"]),
         "mesh_fallback": res.mesh.info.get("fallback"),
@@ -362,7 +365,7 @@ def run_discharge(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     mesh_xdmf, info = build_structure(params["structure"], study_dir, pset.density)
     summary = discharge(mesh_xdmf, float(params["c_rate"]), run_dir / "discharge", sim, params.get("reuse_from"))
     out = discharge_metrics(run_dir / "discharge", summary)
-    out["structure"] = {k: info[k] for k in ("key", "thickness_um", "porosity", "active_fraction", "cbd_fraction",
-                                             "active_loading_mg_cm2", "mesh_porosity", "mesh_active_fraction",
-                                             "mesh_cells", "coarsen")}
+    out["structure"] = {k: info.get(k) for k in ("key", "thickness_um", "porosity", "active_fraction", "cbd_fraction",
+                                                 "active_loading_mg_cm2", "mesh_porosity", "mesh_active_fraction",
+                                                 "mesh_cells", "coarsen", "pore_open_to_separator")}
     return out
