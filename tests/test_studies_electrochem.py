@@ -81,6 +81,25 @@ def test_default_plans_have_the_right_runs():
     assert {r.params["structure"]["variants"][0]["thickness_um"] for r in cr} == {30.0, 50.0, 85.0}
 
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "studies" / "configs"
+STUDY_OF_CONFIG = {"rate_capability": rate_capability, "graded_designs": graded_designs, "thickness": thickness,
+                   "calendering_rate": calendering_rate}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.toml")), ids=lambda p: p.name)
+def test_every_bundled_config_plans(path):
+    """Every config shipped in studies/configs (defaults, *_full, extra set-ups) is valid for its study."""
+    stem = path.stem
+    if stem == "calendering":
+        from tomocell.studies import calendering
+
+        runs = calendering.plan(study_config(calendering, path))
+    else:
+        mod = next(m for k, m in STUDY_OF_CONFIG.items() if stem == k or stem.startswith(k + "_"))
+        runs = mod.plan(study_config(mod, path))
+    assert runs and len({r.name for r in runs}) == len(runs)
+
+
 @pytest.mark.parametrize("bad", [
     {"c_rates": [0.0, 1.0]},
     {"c_rates": [1.0, 1.0]},
