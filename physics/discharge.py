@@ -60,6 +60,9 @@ class DischargeResult:
     mpi_size: int
     wall_s: float
     charge_Ah: float = 0.0
+    linear_solver: str = ""
+    #: switches from the iterative solver to LU after a failed linear solve (time, step length)
+    solver_switches: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -222,8 +225,11 @@ def simulate_discharge(
                 dt_try = min(dt_try, seg_t0 + rest_s - t)
             pre = model.snapshot()
             v_before = q_prev["voltage_V"]
+            n_switch = len(model.solver_switches)
             st = try_step(model, dt_try, ctl)
             dt_try = st.dt
+            for sw in model.solver_switches[n_switch:]:
+                sw.update({"t_s": t, "step": step + 1})
             q = model.quantities()
             event = False
             crossed = ((segment == "discharge" and q["voltage_V"] < p.voltage_min)
@@ -299,6 +305,7 @@ def simulate_discharge(
         newton_total=newton_total, krylov_total=krylov_total, newton_per_step=newton_total / max(step, 1),
         snapshots=done_snaps, dofs=model.dof_count(), cells=model.inp.mesh.topology.index_map(3).size_global,
         mpi_size=comm.size, wall_s=time.perf_counter() - t_wall, rows=rows, charge_Ah=q_chg / 3600.0,
+        linear_solver=model.linear_solver, solver_switches=list(model.solver_switches),
     )
     if out is not None:
         write_timeseries(comm, out, rows)

@@ -39,8 +39,11 @@ from petsc4py import PETSc
 from mpi4py import MPI
 
 from tomocell.errors import InputError
+from tomocell.log import get_logger
 from tomocell.meshing import tags as T
 from tomocell.physics.parameters import FARADAY, Parameters
+
+log = get_logger(__name__)
 
 IFACE = 1  # dS subdomain id of the reaction interface
 CC_SOLID = 1  # ds subdomain ids
@@ -308,6 +311,12 @@ class HalfCellModel:
         ``{"ksp_rtol": 1e-8}`` or ``{"fieldsplit_ps_pc_gamg_threshold": 0.05}`` (splits cs, ps, ce, pe).
     quadrature_degree : quadrature for every integral (2 is exact enough for P1 with smooth data).
     predictor : start Newton from a linear extrapolation of the last two accepted states.
+    direct_fallback_dof_limit : with the iterative solver, a Newton step whose linear solve fails
+        (GMRES not converged) is redone from the same start with MUMPS LU, and the model stays on LU
+        from then on (``solver_switches`` records when), if the model has at most this many DOFs
+        (0 disables it). The field split relies on weak off-diagonal blocks; once the electrolyte
+        depletes at high rate (c_e -> 0: kappa -> 0 and the diffusion-potential term ~ 1/c_e) they are
+        no longer weak and GMRES stalls, which used to cut the time step to milliseconds.
     extra_residual : optional callable(model, tests) -> UFL form added to the residual (used by the
         method of manufactured solutions test).
     """
@@ -326,6 +335,7 @@ class HalfCellModel:
         lu_lag: int = 3,
         solver_options: dict[str, Any] | None = None,
         predictor: bool = True,
+        direct_fallback_dof_limit: int = 2_000_000,
     ):
         if li_kinetics not in ("butler-volmer", "ideal"):
             raise InputError(f"li_kinetics must be 'butler-volmer' or 'ideal', got {li_kinetics!r}")
@@ -335,6 +345,9 @@ class HalfCellModel:
         self.p = params
         self.li_kinetics = li_kinetics
         self.linear_solver = linear_solver
+        self.direct_fallback_dof_limit = int(direct_fallback_dof_limit)
+        #: (time-step length [s], reason) of each switch from the iterative solver to LU
+        self.solver_switches: list[dict[str, Any]] = []
         self.lu_lag = int(lu_lag)
         self.solver_options = dict(solver_options or {})
         self.predictor = bool(predictor)
@@ -724,14 +737,52 @@ class HalfCellModel:
             f.x.array[:] = a
 
     def _reset_reused_lu(self, snes: Any) -> None:
-        """A reused LU may come from a state that led nowhere: refactorise on the next try. (Only the
-        direct solver: resetting the field split would drop its index sets; its AMG is rebuilt for
+        """A reused LU may come from a state that led nowhere: refactorise on the next try. (Only an
+        LU preconditioner: resetting the field split would drop its index sets; its AMG is rebuilt for
         every Jacobian anyway.)"""
+        pc = snes.getKSP().getPC()
+        if pc.getType() == "lu":
+            pc.reset()
+
+    def switch_to_direct(self, why: str) -> None:
+        """Use MUMPS LU (reused over ``lu_lag`` Jacobians) from now on, for the galvanostatic problem and
+        any potentiostatic one built later. Collective."""
         if self.linear_solver == "direct":
-            snes.getKSP().getPC().reset()
+            return
+        log.warning("iterative linear solver failed (%s): switching to MUMPS LU for the rest of the run "
+                    "(%d DOFs)", why, self.dof_count())
+        old = self.problem
+        self.linear_solver = "direct"
+        user, self.solver_options = self.solver_options, {}  # they were options of the iterative solver
+        try:
+            self._build_solver(self._prefix + "lu_")
+        finally:
+            self.solver_options = user
+        try:
+            old.solver.destroy()
+        except Exception:  # noqa: BLE001 - best effort; the objects are also collected with the problem
+            pass
+        PETSc.garbage_cleanup(self.comm)
+        self.solver_switches.append({"dt_s": float(self.dt.value), "reason": why})
 
     def solve_step(self, dt: float) -> tuple[bool, int, int]:
-        """One backward-Euler step of length dt [s] from the accepted state. (converged, newton, krylov)."""
+        """One backward-Euler step of length dt [s] from the accepted state. (converged, newton, krylov).
+
+        With the iterative solver, a failed linear solve switches to LU (``direct_fallback_dof_limit``)
+        and the step is redone from the same start; the returned counts include both tries."""
+        fallback = (self.linear_solver == "iterative" and not self.potentiostatic
+                    and 0 < self.dof_count() <= self.direct_fallback_dof_limit)
+        start = [f.x.array.copy() for f in self.u] if fallback else None
+        ok, its, kits, reason = self._solve_once(dt)
+        if not ok and fallback and reason in (-3, -11):  # SNES_DIVERGED_LINEAR_SOLVE / PETSc error in KSP
+            for f, a in zip(self.u, start):
+                f.x.array[:] = a
+            self.switch_to_direct("GMRES did not converge" if reason == -3 else "PETSc error in the linear solve")
+            ok2, its2, kits2, _ = self._solve_once(dt)
+            return ok2, its + its2, kits + kits2
+        return ok, its, kits
+
+    def _solve_once(self, dt: float) -> tuple[bool, int, int, int]:
         self.dt.value = dt
         self._predict(dt)
         self._last_dt = dt
@@ -741,15 +792,16 @@ class HalfCellModel:
             problem.solve()
         except Exception:  # noqa: BLE001 - PETSc errors (e.g. NaN in a factorisation) mean a failed step
             self._reset_reused_lu(snes)
-            return False, snes.getIterationNumber(), snes.getLinearSolveIterations()
+            return False, snes.getIterationNumber(), snes.getLinearSolveIterations(), -11
         reason = snes.getConvergedReason()
         its = snes.getIterationNumber()
         kits = snes.getLinearSolveIterations()
         ok = reason > 0 and all(np.all(np.isfinite(f.x.array)) for f in self.u)
         ok = bool(self.comm.allreduce(ok, op=MPI.LAND))
+        reason = int(self.comm.allreduce(reason, op=MPI.MIN))
         if not ok:
             self._reset_reused_lu(snes)
-        return ok, its, kits
+        return ok, its, kits, reason
 
     # ---- integrated quantities -----------------------------------------------------------------
     def _assemble(self, form_ufl: Any) -> float:

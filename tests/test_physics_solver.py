@@ -62,6 +62,48 @@ def test_iterative_matches_direct(params):
     assert ki / ni <= 30
 
 
+@pytest.mark.mpi
+def test_failed_iterative_solve_falls_back_to_lu(params):
+    """A GMRES that cannot converge (1 iteration allowed) switches the model to LU within the same step:
+    the step succeeds, Li is conserved, and the states equal the direct solver's."""
+    inp = box_cell(MPI.COMM_WORLD, n=(6, 6, 8), n_sep=2)
+    md, _, _ = _run(inp, params, "direct")
+    mf = HalfCellModel(inp, params, linear_solver="iterative", petsc_prefix="t_fallback_",
+                       solver_options={"ksp_max_it": 1})
+    x0, _ = params.theta_limits()
+    mf.set_state(x0)
+    current = 3.0 * mf.one_c_current_A()
+    mf.set_current_A(current)
+    q0 = mf.quantities()
+    for k, dt in enumerate(STEPS_S):
+        ok, its, _ = mf.solve_step(dt)
+        assert ok and its > 0
+        mf.accept_step()
+        q = mf.quantities()
+        passed = current * dt / FARADAY
+        d_li = q["li_solid_mol"] + q["li_electrolyte_mol"] - q0["li_solid_mol"] - q0["li_electrolyte_mol"]
+        assert abs(d_li - passed) / passed <= 1e-10
+        q0 = q
+        if k == 0:
+            assert mf.linear_solver == "direct" and len(mf.solver_switches) == 1
+            assert mf.problem.solver.getKSP().getPC().getType() == "lu"
+    assert len(mf.solver_switches) == 1
+    for a, b in zip(md.u, mf.u):
+        diff = np.max(np.abs(a.x.array - b.x.array)) if a.x.array.size else 0.0
+        assert MPI.COMM_WORLD.allreduce(diff, op=MPI.MAX) < 1e-9
+
+
+def test_fallback_can_be_disabled(params):
+    inp = box_cell(MPI.COMM_WORLD, n=(4, 4, 5), n_sep=2)
+    m = HalfCellModel(inp, params, linear_solver="iterative", petsc_prefix="t_nofallback_",
+                      solver_options={"ksp_max_it": 1}, direct_fallback_dof_limit=0)
+    x0, _ = params.theta_limits()
+    m.set_state(x0)
+    m.set_current_A(3.0 * m.one_c_current_A())
+    ok, _, _ = m.solve_step(STEPS_S[0])
+    assert not ok and m.linear_solver == "iterative" and not m.solver_switches
+
+
 def test_krylov_per_newton_bounded_under_refinement(params):
     """Two refinements (h and h/2) of the same cell: Krylov iterations per Newton step within 30 %."""
     per = []
@@ -92,9 +134,9 @@ def test_auto_solver_choice_and_overrides(params):
 
 def test_iterative_recovers_from_a_failed_linear_solve(params):
     """A step whose Krylov solve fails is reported as failed and the next try solves (the field split
-    keeps its splits: a PC reset would drop them)."""
+    keeps its splits: a PC reset would drop them). The LU fallback is off here: it is tested above."""
     inp = box_cell(MPI.COMM_WORLD, n=(4, 4, 5), n_sep=2)
-    m = HalfCellModel(inp, params, linear_solver="iterative", petsc_prefix="t_fail_")
+    m = HalfCellModel(inp, params, linear_solver="iterative", petsc_prefix="t_fail_", direct_fallback_dof_limit=0)
     x0, _ = params.theta_limits()
     m.set_state(x0)
     m.set_current_A(2.0 * m.one_c_current_A())
