@@ -95,3 +95,27 @@ def test_voltage_change_caps_the_next_step():
     # the cap is off at 0
     off = StepControl(dt_max_s=1e9, max_dvoltage_V=0.0)
     assert next_step_size(10.0, 10.0, 3, 0, off, dvoltage_V=-0.2) == pytest.approx(16.0)
+
+
+def test_newton_convergence_rules():
+    from tomocell.physics.model import newton_convergence
+
+    # quadratic convergence to 1e-11 relative: converged
+    h = [1.0, 1e-3, 1e-8, 1e-13]
+    assert newton_convergence(3, 1.0, 1e-9, 1e-13, h, 15) == 3
+    # still falling: continue
+    h = [1.0, 1e-2, 1e-5]
+    assert newton_convergence(2, 1.0, 1e-3, 1e-5, h, 15) == 0
+    # the depleted-electrolyte floor: 1e-4 -> 8e-10 -> 2.9e-10 -> 2.88e-10: accepted at the floor
+    h = [1.0e-4, 8.5e-10, 2.9e-10, 2.88e-10]
+    assert newton_convergence(3, 1.0, 1e-6, 2.88e-10, h, 15) == 0  # fell 3x over two iterations: going on
+    h = [1.0e-4, 8.5e-10, 2.9e-10, 2.88e-10, 2.77e-10]
+    assert newton_convergence(4, 1.0, 1e-6, 2.77e-10, h, 15) == 5
+    # a stall far from converged (only 1e3 reduction) is NOT accepted, and fails at the iteration limit
+    h = [1.0, 1e-3, 0.99e-3, 0.98e-3]
+    assert newton_convergence(3, 1.0, 1e-3, 0.98e-3, h, 15) == 0
+    assert newton_convergence(15, 1.0, 1e-3, 0.98e-3, h + [0.97e-3] * 12, 15) == -5
+    # a stall at 1e-7 absolute is not accepted either (not round-off for an O(1) state)
+    h = [1.0e2, 1e-7, 0.9e-7, 0.9e-7]
+    assert newton_convergence(3, 1.0, 1e-6, 0.9e-7, h, 15) == 0
+    assert newton_convergence(2, 1.0, 1e-6, float("nan"), [1.0, 1.0, float("nan")], 15) == -4
