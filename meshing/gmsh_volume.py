@@ -35,7 +35,7 @@ from tomocell.log import get_logger
 from tomocell.meshing import tags
 from tomocell.meshing.coarsen import coarsen_surface_checked
 from tomocell.meshing.separator import layer_thicknesses
-from tomocell.meshing.surface import SEPARATOR_LABEL, Surface, surface_of_volume
+from tomocell.meshing.surface import SEPARATOR_LABEL, Surface, fix_checkerboard_edges, surface_of_volume
 from tomocell.meshing.tagging import NonConformalMeshError, face_keys, face_table, tag_facets
 from tomocell.meshing.tetmesh import TetMesh
 from tomocell.microstructure.volume import Volume
@@ -176,7 +176,13 @@ def surface_mesh(
     L = n0 * d[0]
     X, Y = n2 * d[2], n1 * d[1]
     sep = separator_um > 0
-    surf = surface_of_volume(volume, separator=sep, iterations=smoothing_iterations, regions=True)
+    # voxel edges with one phase on a diagonal only make the surface non-manifold (pinches that gmsh
+    # may fail to recover after coarsening): those few voxels are relabelled first
+    fixed, n_fixed = fix_checkerboard_edges(volume.labels)
+    if n_fixed:
+        log.info("surface route: %d voxels relabelled to remove one-diagonal (checkerboard) edges", n_fixed)
+    surf = surface_of_volume(volume.with_labels(fixed) if n_fixed else volume, separator=sep,
+                             iterations=smoothing_iterations, regions=True)
     t_surf = time.perf_counter() - t0
     # group triangles: box faces by plane, interfaces by label pair
     # patches: ("box", plane, phase, region) and ("iface", phase a, phase b, region a, region b), where
@@ -221,6 +227,10 @@ def surface_mesh(
         points, groups, surface_quality_info = improve_surface(points, groups, voxel_um=float(np.mean(d)),
                                                                threshold=0.2)
         surface_quality_info["time_s"] = time.perf_counter() - t1
+    groups, bubbles = _drop_closed_bubbles(groups)
+    if bubbles["components"]:
+        log.info("surface route: %d tiny closed shells (%d triangles) dropped from their patches",
+                 bubbles["components"], bubbles["triangles"])
     # keep only nodes used by the (coarsened) surface, renumbered
     used_s = np.unique(np.concatenate(list(groups.values())))
     ren = np.full(len(points), -1, dtype=np.int64)
@@ -284,7 +294,7 @@ def surface_mesh(
             "separator_um": float(separator_um), "surface_triangles": int(sum(len(t) for t in groups.values())),
             "smoothing_iterations": smoothing_iterations, "surface_coarsening": coarsen_info,
             "surface_quality": surface_quality_info, "sliver_removal": sliver_info,
-            "repaired_vertices": int(getattr(surf, "repaired_vertices", 0)), "centroid_phase_disagreement": disagree,
+            "repaired_vertices": int(getattr(surf, "repaired_vertices", 0)), "checkerboard_voxels_relabelled": n_fixed, "closed_bubbles_dropped": bubbles, "centroid_phase_disagreement": disagree,
             "gmsh": gmsh_info, "time_surface_s": t_surf, "time_surface_prep_s": t_prep, "time_gmsh_s": t_gmsh, "time_tags_s": t_tags,
             "time_s": time.perf_counter() - t0,
             "voxel_size_um": list(d), "volume_shape": list(volume.shape),
@@ -295,6 +305,52 @@ def surface_mesh(
              mesh.num_tets, mesh.num_nodes, mesh.info["time_s"], t_surf, t_prep, t_gmsh, sliver_info.get("time_s", 0.0))
     return mesh
 
+
+
+def _drop_closed_bubbles(groups: dict, max_triangles: int = 64) -> tuple[dict, dict]:
+    """Remove the small edge-connected pieces of a patch that are closed surfaces on their own.
+
+    Smoothing and coarsening can pinch a one-voxel neck, leaving a tiny closed shell (4-8 triangles
+    seen at 200^3) inside a patch, almost touching the rest; gmsh then cannot recover its faces
+    without splitting them (the region fails with both HXT and Delaunay). A closed piece bounds a
+    pocket by itself, so dropping it from its patch leaves every region closed: the pocket goes to
+    the region around it, the same on both sides, and the mesh stays conformal. A whole region
+    enclosed by one small closed patch (a blob of a few voxels) goes the same way. The phase volume
+    changes by the pocket's volume only (reported by the fidelity check).
+    """
+    out: dict = {}
+    n_comp = n_tri = 0
+    for k, tri in groups.items():
+        m = len(tri)
+        if m == 0:
+            continue
+        e = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), axis=1)
+        ek = e[:, 0].astype(np.int64) * (int(tri.max()) + 1) + e[:, 1]
+        tid = np.tile(np.arange(m), 3)
+        order = np.argsort(ek, kind="stable")
+        ks, ts = ek[order], tid[order]
+        link = np.flatnonzero(ks[1:] == ks[:-1])
+        g = sp.coo_matrix((np.ones(len(link)), (ts[link], ts[link + 1])), shape=(m, m))
+        ncomp, comp = connected_components(g, directed=False)
+        if ncomp == 1 and m > max_triangles:
+            out[k] = tri
+            continue
+        size = np.bincount(comp, minlength=ncomp)
+        # closed: every edge of the piece is in exactly two of its triangles
+        pair = comp[tid].astype(np.int64) * (int(ek.max()) + 1) + ek
+        _, inv, cnt = np.unique(pair, return_inverse=True, return_counts=True)
+        open_comp = np.zeros(ncomp, dtype=bool)
+        open_comp[comp[tid][cnt[inv.ravel()] != 2]] = True
+        drop = ~open_comp & (size <= max_triangles)
+        if np.any(drop):
+            n_comp += int(np.count_nonzero(drop))
+            n_tri += int(size[drop].sum())
+            keep = ~drop[comp]
+            if np.any(keep):
+                out[k] = tri[keep]
+        else:
+            out[k] = tri
+    return out, {"components": n_comp, "triangles": n_tri}
 
 
 def _region_table(groups: dict) -> dict[tuple[int, int], list]:
@@ -581,9 +637,12 @@ def _gmsh_job(gmsh, points: np.ndarray, groups: dict, *, formulation: str, algo:
     st = np.sort(allt, axis=1)
     fv = np.ascontiguousarray(faces).view(np.dtype((np.void, 24))).ravel()
     sv = np.ascontiguousarray(st).view(np.dtype((np.void, 24))).ravel()
-    missing = int(np.count_nonzero(~np.isin(sv, fv)))
-    if missing:
-        raise MeshingError(f"{missing} of {len(st)} surface triangles are not tet faces (Steiner points on the surface)")
+    lost = ~np.isin(sv, fv)
+    if np.any(lost):
+        err = MeshingError(f"{int(np.count_nonzero(lost))} of {len(st)} surface triangles are not tet faces "
+                           "(Steiner points on the surface)")
+        err.missing_triangles = allt[lost]  # type: ignore[attr-defined]
+        raise err
     return tets, coords[is_new]
 
 
