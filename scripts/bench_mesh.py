@@ -82,10 +82,17 @@ def main() -> None:
             vol, part = electrode(n, args.voxel, generator=args.generator)
         t0 = time.perf_counter()
         ru0, rc0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        res = mesh_volume(vol, route=args.route, h_interface_um=args.h_interface, h_bulk_um=args.h_bulk,
-                          separator_um=args.separator, coarsen=args.coarsen, particle_labels=part,
-                          area_tol=None, min_sicn=0.0, threads=args.threads, gmsh_formulation=args.formulation,
-                          gmsh_algorithm=args.algorithm)  # report the surface route's figures, do not fall back
+        try:
+            # the surface route's own figures: no fallback (the voxel route at 200^3 would need ~25 GB)
+            res = mesh_volume(vol, route=args.route, h_interface_um=args.h_interface, h_bulk_um=args.h_bulk,
+                              separator_um=args.separator, coarsen=args.coarsen, particle_labels=part,
+                              area_tol=None, min_sicn=0.0, threads=args.threads, gmsh_formulation=args.formulation,
+                              gmsh_algorithm=args.algorithm, fallback=False)
+        except Exception as exc:  # report and go on: a failure is a result too
+            ru = resource.getrusage(resource.RUSAGE_SELF)
+            print(f"n={n}^3 FAILED after {time.perf_counter() - t0:.1f} s (peak_rss {ru.ru_maxrss / 1024:.0f} MB): "
+                  f"{type(exc).__name__}: {exc}", flush=True)
+            continue
         dt = time.perf_counter() - t0
         ru1, rc1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_self, cpu_child = _cpu(ru1) - _cpu(ru0), _cpu(rc1) - _cpu(rc0)
