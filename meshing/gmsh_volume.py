@@ -329,7 +329,11 @@ def _drop_closed_bubbles(groups: dict, max_triangles: int = 64) -> tuple[dict, d
         tid = np.tile(np.arange(m), 3)
         order = np.argsort(ek, kind="stable")
         ks, ts = ek[order], tid[order]
-        link = np.flatnonzero(ks[1:] == ks[:-1])
+        # triangles are linked across manifold edges only (two triangles of the patch): a shell that
+        # touches the rest of its patch along a non-manifold edge is a piece of its own
+        start = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+        cnt_e = np.diff(np.r_[start, len(ks)])
+        link = start[cnt_e == 2]
         g = sp.coo_matrix((np.ones(len(link)), (ts[link], ts[link + 1])), shape=(m, m))
         ncomp, comp = connected_components(g, directed=False)
         if ncomp == 1 and m > max_triangles:
