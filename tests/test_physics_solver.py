@@ -148,3 +148,18 @@ def test_iterative_recovers_from_a_failed_linear_solve(params):
     ksp.setTolerances(max_it=400)
     ok, its, kits = m.solve_step(36.0)
     assert ok and kits > 0
+
+
+def test_options_of_an_earlier_model_do_not_leak_into_the_next(params):
+    """Iterative options (right preconditioning, unpreconditioned norm) left in PETSc's global database
+    by a model must not apply to a later direct model with the same prefix: they made its lagged-LU
+    GMRES fail after a current switch."""
+    from petsc4py import PETSc
+
+    inp = box_cell(MPI.COMM_WORLD, n=(4, 4, 5), n_sep=2)
+    HalfCellModel(inp, params, linear_solver="iterative", petsc_prefix="t_leak_")
+    PETSc.Options()["t_leak_ksp_pc_side"] = "right"  # as if left behind
+    m = HalfCellModel(inp, params, linear_solver="direct", petsc_prefix="t_leak_")
+    ksp = m.problem.solver.getKSP()
+    assert ksp.getPCSide() == PETSc.PC.Side.LEFT
+    assert ksp.getPC().getType() == "lu"
