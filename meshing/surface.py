@@ -21,6 +21,7 @@ import dataclasses
 import numpy as np
 import scipy.sparse as sp
 
+from tomocell.meshing.intersect import intersecting_triangles
 from tomocell.microstructure.volume import Volume
 
 OUTSIDE = 7  #: label of the voxels padded around the box
@@ -206,74 +207,6 @@ def folded_triangles(points: np.ndarray, tris: np.ndarray, min_angle_deg: float 
         close = same & (np.einsum("ij,ij->i", w[off:], w[:-off]) > cos_min)
         bad[owner[off:][close]] = True
         bad[owner[:-off][close]] = True
-    return bad
-
-
-def _segment_hits_triangle(p0, p1, a, b, c, eps=1e-12):
-    """Moller-Trumbore, vectorised: does segment p0-p1 cross triangle abc strictly inside?"""
-    d = p1 - p0
-    e1, e2 = b - a, c - a
-    h = np.cross(d, e2)
-    det = np.einsum("ij,ij->i", e1, h)
-    ok = np.abs(det) > eps * np.einsum("ij,ij->i", e1, e1) * np.sqrt(np.einsum("ij,ij->i", d, d))
-    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-    sv = p0 - a
-    u = np.einsum("ij,ij->i", sv, h) * inv
-    q = np.cross(sv, e1)
-    v = np.einsum("ij,ij->i", d, q) * inv
-    t = np.einsum("ij,ij->i", e2, q) * inv
-    tol = 1e-9
-    return ok & (u > tol) & (v > tol) & (u + v < 1 - tol) & (t > tol) & (t < 1 - tol)
-
-
-def intersecting_triangles(points: np.ndarray, tris: np.ndarray, cell_um: float | None = None) -> np.ndarray:
-    """Boolean mask of triangles that cross another triangle they share no vertex with.
-
-    Candidate pairs come from a uniform grid hash of triangle bounding boxes; each pair is tested by
-    the six edge-against-triangle crossings (coplanar overlaps are left to :func:`folded_triangles`).
-    """
-    p = points[tris]
-    lo, hi = p.min(axis=1), p.max(axis=1)
-    if cell_um is None:
-        cell_um = float(np.median((hi - lo).max(axis=1))) * 2.0 + 1e-12
-    org = lo.min(axis=0)
-    clo = np.floor((lo - org) / cell_um).astype(np.int64)
-    chi = np.floor((hi - org) / cell_um).astype(np.int64)
-    dims = chi.max(axis=0) + 2
-    span = np.minimum(chi - clo, 3)
-    cells, owners = [], []
-    for dx in range(4):
-        for dy in range(4):
-            for dz in range(4):
-                sel = (span[:, 0] >= dx) & (span[:, 1] >= dy) & (span[:, 2] >= dz)
-                c = clo[sel] + np.array([dx, dy, dz])
-                cells.append((c[:, 0] * dims[1] + c[:, 1]) * dims[2] + c[:, 2])
-                owners.append(np.flatnonzero(sel))
-    cell = np.concatenate(cells)
-    own = np.concatenate(owners)
-    order = np.argsort(cell, kind="stable")
-    cell, own = cell[order], own[order]
-    bad = np.zeros(len(tris), dtype=bool)
-    off = 1
-    while True:
-        same = cell[off:] == cell[:-off]
-        if not np.any(same):
-            break
-        i, j = own[:-off][same], own[off:][same]
-        # bounding boxes must overlap; pairs sharing a vertex are neighbours, not intersections
-        ov = np.all((lo[i] <= hi[j]) & (lo[j] <= hi[i]), axis=1)
-        i, j = i[ov], j[ov]
-        shared = (tris[i][:, :, None] == tris[j][:, None, :]).any(axis=(1, 2))
-        i, j = i[~shared], j[~shared]
-        if len(i):
-            hit = np.zeros(len(i), dtype=bool)
-            A, B = p[i], p[j]
-            for k in range(3):
-                hit |= _segment_hits_triangle(A[:, k], A[:, (k + 1) % 3], B[:, 0], B[:, 1], B[:, 2])
-                hit |= _segment_hits_triangle(B[:, k], B[:, (k + 1) % 3], A[:, 0], A[:, 1], A[:, 2])
-            bad[i[hit]] = True
-            bad[j[hit]] = True
-        off += 1
     return bad
 
 

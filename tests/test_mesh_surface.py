@@ -350,3 +350,52 @@ def test_checkerboard_edges_are_relabelled_and_the_surface_becomes_manifold():
     # 4 triangles on an edge: a pinch; 3 is a triple line (three phases), which stays
     assert edge_valence(lab) == 4 and edge_valence(fixed) <= 3
     assert fix_checkerboard_edges(fixed)[1] == 0
+
+
+def _crossings_brute_force(P: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Every pair of triangles, every edge against the other triangle (Moller-Trumbore in numpy)."""
+    i, j = np.triu_indices(len(T), 1)
+    keep = ~(T[i][:, :, None] == T[j][:, None, :]).any(axis=(1, 2))
+    i, j = i[keep], j[keep]
+
+    def seg_hits(p0, p1, a, b, c):
+        d, e1, e2 = p1 - p0, b - a, c - a
+        h = np.cross(d, e2)
+        det = np.einsum("ij,ij->i", e1, h)
+        ok = np.abs(det) > 1e-12 * np.einsum("ij,ij->i", e1, e1) * np.linalg.norm(d, axis=1)
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        s = p0 - a
+        u = np.einsum("ij,ij->i", s, h) * inv
+        q = np.cross(s, e1)
+        v = np.einsum("ij,ij->i", d, q) * inv
+        t = np.einsum("ij,ij->i", e2, q) * inv
+        return ok & (u > 1e-9) & (v > 1e-9) & (u + v < 1 - 1e-9) & (t > 1e-9) & (t < 1 - 1e-9)
+
+    A, B = P[T[i]], P[T[j]]
+    hit = np.zeros(len(i), dtype=bool)
+    for k in range(3):
+        hit |= seg_hits(A[:, k], A[:, (k + 1) % 3], B[:, 0], B[:, 1], B[:, 2])
+        hit |= seg_hits(B[:, k], B[:, (k + 1) % 3], A[:, 0], A[:, 1], A[:, 2])
+    bad = np.zeros(len(T), dtype=bool)
+    bad[i[hit]] = True
+    bad[j[hit]] = True
+    return bad
+
+
+def test_intersecting_triangles_matches_all_pairs_on_a_perturbed_surface():
+    """The grid-hashed compiled test finds exactly the crossings an all-pairs search finds, on a
+    smoothed voxel surface whose vertices were shaken until some hundred triangles cross."""
+    lab = np.zeros((10, 12, 12), dtype=np.uint8)
+    zz, yy, xx = np.mgrid[:10, :12, :12]
+    lab[(zz - 5) ** 2 + (yy - 6) ** 2 + (xx - 6) ** 2 <= 12] = ACTIVE
+    lab[(lab == 0) & ((zz - 5) ** 2 + (yy - 6) ** 2 + (xx - 6) ** 2 <= 20)] = CBD
+    s = build_surface(lab, (0.1, 0.1, 0.1), separator=False)
+    rng = np.random.default_rng(3)
+    P = s.points + rng.normal(0.0, 0.03, s.points.shape)
+    ref = _crossings_brute_force(P, s.triangles)
+    assert 20 < ref.sum() < len(ref) // 2
+    assert np.array_equal(intersecting_triangles(P, s.triangles), ref)
+    # a coarse and a fine grid give the same answer (pairs met in several cells are tested once)
+    assert np.array_equal(intersecting_triangles(P, s.triangles, cell_um=0.05), ref)
+    assert np.array_equal(intersecting_triangles(P, s.triangles, cell_um=1.0), ref)
+    assert not intersecting_triangles(s.points, s.triangles).any()
