@@ -2,9 +2,9 @@
 
 The surface is cut into patches: one per interface between two regions and one per region on each
 box face, where a region is a face-connected component of one phase (the separator slab is one).
-Coarsening (:mod:`tomocell.meshing.coarsen`) and the triangle-quality pass
-(:mod:`tomocell.meshing.surface_quality`) keep patch borders (triple lines, phase lines on box
-faces, box edges) exactly. gmsh then meshes each region as its own volume bounded by its patches
+The surface is then coarsened to ``h_interface`` with good triangles by :mod:`tomocell.meshing.remesh`,
+which thins patch borders (triple lines, phase lines on box faces, box edges) along themselves and
+keeps them shared by all their patches. gmsh then meshes each region as its own volume bounded by its patches
 (``formulation="regions"``), by HXT (Algorithm3D 10) or Delaunay (1), a few regions at a time in
 child processes (:func:`_gmsh_tets`). Every surface triangle is kept as a tet face (checked per
 region), so neighbouring regions share their interface nodes and faces: the mesh is conformal at
@@ -33,7 +33,7 @@ from scipy.sparse.csgraph import connected_components
 from tomocell.errors import InputError, TomocellError
 from tomocell.log import get_logger
 from tomocell.meshing import tags
-from tomocell.meshing.coarsen import coarsen_surface_checked
+from tomocell.meshing.remesh import remesh_surface
 from tomocell.meshing.separator import layer_thicknesses
 from tomocell.meshing.surface import SEPARATOR_LABEL, Surface, fix_checkerboard_edges, surface_of_volume
 from tomocell.meshing.tagging import NonConformalMeshError, face_keys, face_table, tag_facets
@@ -214,19 +214,10 @@ def surface_mesh(
     points, tri_lists = _merge_duplicates(points, [groups[k] for k in keys], 1e-6 * min(d))
     groups = dict(zip(keys, tri_lists))
     t1 = time.perf_counter()
-    groups, coarsen_info = coarsen_surface_checked(points, groups, voxel_um=float(np.mean(d)),
-                                           target_edge_um=h_interface_um * coarsen_factor)
-    coarsen_info["time_s"] = time.perf_counter() - t1
-    surface_quality_info: dict = {}
-    if improve:
-        from tomocell.meshing.surface_quality import improve_surface
-
-        t1 = time.perf_counter()
-        # threshold 0.2 (the pass's default is 0.35): at 64^3 / 0.1 um it halves this stage (12.9 -> 5.5 s)
-        # for 43 instead of 39 slivers in 71 k tets, the same worst tet
-        points, groups, surface_quality_info = improve_surface(points, groups, voxel_um=float(np.mean(d)),
-                                                               threshold=0.2)
-        surface_quality_info["time_s"] = time.perf_counter() - t1
+    # coarsening and triangle quality in one pass (patch borders coarsened as lines, never split)
+    points, groups, remesh_info = remesh_surface(points, groups, voxel_um=float(np.mean(d)),
+                                                  target_edge_um=h_interface_um * coarsen_factor)
+    remesh_info["time_s"] = time.perf_counter() - t1
     groups, bubbles = _drop_closed_bubbles(groups)
     if bubbles["components"]:
         log.info("surface route: %d tiny closed shells (%d triangles) dropped from their patches",
@@ -292,8 +283,8 @@ def surface_mesh(
         info={
             "route": "surface", "h_interface_um": h_interface_um, "h_bulk_um": h_bulk_um,
             "separator_um": float(separator_um), "surface_triangles": int(sum(len(t) for t in groups.values())),
-            "smoothing_iterations": smoothing_iterations, "surface_coarsening": coarsen_info,
-            "surface_quality": surface_quality_info, "sliver_removal": sliver_info,
+            "smoothing_iterations": smoothing_iterations, "surface_remeshing": remesh_info,
+            "sliver_removal": sliver_info,
             "repaired_vertices": int(getattr(surf, "repaired_vertices", 0)), "checkerboard_voxels_relabelled": n_fixed, "closed_bubbles_dropped": bubbles, "centroid_phase_disagreement": disagree,
             "gmsh": gmsh_info, "time_surface_s": t_surf, "time_surface_prep_s": t_prep, "time_gmsh_s": t_gmsh, "time_tags_s": t_tags,
             "time_s": time.perf_counter() - t0,
@@ -301,7 +292,7 @@ def surface_mesh(
         },
     )
     log.info("surface route (%s, gmsh algorithm %s): %d tets, %d nodes in %.1f s (surface %.1f s, "
-             "coarsening and quality %.1f s, gmsh %.1f s, slivers %.1f s)", form, gmsh_info.get("algorithm3d"),
+             "surface remeshing %.1f s, gmsh %.1f s, slivers %.1f s)", form, gmsh_info.get("algorithm3d"),
              mesh.num_tets, mesh.num_nodes, mesh.info["time_s"], t_surf, t_prep, t_gmsh, sliver_info.get("time_s", 0.0))
     return mesh
 

@@ -112,12 +112,15 @@ def main() -> None:
               f"load(1,5,15 min)={load[0]:.1f},{load[1]:.1f},{load[2]:.1f} on {os.cpu_count()} cores  "
               f"peak_rss={rss:.0f} MB (largest gmsh child {rss_c:.0f} MB)")
         if info.get("route") == "surface":
-            sc, sq, sl = info.get("surface_coarsening", {}), info.get("surface_quality", {}), info.get("sliver_removal", {})
+            sc, sl = info.get("surface_remeshing", {}), info.get("sliver_removal", {})
             t_fid = dt - info["time_s"]
-            print("  stages wall s: surface {:.1f} | coarsen {:.1f} | surface quality {:.1f} | gmsh {:.1f} | "
+            print("  stages wall s: surface {:.1f} | surface remeshing {:.1f} | gmsh {:.1f} | "
                   "phases+tags {:.1f} | slivers {:.1f} | fidelity report {:.1f}".format(
-                      info["time_surface_s"], sc.get("time_s", 0.0), sq.get("time_s", 0.0), info["time_gmsh_s"],
+                      info["time_surface_s"], sc.get("time_s", 0.0), info["time_gmsh_s"],
                       info.get("time_tags_s", 0.0), sl.get("time_s", 0.0), t_fid))
+            print(f"  surface remeshing: {sc.get('collapses')} collapses, {sc.get('flips')} flips, {sc.get('moves')} "
+                  f"moves, {sc.get('defect_rounds')} defect rounds, triangle quality min {sc.get('min_quality_in', 0):.3g} "
+                  f"-> {sc.get('min_quality_out', 0):.3g}{', FALLBACK: ' + sc['fallback'] if 'fallback' in sc else ''}")
             print(f"  surface triangles={info.get('surface_triangles')} (before coarsening {sc.get('triangles_in')})  "
                   f"gmsh: {g.get('tets')} tets, {g.get('tets_per_s', 0):.0f} tets/s of its stage; "
                   f"route: {r['tets'] / max(info['time_s'], 1e-9):.0f} tets/s")

@@ -1,0 +1,827 @@
+"""Coarsening and quality remeshing of the multi-patch interface surface (compiled with numba).
+
+The surface is one triangle set whose patches (one label pair and region pair, or one box plane)
+share vertices along patch borders: triple lines, phase lines on box faces, box edges. gmsh keeps
+every surface triangle as a tet face, so this surface sets both the number of tetrahedra and their
+worst quality. Three local operations bring it to the target edge length ``h`` with good triangles:
+
+* **half-edge collapse** (v -> w, v removed, w kept in place), shortest edges first, of edges
+  shorter than 0.8 h whose new edges stay below 1.33 h. A vertex inside a patch may collapse onto
+  any neighbour. A vertex on a patch border (a *curve* vertex: its patches meet along exactly two
+  border edges with the same patch set) collapses only along its border onto a border neighbour, so
+  every triple line and box edge is coarsened as a line and stays shared by all its patches.
+  Junctions of borders and box corners never move. Because a collapse only removes a vertex and
+  keeps the others where they are, box faces and the electrode|separator plane stay exactly planar.
+  A collapse is refused when it breaks the link condition (it would glue the surface), turns a
+  triangle by more than ``max_bend_deg``, lowers the worst quality of the star below ``min_quality``,
+  or when the removed vertex lies further than the error bound from the new triangles (or, on a
+  border, from the new border segment); errors accumulate on the kept vertex (as in vtkDecimatePro's
+  AccumulateError) so phase volumes do not drift.
+* **edge flip** inside one patch, between two nearly coplanar triangles, when it raises the worse
+  of the two qualities;
+* **tangential relaxation** of patch-interior vertices towards the centroid of their neighbours,
+  in their tangent plane (a vertex whose neighbours all share a coordinate keeps it: box planes),
+  accepted when the worst quality of the star rises.
+
+Each pass works on an independent set (a vertex whose neighbourhood changed is left for the next
+pass) and the vertex-to-triangle index is rebuilt between passes. Written here rather than taken
+from a library because none of the installed ones (VTK's vtkDecimatePro, fast-simplification,
+pyacvd, gmsh's remesher) coarsens a non-manifold multi-patch surface while keeping its patch borders
+shared: VTK freezes the borders (the voxel-spaced border vertices then stand next to coarse
+triangles and make needles), the others treat the surface as one manifold, and gmsh needs a
+parametrisable manifold per patch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numba
+import numpy as np
+
+from tomocell.log import get_logger
+
+log = get_logger("meshing.remesh")
+
+INTERIOR, CURVE, PINNED = 0, 1, 2
+
+
+# -- small geometry ------------------------------------------------------------------------------
+
+@numba.njit(cache=True, inline="always")
+def _normal(P, a, b, c):
+    ux, uy, uz = P[b, 0] - P[a, 0], P[b, 1] - P[a, 1], P[b, 2] - P[a, 2]
+    vx, vy, vz = P[c, 0] - P[a, 0], P[c, 1] - P[a, 1], P[c, 2] - P[a, 2]
+    return uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+
+
+@numba.njit(cache=True, inline="always")
+def _quality(P, a, b, c):
+    """4 sqrt(3) area / sum of squared edge lengths (1 equilateral, 0 degenerate)."""
+    nx, ny, nz = _normal(P, a, b, c)
+    area = 0.5 * math.sqrt(nx * nx + ny * ny + nz * nz)
+    l2 = 0.0
+    for (i, j) in ((a, b), (b, c), (c, a)):
+        for d in range(3):
+            l2 += (P[j, d] - P[i, d]) ** 2
+    if l2 <= 0.0:
+        return 0.0
+    return 4.0 * math.sqrt(3.0) * area / l2
+
+
+@numba.njit(cache=True, inline="always")
+def _cos_between(ax, ay, az, bx, by, bz):
+    na = math.sqrt(ax * ax + ay * ay + az * az)
+    nb = math.sqrt(bx * bx + by * by + bz * bz)
+    if na == 0.0 or nb == 0.0:
+        return -1.0
+    return (ax * bx + ay * by + az * bz) / (na * nb)
+
+
+@numba.njit(cache=True)
+def _point_triangle_distance(p, a, b, c):
+    """Distance from point p to triangle abc (closest-point regions, Ericson's Real-Time Collision Detection 5.1.5)."""
+    ab = b - a
+    ac = c - a
+    ap = p - a
+    d1 = ab @ ap
+    d2 = ac @ ap
+    if d1 <= 0.0 and d2 <= 0.0:
+        q = a
+    else:
+        bp = p - b
+        d3 = ab @ bp
+        d4 = ac @ bp
+        if d3 >= 0.0 and d4 <= d3:
+            q = b
+        else:
+            vc = d1 * d4 - d3 * d2
+            if vc <= 0.0 and d1 >= 0.0 and d3 <= 0.0:
+                q = a + (d1 / (d1 - d3)) * ab
+            else:
+                cp = p - c
+                d5 = ab @ cp
+                d6 = ac @ cp
+                if d6 >= 0.0 and d5 <= d6:
+                    q = c
+                else:
+                    vb = d5 * d2 - d1 * d6
+                    if vb <= 0.0 and d2 >= 0.0 and d6 <= 0.0:
+                        q = a + (d2 / (d2 - d6)) * ac
+                    else:
+                        va = d3 * d6 - d5 * d4
+                        if va <= 0.0 and (d4 - d3) >= 0.0 and (d5 - d6) >= 0.0:
+                            q = b + ((d4 - d3) / ((d4 - d3) + (d5 - d6))) * (c - b)
+                        else:
+                            den = 1.0 / (va + vb + vc)
+                            q = a + ab * (vb * den) + ac * (vc * den)
+    r = p - q
+    return math.sqrt(r @ r)
+
+
+@numba.njit(cache=True)
+def _point_segment_distance(p, a, b):
+    ab = b - a
+    den = ab @ ab
+    t = 0.0 if den == 0.0 else min(1.0, max(0.0, ((p - a) @ ab) / den))
+    r = p - (a + t * ab)
+    return math.sqrt(r @ r)
+
+
+# -- vertex classification -----------------------------------------------------------------------
+
+@numba.njit(cache=True)
+def _classify(T, pid, alive, vstart, vtri, pinned_in, vclass, cn):
+    """vclass[v]: INTERIOR (one patch, closed fan), CURVE (exactly two border edges whose triangle
+    patch set equals v's patch set, every other edge an interior edge of one patch) or PINNED;
+    cn[v] = the two border neighbours of a CURVE vertex."""
+    nv = len(vstart) - 1
+    nb = np.empty(256, dtype=np.int64)
+    cnt = np.empty(256, dtype=np.int64)
+    pset = np.empty(32, dtype=np.int64)
+    eps_ = np.empty((256, 8), dtype=np.int64)
+    neps = np.empty(256, dtype=np.int64)
+    for v in range(nv):
+        cn[v, 0] = -1
+        cn[v, 1] = -1
+        if pinned_in[v]:
+            vclass[v] = PINNED
+            continue
+        nn = 0
+        npset = 0
+        ok = True
+        for k in range(vstart[v], vstart[v + 1]):
+            t = vtri[k]
+            if not alive[t]:
+                continue
+            p = pid[t]
+            found = False
+            for i in range(npset):
+                if pset[i] == p:
+                    found = True
+            if not found:
+                if npset == 32:
+                    ok = False
+                    break
+                pset[npset] = p
+                npset += 1
+            for j in range(3):
+                u = T[t, j]
+                if u == v:
+                    continue
+                idx = -1
+                for i in range(nn):
+                    if nb[i] == u:
+                        idx = i
+                        break
+                if idx < 0:
+                    if nn == 256:
+                        ok = False
+                        break
+                    idx = nn
+                    nb[nn] = u
+                    cnt[nn] = 0
+                    neps[nn] = 0
+                    nn += 1
+                cnt[idx] += 1
+                # patches of the triangles on edge (v, u)
+                f2 = False
+                for i in range(neps[idx]):
+                    if eps_[idx, i] == p:
+                        f2 = True
+                if not f2:
+                    if neps[idx] == 8:
+                        ok = False
+                        break
+                    eps_[idx, neps[idx]] = p
+                    neps[idx] += 1
+            if not ok:
+                break
+        if not ok or nn == 0:
+            vclass[v] = PINNED
+            continue
+        if npset == 1:
+            closed = True
+            for i in range(nn):
+                if cnt[i] != 2:
+                    closed = False
+            vclass[v] = INTERIOR if closed else PINNED
+            continue
+        ncurve = 0
+        good = True
+        for i in range(nn):
+            if neps[i] == npset and cnt[i] == npset:
+                if ncurve < 2:
+                    cn[v, ncurve] = nb[i]
+                ncurve += 1
+            elif not (neps[i] == 1 and cnt[i] == 2):
+                good = False
+        if good and ncurve == 2:
+            vclass[v] = CURVE
+        else:
+            vclass[v] = PINNED
+            cn[v, 0] = -1
+            cn[v, 1] = -1
+
+
+@numba.njit(cache=True)
+def _edge_crease(P, T, alive, vstart, vtri, t, x, y, o, cos_min):
+    """True if a triangle other than t on edge (x, y) folds onto t: the directions from the edge to
+    the two opposite vertices (o for t) make an angle below acos(cos_min). Both endpoints' index
+    lists are scanned with a membership test, so a list that is stale after an operation is safe."""
+    ex, ey, ez = P[y, 0] - P[x, 0], P[y, 1] - P[x, 1], P[y, 2] - P[x, 2]
+    el = math.sqrt(ex * ex + ey * ey + ez * ez)
+    if el == 0.0:
+        return True
+    ex, ey, ez = ex / el, ey / el, ez / el
+    wx, wy, wz = P[o, 0] - P[x, 0], P[o, 1] - P[x, 1], P[o, 2] - P[x, 2]
+    pr = wx * ex + wy * ey + wz * ez
+    wx, wy, wz = wx - pr * ex, wy - pr * ey, wz - pr * ez
+    wl = math.sqrt(wx * wx + wy * wy + wz * wz)
+    if wl <= 1e-9 * el:
+        return True  # degenerate triangle
+    for end in (x, y):
+        for k in range(vstart[end], vstart[end + 1]):
+            t2 = vtri[k]
+            if t2 == t or not alive[t2]:
+                continue
+            hx = hy = False
+            o2 = -1
+            for j in range(3):
+                z = T[t2, j]
+                if z == x:
+                    hx = True
+                elif z == y:
+                    hy = True
+                else:
+                    o2 = z
+            if not (hx and hy) or o2 < 0:
+                continue
+            ux, uy, uz = P[o2, 0] - P[x, 0], P[o2, 1] - P[x, 1], P[o2, 2] - P[x, 2]
+            pr = ux * ex + uy * ey + uz * ez
+            ux, uy, uz = ux - pr * ex, uy - pr * ey, uz - pr * ez
+            ul = math.sqrt(ux * ux + uy * uy + uz * uz)
+            if ul <= 1e-9 * el:
+                return True
+            if (ux * wx + uy * wy + uz * wz) / (ul * wl) > cos_min:
+                return True
+    return False
+
+
+@numba.njit(cache=True)
+def _triangle_creases(P, T, alive, vstart, vtri, t, cos_min):
+    a, b, c = T[t, 0], T[t, 1], T[t, 2]
+    return (_edge_crease(P, T, alive, vstart, vtri, t, a, b, c, cos_min)
+            or _edge_crease(P, T, alive, vstart, vtri, t, b, c, a, cos_min)
+            or _edge_crease(P, T, alive, vstart, vtri, t, c, a, b, cos_min))
+
+
+# -- collapse ------------------------------------------------------------------------------------
+
+@numba.njit(cache=True)
+def _try_collapse(v, w, P, T, pid, alive, vstart, vtri, vclass, cn, err, locked, h_hi2, cos_bend,
+                  min_quality, max_err, q_of, cos_crease):
+    if vclass[v] == PINNED or locked[v] or locked[w]:
+        return False
+    u_other = -1
+    if vclass[v] == CURVE:
+        if cn[v, 0] == w:
+            u_other = cn[v, 1]
+        elif cn[v, 1] == w:
+            u_other = cn[v, 0]
+        else:
+            return False
+    if u_other >= 0 and locked[u_other]:
+        return False  # the border neighbour may have been collapsed away in this pass
+    s0, s1 = vstart[v], vstart[v + 1]
+    # Only v and w need to be untouched in this pass: the index lists of every other vertex still
+    # hold exactly its triangles (a collapse renames v to w inside them), only w's list is stale.
+    n_removed = 0
+    q_old = 1.0
+    for k in range(s0, s1):
+        t = vtri[k]
+        if not alive[t]:
+            continue
+        has_w = False
+        for j in range(3):
+            x = T[t, j]
+            if x == w:
+                has_w = True
+        if has_w:
+            n_removed += 1
+        q_old = min(q_old, q_of[t])
+    if n_removed == 0:
+        return False
+    if vclass[v] == INTERIOR and n_removed != 2:
+        return False
+    # link condition: the common neighbours of v and w are exactly the opposite vertices of the
+    # removed triangles
+    n_common = 0
+    for k in range(s0, s1):
+        t = vtri[k]
+        if not alive[t]:
+            continue
+        for j in range(3):
+            x = T[t, j]
+            if x == v or x == w:
+                continue
+            # is x a neighbour of w?  (count each x once: only from its first triangle in v's star)
+            first = True
+            for k2 in range(s0, k):
+                t2 = vtri[k2]
+                if alive[t2] and (T[t2, 0] == x or T[t2, 1] == x or T[t2, 2] == x):
+                    first = False
+                    break
+            if not first:
+                continue
+            for k3 in range(vstart[w], vstart[w + 1]):
+                t3 = vtri[k3]
+                if alive[t3] and (T[t3, 0] == x or T[t3, 1] == x or T[t3, 2] == x):
+                    n_common += 1
+                    break
+    if n_common != n_removed:
+        return False
+    # geometry of the kept triangles after v -> w
+    q_new = 1.0
+    dist = 1e300 if vclass[v] == INTERIOR else 0.0
+    pv = P[v].copy()
+    for k in range(s0, s1):
+        t = vtri[k]
+        if not alive[t]:
+            continue
+        a, b, c = T[t, 0], T[t, 1], T[t, 2]
+        if a == w or b == w or c == w:
+            continue
+        na = a if a != v else w
+        nb_ = b if b != v else w
+        nc = c if c != v else w
+        ox, oy, oz = _normal(P, a, b, c)
+        nx, ny, nz = _normal(P, na, nb_, nc)
+        if _cos_between(ox, oy, oz, nx, ny, nz) < cos_bend:
+            return False
+        q_new = min(q_new, _quality(P, na, nb_, nc))
+        for x in (a, b, c):
+            if x != v:
+                d2 = 0.0
+                for d in range(3):
+                    d2 += (P[x, d] - P[w, d]) ** 2
+                if d2 > h_hi2:
+                    return False
+        # the new triangle must not exist already around w (it would be doubled)
+        for k3 in range(vstart[w], vstart[w + 1]):
+            t3 = vtri[k3]
+            if not alive[t3]:
+                continue
+            m = 0
+            for j in range(3):
+                y = T[t3, j]
+                if y == na or y == nb_ or y == nc:
+                    m += 1
+            if m == 3:
+                return False
+        if vclass[v] == INTERIOR:
+            dist = min(dist, _point_triangle_distance(pv, P[na], P[nb_], P[nc]))
+    if q_new < min(min_quality, q_old):
+        return False
+    if vclass[v] == CURVE:
+        dist = _point_segment_distance(pv, P[w], P[u_other])
+    if err[v] + dist > max_err:
+        return False
+    # apply, then undo if a changed triangle folds onto a neighbour
+    star = vtri[s0:s1]
+    was_alive = alive[star].copy()
+    rows = T[star].copy()
+    for k in range(s0, s1):
+        t = vtri[k]
+        if not alive[t]:
+            continue
+        a, b, c = T[t, 0], T[t, 1], T[t, 2]
+        if a == w or b == w or c == w:
+            alive[t] = False
+            continue
+        for j in range(3):
+            if T[t, j] == v:
+                T[t, j] = w
+    for k in range(s0, s1):
+        t = vtri[k]
+        if alive[t] and _triangle_creases(P, T, alive, vstart, vtri, t, cos_crease):
+            for i in range(len(star)):
+                alive[star[i]] = was_alive[i]
+                T[star[i], 0], T[star[i], 1], T[star[i], 2] = rows[i, 0], rows[i, 1], rows[i, 2]
+            return False
+    for k in range(s0, s1):
+        t = vtri[k]
+        if alive[t]:
+            q_of[t] = _quality(P, T[t, 0], T[t, 1], T[t, 2])
+    e = err[v] + dist
+    if e > err[w]:
+        err[w] = e
+    locked[v] = True
+    locked[w] = True
+    return True
+
+
+@numba.njit(cache=True)
+def _collapse_pass(P, T, pid, alive, vstart, vtri, vclass, cn, err, edges, h_lo2, h_hi2, cos_bend,
+                   min_quality, max_err, q_of, cos_crease):
+    locked = np.zeros(len(vstart) - 1, dtype=np.bool_)
+    n = 0
+    for i in range(len(edges)):
+        a, b = edges[i, 0], edges[i, 1]
+        d2 = 0.0
+        for d in range(3):
+            d2 += (P[a, d] - P[b, d]) ** 2
+        if d2 >= h_lo2:
+            break  # edges are sorted by length
+        if locked[a] or locked[b]:
+            continue
+        # remove the vertex that is freer to move (interior before border)
+        if vclass[a] > vclass[b]:
+            a, b = b, a
+        if _try_collapse(a, b, P, T, pid, alive, vstart, vtri, vclass, cn, err, locked, h_hi2, cos_bend,
+                         min_quality, max_err, q_of, cos_crease):
+            n += 1
+        elif _try_collapse(b, a, P, T, pid, alive, vstart, vtri, vclass, cn, err, locked, h_hi2, cos_bend,
+                           min_quality, max_err, q_of, cos_crease):
+            n += 1
+    return n
+
+
+# -- flip ----------------------------------------------------------------------------------------
+
+@numba.njit(cache=True)
+def _flip_pass(P, T, pid, alive, vstart, vtri, cos_bend, q_of, q_target, cos_crease):
+    nv = len(vstart) - 1
+    locked = np.zeros(nv, dtype=np.bool_)
+    n = 0
+    for t in range(len(T)):
+        if not alive[t] or q_of[t] >= q_target:
+            continue
+        best_gain = 1e-3
+        best_s = -1
+        best_i = -1
+        for i in range(3):
+            a, b, c = T[t, i], T[t, (i + 1) % 3], T[t, (i + 2) % 3]
+            if locked[a] or locked[b] or locked[c]:
+                break
+            # triangles on edge (a, b)
+            s = -1
+            m = 0
+            for k in range(vstart[a], vstart[a + 1]):
+                t2 = vtri[k]
+                if t2 == t or not alive[t2]:
+                    continue
+                if T[t2, 0] == b or T[t2, 1] == b or T[t2, 2] == b:
+                    s = t2
+                    m += 1
+            if m != 1 or pid[s] != pid[t]:
+                continue
+            d = T[s, 0] + T[s, 1] + T[s, 2] - a - b
+            if d == c or locked[d]:
+                continue
+            exists = False
+            for k in range(vstart[c], vstart[c + 1]):
+                t2 = vtri[k]
+                if alive[t2] and (T[t2, 0] == d or T[t2, 1] == d or T[t2, 2] == d):
+                    exists = True
+                    break
+            if exists:
+                continue
+            n1x, n1y, n1z = _normal(P, a, b, c)
+            n2x, n2y, n2z = _normal(P, b, a, d)
+            if _cos_between(n1x, n1y, n1z, n2x, n2y, n2z) < cos_bend:
+                continue
+            rx, ry, rz = n1x + n2x, n1y + n2y, n1z + n2z
+            ax_, ay_, az_ = _normal(P, a, d, c)
+            bx_, by_, bz_ = _normal(P, d, b, c)
+            if ax_ * rx + ay_ * ry + az_ * rz <= 0.0 or bx_ * rx + by_ * ry + bz_ * rz <= 0.0:
+                continue
+            gain = min(_quality(P, a, d, c), _quality(P, d, b, c)) - min(q_of[t], q_of[s])
+            if gain > best_gain:
+                best_gain = gain
+                best_s = s
+                best_i = i
+        if best_s < 0:
+            continue
+        s = best_s
+        a, b, c = T[t, best_i], T[t, (best_i + 1) % 3], T[t, (best_i + 2) % 3]
+        d = T[s, 0] + T[s, 1] + T[s, 2] - a - b
+        # keep s's own orientation: s ran b -> a if it was oriented like t
+        s_like_t = False
+        for j in range(3):
+            if T[s, j] == b and T[s, (j + 1) % 3] == a:
+                s_like_t = True
+        rt0, rt1, rt2 = T[t, 0], T[t, 1], T[t, 2]
+        rs0, rs1, rs2 = T[s, 0], T[s, 1], T[s, 2]
+        T[t, 0], T[t, 1], T[t, 2] = a, d, c
+        if s_like_t:
+            T[s, 0], T[s, 1], T[s, 2] = d, b, c
+        else:
+            T[s, 0], T[s, 1], T[s, 2] = c, b, d
+        if (_triangle_creases(P, T, alive, vstart, vtri, t, cos_crease)
+                or _triangle_creases(P, T, alive, vstart, vtri, s, cos_crease)):
+            T[t, 0], T[t, 1], T[t, 2] = rt0, rt1, rt2
+            T[s, 0], T[s, 1], T[s, 2] = rs0, rs1, rs2
+            continue
+        q_of[t] = _quality(P, T[t, 0], T[t, 1], T[t, 2])
+        q_of[s] = _quality(P, T[s, 0], T[s, 1], T[s, 2])
+        locked[a] = True
+        locked[b] = True
+        locked[c] = True
+        locked[d] = True
+        n += 1
+    return n
+
+
+# -- tangential relaxation -----------------------------------------------------------------------
+
+@numba.njit(cache=True)
+def _relax_pass(P, T, alive, vstart, vtri, vclass, cos_bend, q_of, max_move, q_target, cos_crease):
+    nv = len(vstart) - 1
+    locked = np.zeros(nv, dtype=np.bool_)
+    n = 0
+    for v in range(nv):
+        if vclass[v] != INTERIOR or locked[v]:
+            continue
+        s0, s1 = vstart[v], vstart[v + 1]
+        q0 = 1.0
+        busy = False
+        for k in range(s0, s1):
+            t = vtri[k]
+            if alive[t]:
+                q0 = min(q0, q_of[t])
+                for j in range(3):
+                    if locked[T[t, j]]:
+                        busy = True
+        if busy or q0 >= q_target:
+            continue
+        # consistent star normal (orientation may differ between triangles of a patch)
+        rx = ry = rz = 0.0
+        cx = cy = cz = 0.0
+        m = 0
+        same = np.ones(3, dtype=np.bool_)
+        for k in range(s0, s1):
+            t = vtri[k]
+            if not alive[t]:
+                continue
+            nx, ny, nz = _normal(P, T[t, 0], T[t, 1], T[t, 2])
+            if m > 0 and nx * rx + ny * ry + nz * rz < 0.0:
+                nx, ny, nz = -nx, -ny, -nz
+            rx += nx
+            ry += ny
+            rz += nz
+            for j in range(3):
+                x = T[t, j]
+                if x != v:
+                    cx += P[x, 0]
+                    cy += P[x, 1]
+                    cz += P[x, 2]
+                    for d in range(3):
+                        if P[x, d] != P[v, d]:
+                            same[d] = False
+            m += 2
+        if m == 0:
+            continue
+        nr = math.sqrt(rx * rx + ry * ry + rz * rz)
+        if nr == 0.0:
+            continue
+        rx, ry, rz = rx / nr, ry / nr, rz / nr
+        dx, dy, dz = cx / m - P[v, 0], cy / m - P[v, 1], cz / m - P[v, 2]
+        dn = dx * rx + dy * ry + dz * rz
+        dx, dy, dz = dx - dn * rx, dy - dn * ry, dz - dn * rz
+        if same[0]:
+            dx = 0.0
+        if same[1]:
+            dy = 0.0
+        if same[2]:
+            dz = 0.0
+        L = math.sqrt(dx * dx + dy * dy + dz * dz)
+        if L == 0.0:
+            continue
+        if L > max_move:
+            dx, dy, dz = dx * max_move / L, dy * max_move / L, dz * max_move / L
+        old0, old1, old2 = P[v, 0], P[v, 1], P[v, 2]
+        for wgt in (1.0, 0.5, 0.25):
+            # old normals
+            ok = True
+            qn = 1.0
+            P[v, 0], P[v, 1], P[v, 2] = old0, old1, old2
+            # store old normals by recomputing per triangle with the old position
+            for k in range(s0, s1):
+                t = vtri[k]
+                if not alive[t]:
+                    continue
+                P[v, 0], P[v, 1], P[v, 2] = old0, old1, old2
+                ox, oy, oz = _normal(P, T[t, 0], T[t, 1], T[t, 2])
+                P[v, 0], P[v, 1], P[v, 2] = old0 + wgt * dx, old1 + wgt * dy, old2 + wgt * dz
+                nx, ny, nz = _normal(P, T[t, 0], T[t, 1], T[t, 2])
+                if _cos_between(ox, oy, oz, nx, ny, nz) < cos_bend:
+                    ok = False
+                    break
+                qn = min(qn, _quality(P, T[t, 0], T[t, 1], T[t, 2]))
+            if ok and qn > q0 + 1e-3:
+                P[v, 0], P[v, 1], P[v, 2] = old0 + wgt * dx, old1 + wgt * dy, old2 + wgt * dz
+                for k in range(s0, s1):
+                    t = vtri[k]
+                    if alive[t] and _triangle_creases(P, T, alive, vstart, vtri, t, cos_crease):
+                        ok = False
+                        break
+            if ok and qn > q0 + 1e-3:
+                for k in range(s0, s1):
+                    t = vtri[k]
+                    if alive[t]:
+                        q_of[t] = _quality(P, T[t, 0], T[t, 1], T[t, 2])
+                        for j in range(3):
+                            locked[T[t, j]] = True
+                n += 1
+                break
+            P[v, 0], P[v, 1], P[v, 2] = old0, old1, old2
+    return n
+
+
+def triangle_quality(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """4 sqrt(3) area / (sum of squared edge lengths) of each triangle: 1 equilateral, 0 degenerate."""
+    return _qualities(np.ascontiguousarray(points, dtype=np.float64), np.ascontiguousarray(tris, dtype=np.int64))
+
+
+@numba.njit(cache=True)
+def _qualities(P, T):
+    q = np.empty(len(T))
+    for t in range(len(T)):
+        q[t] = _quality(P, T[t, 0], T[t, 1], T[t, 2])
+    return q
+
+
+# -- driver --------------------------------------------------------------------------------------
+
+@numba.njit(cache=True)
+def _vertex_index(T, alive, nv):
+    """Vertex -> alive triangles (CSR), by counting sort."""
+    vstart = np.zeros(nv + 1, dtype=np.int64)
+    for t in range(len(T)):
+        if alive[t]:
+            for j in range(3):
+                vstart[T[t, j] + 1] += 1
+    for v in range(nv):
+        vstart[v + 1] += vstart[v]
+    fill = vstart[:-1].copy()
+    vtri = np.empty(vstart[nv], dtype=np.int64)
+    for t in range(len(T)):
+        if alive[t]:
+            for j in range(3):
+                v = T[t, j]
+                vtri[fill[v]] = t
+                fill[v] += 1
+    return vstart, vtri
+
+
+@numba.njit(cache=True)
+def _short_edges(P, T, alive, h_lo):
+    """Edges shorter than h_lo, shortest first (an edge shared by k triangles appears k times; the
+    repeats are skipped by the collapse pass as their vertices are then locked)."""
+    m = 0
+    for t in range(len(T)):
+        if alive[t]:
+            m += 3
+    e = np.empty((m, 2), dtype=np.int64)
+    ln = np.empty(m)
+    n = 0
+    h2 = h_lo * h_lo
+    for t in range(len(T)):
+        if not alive[t]:
+            continue
+        for j in range(3):
+            a, b = T[t, j], T[t, (j + 1) % 3]
+            d2 = 0.0
+            for d in range(3):
+                d2 += (P[a, d] - P[b, d]) ** 2
+            if d2 < h2:
+                e[n, 0] = a
+                e[n, 1] = b
+                ln[n] = d2
+                n += 1
+    order = np.argsort(ln[:n])
+    return e[:n][order]
+
+
+def remesh_patches(
+    points: np.ndarray,
+    T: np.ndarray,
+    pid: np.ndarray,
+    *,
+    target_edge_um: float,
+    max_error_um: float,
+    pinned: np.ndarray | None = None,
+    max_bend_deg: float = 30.0,
+    flip_bend_deg: float = 15.0,
+    min_quality: float = 0.3,
+    min_dihedral_deg: float = 25.0,
+    relax_target: float = 0.6,
+    max_passes: int = 40,
+    long_edge_factor: float = 1.6,
+    min_progress: float = 5e-3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Coarsen and improve a multi-patch triangle surface (see module docstring).
+
+    ``T`` (M, 3) triangles into ``points``, ``pid`` (M,) their patch ids; ``pinned`` (N,) vertices
+    that must stay. Returns (points, triangles, patch ids, figures); inputs are not modified.
+    """
+    t0 = time.perf_counter()
+    P = np.array(points, dtype=np.float64, copy=True)
+    T = np.array(T, dtype=np.int64, copy=True)
+    pid = np.ascontiguousarray(pid, dtype=np.int64)
+    nv, m = len(P), len(T)
+    alive = np.ones(m, dtype=np.bool_)
+    pin = np.zeros(nv, dtype=np.bool_) if pinned is None else np.array(pinned, dtype=np.bool_, copy=True)
+    err = np.zeros(nv)
+    q_of = _qualities(P, T)
+    q_min_in = float(q_of.min()) if m else 1.0
+    h_lo, h_hi = 0.8 * target_edge_um, long_edge_factor * target_edge_um
+    cos_bend, cos_flip = math.cos(math.radians(max_bend_deg)), math.cos(math.radians(flip_bend_deg))
+    cos_crease = math.cos(math.radians(min_dihedral_deg))
+    vclass = np.zeros(nv, dtype=np.int8)
+    cn = np.zeros((nv, 2), dtype=np.int64)
+    stats = {"collapses": 0, "flips": 0, "moves": 0, "passes": 0}
+    for p in range(max_passes):
+        vstart, vtri = _vertex_index(T, alive, nv)
+        _classify(T, pid, alive, vstart, vtri, pin, vclass, cn)
+        edges = _short_edges(P, T, alive, h_lo)
+        nc = _collapse_pass(P, T, pid, alive, vstart, vtri, vclass, cn, err, edges, h_lo * h_lo, h_hi * h_hi,
+                            cos_bend, min_quality, max_error_um, q_of, cos_crease) if len(edges) else 0
+        vstart, vtri = _vertex_index(T, alive, nv)
+        nf = _flip_pass(P, T, pid, alive, vstart, vtri, cos_flip, q_of, relax_target, cos_crease)
+        if nf:
+            vstart, vtri = _vertex_index(T, alive, nv)
+        _classify(T, pid, alive, vstart, vtri, pin, vclass, cn)
+        nm = _relax_pass(P, T, alive, vstart, vtri, vclass, cos_bend, q_of, 0.25 * target_edge_um, relax_target,
+                         cos_crease)
+        stats["collapses"] += int(nc)
+        stats["flips"] += int(nf)
+        stats["moves"] += int(nm)
+        stats["passes"] = p + 1
+        if nc + nf < min_progress * alive.sum():  # relaxation alone goes on making tiny gains
+            break
+    T, pid = T[alive], pid[alive]
+    q = q_of[alive]
+    stats.update(triangles_in=int(m), triangles_out=int(len(T)), min_quality_in=q_min_in,
+                 min_quality_out=float(q.min()) if len(q) else 1.0,
+                 below_0_1_out=int(np.count_nonzero(q < 0.1)), max_error_um=float(max_error_um),
+                 accumulated_error_max_um=float(err.max()) if nv else 0.0, time_s=time.perf_counter() - t0)
+    return P, T, pid, stats
+
+
+def remesh_surface(
+    points: np.ndarray,
+    groups: dict,
+    *,
+    voxel_um: float,
+    target_edge_um: float,
+    max_error_vox: float = 0.3,
+    max_rounds: int = 4,
+    **kwargs,
+) -> tuple[np.ndarray, dict, dict]:
+    """:func:`remesh_patches` on a surface given as patch key -> (T, 3) triangles, then a check for
+    folded, degenerate or self-intersecting triangles; where there are any, their vertices and the
+    vertices next to them are pinned and the remeshing is redone from the input. If defects remain
+    after ``max_rounds`` the input surface is returned with ``info['fallback']`` set.
+
+    ``max_error_vox``: bound (in voxels) on the distance of removed vertices from the new surface.
+    Returns (points, groups, figures); the inputs are not modified.
+    """
+    from tomocell.meshing.surface import defective_triangles
+
+    keys = list(groups)
+    T0 = np.concatenate([groups[k] for k in keys]).astype(np.int64)
+    pid0 = np.concatenate([np.full(len(groups[k]), i, dtype=np.int64) for i, k in enumerate(keys)])
+    pinned = np.zeros(len(points), dtype=bool)
+    t0 = time.perf_counter()
+    for r in range(max_rounds + 1):
+        P, T, pid, info = remesh_patches(points, T0, pid0, target_edge_um=target_edge_um,
+                                         max_error_um=max_error_vox * voxel_um, pinned=pinned, **kwargs)
+        bad = defective_triangles(P, T)
+        info["defect_rounds"] = r
+        if not np.any(bad):
+            break
+        info["defects_last_round"] = int(bad.sum())
+        v = np.unique(T[bad])
+        for tri in (T0, T):
+            ring = np.isin(tri, v).any(axis=1)
+            pinned[np.unique(tri[ring])] = True
+    else:
+        info = {"fallback": f"remeshing still left {int(bad.sum())} defective triangles after {max_rounds} rounds",
+                "triangles_in": int(len(T0)), "triangles_out": int(len(T0))}
+        log.warning("surface remeshing: %s; the input surface is kept", info["fallback"])
+        return points, groups, info
+    out = {k: T[pid == i] for i, k in enumerate(keys)}
+    out = {k: t for k, t in out.items() if len(t)}
+    info["pinned_vertices"] = int(pinned.sum())
+    info["time_s"] = time.perf_counter() - t0
+    log.info("surface remeshing: %d -> %d triangles (%d collapses, %d flips, %d moves, %d passes, %d defect "
+             "rounds), min quality %.3g -> %.3g, %.1f s", info["triangles_in"], info["triangles_out"],
+             info["collapses"], info["flips"], info["moves"], info["passes"], r, info["min_quality_in"],
+             info["min_quality_out"], info["time_s"])
+    return P, out, info
+
+
+__all__ = ["remesh_patches", "remesh_surface", "triangle_quality", "INTERIOR", "CURVE", "PINNED"]
