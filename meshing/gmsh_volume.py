@@ -43,6 +43,10 @@ from tomocell.microstructure.volume import Volume
 log = get_logger("meshing.gmsh")
 
 
+#: a region whose tets are worse than this after gmsh's own optimiser gets a second, wider one
+RETRY_OPTIMIZE_SICN = 0.05
+
+
 class MeshingError(TomocellError):
     """gmsh failed or produced a mesh that does not pass the checks."""
 
@@ -606,6 +610,12 @@ def _gmsh_job(gmsh, points: np.ndarray, groups: dict, *, formulation: str, algo:
         gmsh.option.setNumber(name, val)
     try:
         gmsh.model.mesh.generate(3)
+        # a wider optimisation pass only where slivers are left: with threshold 0.3 on every region
+        # the 200^3 phantom's gmsh stage took 67 instead of 15-20 s (its two slivers were then gone)
+        etags, _ = gmsh.model.mesh.getElementsByType(4)
+        if len(etags) and float(np.min(gmsh.model.mesh.getElementQualities(etags, "minSICN"))) < RETRY_OPTIMIZE_SICN:
+            gmsh.option.setNumber("Mesh.OptimizeThreshold", 0.3)
+            gmsh.model.mesh.optimize("", niter=2)
     except Exception as exc:
         raise MeshingError(f"gmsh volume meshing failed: {exc}") from exc
     ntags, coords, _ = gmsh.model.mesh.getNodes()

@@ -11,6 +11,9 @@ installed library does it under these constraints:
   shell of tets around it is replaced by the best triangulation of its ring of nodes joined to the
   edge's two ends (a 3-2 flip for a ring of three). The shell's union is retiled exactly (checked by
   orientation and by volume), so phase volumes and tagged facets do not change;
+* **2-3 flip**: a bad tet and a face neighbour of the same phase become three tets around the edge
+  joining their opposite nodes, where that edge crosses their shared face (the cure for a tet
+  spanning a thin CBD layer whose edges' shells are too large or mixed for edge removal);
 * **node collapse**: a node on no tagged facet (typically squeezed into a thin CBD layer) is merged
   into the neighbour that gives the best tets around it;
 * **node smoothing**: otherwise such a node is moved (towards the centroid of its neighbours or away
@@ -139,7 +142,7 @@ def remove_slivers(
     q_min0, n_bad0 = float(q.min()), int(np.count_nonzero(q < threshold))
     new_t: list[np.ndarray] = []
     alive = np.ones(len(tets), dtype=bool)
-    stats = {"interface_flips": 0, "edge_removals": 0, "node_collapses": 0, "nodes_moved": 0, "nodes_snapped_to_box": 0,
+    stats = {"interface_flips": 0, "edge_removals": 0, "face_swaps": 0, "node_collapses": 0, "nodes_moved": 0, "nodes_snapped_to_box": 0,
              "nodes_inserted": 0}
     planes = []
     if box_um is not None:
@@ -221,6 +224,27 @@ def remove_slivers(
                 stats["edge_removals"] += 1
                 changed += 1
                 done = True
+            # 1b) a 2-3 flip with a face neighbour of the same phase (the tet spanning a thin layer
+            # whose edges' shells are too large or mixed for edge removal)
+            if not done:
+                best = None
+                for nb in _face_neighbours(tets, t, inc, alive, con_faces):
+                    if ct[nb] != ct[t] or touched[nb]:
+                        continue
+                    res = _face_swap(pts, tets, t, nb)
+                    if res is not None:
+                        qn = float(sicn(pts, res).min())
+                        if qn > min(q[t], q[nb]) + 1e-6 and (best is None or qn > best[1]):
+                            best = (nb, qn, res)
+                if best is not None:
+                    nb, qn, tn = best
+                    pair = np.array([t, nb])
+                    alive[pair] = False
+                    touched[pair] = True
+                    new_t.append(np.column_stack([tn, np.full(3, ct[t]), np.full(3, max(pt[t], pt[nb]))]))
+                    stats["face_swaps"] += 1
+                    changed += 1
+                    done = True
             # 2) failing that, a flat tet lying on a nearly flat interface with two of its faces: flip the interface
             if not done:
                 res = _interface_flip(pts, tets, ct, pt, q, t, inc, alive, touched, con_faces, con_count, n, max_ring + 1)
@@ -296,8 +320,8 @@ def remove_slivers(
     q = sicn(pts, tets)
     stats.update(sicn_min_before=q_min0, below_threshold_before=n_bad0, sicn_min_after=float(q.min()),
                  below_threshold_after=int(np.count_nonzero(q < threshold)), threshold=threshold)
-    log.info("sliver removal: %d edge removals, %d nodes moved; min SICN %.3g -> %.3g, below %.2f: %d -> %d",
-             stats["edge_removals"], stats["nodes_moved"], q_min0, stats["sicn_min_after"], threshold,
+    log.info("sliver removal: %d edge removals, %d face swaps, %d nodes inserted, %d nodes moved; min SICN %.3g -> %.3g, below %.2f: %d -> %d",
+             stats["edge_removals"], stats["face_swaps"], stats["nodes_inserted"], stats["nodes_moved"], q_min0, stats["sicn_min_after"], threshold,
              n_bad0, stats["below_threshold_after"])
     return pts, tets, ct, pt, stats
 
@@ -337,6 +361,24 @@ def _interface_flip(pts, tets, ct, pt, q, t, inc, alive, touched, con_faces, con
     if res is None:
         return None
     return shell, res[0], phases[0], int(np.max(pt[others])), (a, b, c, d)
+
+
+def _face_swap(pts, tets, t: int, nb: int) -> np.ndarray | None:
+    """The 2-3 flip of tets t and nb (sharing a face): three positively oriented tets around the
+    edge joining their opposite nodes, or None when that edge does not cross the shared face's
+    interior (then the two tets' union is not convex there and cannot be retiled so)."""
+    a, b = tets[t], tets[nb]
+    u = int(a[~np.isin(a, b)][0])
+    w = int(b[~np.isin(b, a)][0])
+    f = [int(x) for x in a if x != u]
+    new = np.array([[f[i], f[(i + 1) % 3], u, w] for i in range(3)])
+    o = _orient(pts[new])
+    scale = float(np.abs(_orient(pts[np.array([a, b])])).sum())
+    if np.all(o > 1e-12 * scale):
+        return new
+    if np.all(o < -1e-12 * scale):
+        return new[:, [1, 0, 2, 3]]
+    return None
 
 
 def _face_neighbours(tets, t, inc, alive, con_faces) -> list[int] | None:
@@ -402,6 +444,9 @@ def _insert_node(pts, tets, cav, q):
     if np.any(o_ref == 0):
         return None
     fb = np.where((o_ref < 0)[:, None], fb[:, [0, 2, 1]], fb)
+    centre = _kernel_centre(pts[fb])
+    if centre is not None:
+        cand = np.concatenate([cand, centre[None]])
     k = len(cand)
     P = np.repeat(pts[fb][None], k, axis=0)  # (k, B, 3, 3)
     P = np.concatenate([P, np.repeat(cand[:, None, None, :], len(fb), axis=1)], axis=2)  # (k, B, 4, 3)
@@ -417,6 +462,29 @@ def _insert_node(pts, tets, cav, q):
         return None
     tn = np.column_stack([fb, np.full(len(fb), -1)])
     return tn, cand[best]
+
+
+def _kernel_centre(faces: np.ndarray) -> np.ndarray | None:
+    """Chebyshev centre of the kernel of a cavity: the point furthest from the planes of its
+    boundary faces ``faces`` (B, 3, 3), each oriented with the cavity on its positive side, among
+    the points that see every face from inside (a linear programme; None if the kernel is empty).
+    Starring the cavity from this point makes its flattest new tet as tall as it can be."""
+    from scipy.optimize import linprog
+
+    nrm = cross3(faces[:, 1] - faces[:, 0], faces[:, 2] - faces[:, 0])
+    ln = np.linalg.norm(nrm, axis=1)
+    if np.any(ln == 0):
+        return None
+    nrm /= ln[:, None]
+    # maximise s subject to n_f . (x - p_f) >= s for every face f
+    a_ub = np.column_stack([-nrm, np.ones(len(nrm))])
+    b_ub = -np.einsum("ij,ij->i", nrm, faces[:, 0])
+    res = linprog(np.array([0.0, 0.0, 0.0, -1.0]), A_ub=a_ub, b_ub=b_ub,
+                  bounds=[(None, None)] * 3 + [(None, float(np.ptp(faces.reshape(-1, 3), axis=0).max()))],
+                  method="highs")
+    if not res.success or res.x[3] <= 0:
+        return None
+    return res.x[:3]
 
 
 def _ring(tets: np.ndarray, shell: np.ndarray, u: int, v: int) -> list[int] | None:

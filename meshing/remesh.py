@@ -80,43 +80,35 @@ def _cos_between(ax, ay, az, bx, by, bz):
 
 
 @numba.njit(cache=True)
-def _point_triangle_distance(p, a, b, c):
-    """Distance from point p to triangle abc (closest-point regions, Ericson's Real-Time Collision Detection 5.1.5)."""
-    ab = b - a
-    ac = c - a
-    ap = p - a
-    d1 = ab @ ap
-    d2 = ac @ ap
+def _closest_on_triangle(p, a, b, c):
+    """Closest point to p on triangle abc, by its Voronoi regions (Ericson, Real-Time Collision
+    Detection, 5.1.5)."""
+    ab, ac = b - a, c - a
+    d1, d2 = ab @ (p - a), ac @ (p - a)
     if d1 <= 0.0 and d2 <= 0.0:
-        q = a
-    else:
-        bp = p - b
-        d3 = ab @ bp
-        d4 = ac @ bp
-        if d3 >= 0.0 and d4 <= d3:
-            q = b
-        else:
-            vc = d1 * d4 - d3 * d2
-            if vc <= 0.0 and d1 >= 0.0 and d3 <= 0.0:
-                q = a + (d1 / (d1 - d3)) * ab
-            else:
-                cp = p - c
-                d5 = ab @ cp
-                d6 = ac @ cp
-                if d6 >= 0.0 and d5 <= d6:
-                    q = c
-                else:
-                    vb = d5 * d2 - d1 * d6
-                    if vb <= 0.0 and d2 >= 0.0 and d6 <= 0.0:
-                        q = a + (d2 / (d2 - d6)) * ac
-                    else:
-                        va = d3 * d6 - d5 * d4
-                        if va <= 0.0 and (d4 - d3) >= 0.0 and (d5 - d6) >= 0.0:
-                            q = b + ((d4 - d3) / ((d4 - d3) + (d5 - d6))) * (c - b)
-                        else:
-                            den = 1.0 / (va + vb + vc)
-                            q = a + ab * (vb * den) + ac * (vc * den)
-    r = p - q
+        return a  # vertex region a
+    d3, d4 = ab @ (p - b), ac @ (p - b)
+    if d3 >= 0.0 and d4 <= d3:
+        return b
+    vc = d1 * d4 - d3 * d2
+    if vc <= 0.0 and d1 >= 0.0 and d3 <= 0.0:
+        return a + (d1 / (d1 - d3)) * ab  # edge region ab
+    d5, d6 = ab @ (p - c), ac @ (p - c)
+    if d6 >= 0.0 and d5 <= d6:
+        return c
+    vb = d5 * d2 - d1 * d6
+    if vb <= 0.0 and d2 >= 0.0 and d6 <= 0.0:
+        return a + (d2 / (d2 - d6)) * ac  # edge region ac
+    va = d3 * d6 - d5 * d4
+    if va <= 0.0 and d4 >= d3 and d5 >= d6:
+        return b + ((d4 - d3) / ((d4 - d3) + (d5 - d6))) * (c - b)  # edge region bc
+    den = 1.0 / (va + vb + vc)
+    return a + ab * (vb * den) + ac * (vc * den)  # inside the face
+
+
+@numba.njit(cache=True)
+def _point_triangle_distance(p, a, b, c):
+    r = p - _closest_on_triangle(p, a, b, c)
     return math.sqrt(r @ r)
 
 

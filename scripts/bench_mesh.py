@@ -14,8 +14,11 @@ paper's 340 x 340 x 400 voxels. The machine is shared: timings are noisy, CPU se
 The volume is the same sphere-pack phantom at every size (particles 3-7 um, a 1.5-voxel CBD shell:
 the hardest case for slivers, thin CBD layers everywhere), so the growth exponent compares like
 with like; ``--generator`` uses tomocell.microstructure.synthetic.generate_electrode instead
-(it cannot pack a 10 um box at its default fractions); ``--gan N`` meshes an N^3 crop of the shared
-GAN volume (``--gan-path``).
+(it cannot pack a 10 um box at its default fractions); ``--gan-path`` meshes N^3 crops of a labelled
+TIFF such as the shared GAN volume (``--gan-voxel`` its voxel size), e.g.
+
+    .venv/bin/python scripts/bench_mesh.py --gan-path ../shared/data/nmc_gan_3phase_256.tif --sizes 128 256 \
+        --h-interface 0.8 --h-bulk 2.0
 """
 
 from __future__ import annotations
@@ -47,12 +50,15 @@ def electrode(n: int, voxel_um: float, seed: int = 0, generator: bool = False):
     return sphere_pack_volume((n, n, n), voxel_um, n_spheres=ns, radius_vox=(r0, r1), cbd_shell_vox=1.5, seed=seed)
 
 
-def gan_crop(path: str, n: int):
-    from tomocell.microstructure.io import read_volume
+def gan_crop(path: str, n: int, voxel_um: float):
+    """N^3 crop of a labelled TIFF stored as the shared GAN volume is (0 pore, 85 active, 170 CBD)."""
+    import tifffile
 
-    vol = read_volume(path)
-    s = tuple(slice(0, min(n, m)) for m in vol.shape)
-    return vol.with_labels(np.ascontiguousarray(vol.labels[s])), None
+    from tomocell.microstructure.volume import Volume
+
+    arr = tifffile.imread(path)
+    s = tuple(slice(0, min(n, m)) for m in arr.shape)
+    return Volume.from_stored_labels(np.ascontiguousarray(arr[s]), voxel_um, {0: "pore", 85: "active", 170: "cbd"}), None
 
 
 def _cpu(ru) -> float:
@@ -73,11 +79,12 @@ def main() -> None:
     ap.add_argument("--algorithm", type=int, default=None, help="gmsh Algorithm3D (default: 10 = HXT for regions)")
     ap.add_argument("--generator", action="store_true", help="generate_electrode instead of the phantom")
     ap.add_argument("--gan-path", default=None, help="labelled volume to crop instead of a phantom (N^3 crops)")
+    ap.add_argument("--gan-voxel", type=float, default=0.390625, help="its voxel size, um (the shared GAN volume's)")
     args = ap.parse_args()
     rows = []
     for n in args.sizes:
         if args.gan_path:
-            vol, part = gan_crop(args.gan_path, n)
+            vol, part = gan_crop(args.gan_path, n, args.gan_voxel)
         else:
             vol, part = electrode(n, args.voxel, generator=args.generator)
         t0 = time.perf_counter()

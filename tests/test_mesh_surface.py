@@ -423,3 +423,57 @@ def test_intersecting_triangles_matches_all_pairs_on_a_perturbed_surface():
     assert np.array_equal(intersecting_triangles(P, s.triangles, cell_um=0.05), ref)
     assert np.array_equal(intersecting_triangles(P, s.triangles, cell_um=1.0), ref)
     assert not intersecting_triangles(s.points, s.triangles).any()
+
+
+def test_kernel_centre_of_a_cavity():
+    """The insertion point of the sliver pass: for a regular octahedron the centre, equidistant from
+    all eight faces; for a cavity no point sees wholly (two tets meeting at a vertex only), none."""
+    from tomocell.meshing.improve import _kernel_centre
+
+    v = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float) * 2.0 + 5.0
+    faces = []
+    for i in (0, 1):
+        for j in (2, 3):
+            for k in (4, 5):
+                f = v[[i, j, k]]
+                if np.dot(np.cross(f[1] - f[0], f[2] - f[0]), 5.0 - f[0]) < 0:
+                    f = f[[0, 2, 1]]
+                faces.append(f)
+    c = _kernel_centre(np.array(faces))
+    assert np.allclose(c, 5.0, atol=1e-9)
+    a = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float)
+    b = -a + np.array([0.0, 0.0, 0.0])  # mirrored tet touching the first at the origin
+
+    def tet_faces(t):
+        out = []
+        for f in ([1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]):
+            opp = t[[i for i in range(4) if i not in f][0]]
+            tri = t[f]
+            if np.dot(np.cross(tri[1] - tri[0], tri[2] - tri[0]), opp - tri[0]) < 0:
+                tri = tri[[0, 2, 1]]
+            out.append(tri)
+        return out
+
+    assert _kernel_centre(np.array(tet_faces(a) + tet_faces(b))) is None
+
+
+def test_sliver_pass_flips_a_flat_tet_with_its_face_neighbour():
+    """A flat tet (its apex 0.02 above the shared face) and a tall neighbour below, every outer face
+    tagged so that no edge may be removed and no node moved: the 2-3 flip retiles their union as three
+    tets around the apex-to-bottom edge, keeping the volume and every tagged face."""
+    from tomocell.meshing.improve import remove_slivers
+    from tomocell.meshing.tagging import face_table
+
+    P = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.3, 0.3, 0.02], [0.3, 0.3, -1.0]])
+    T = np.array([[0, 1, 2, 3], [0, 2, 1, 4]])
+    ct = np.full(2, tags.CBD, np.int32)
+    ft = face_table(T, len(P))
+    outer = ft.faces[ft.counts == 1]
+    q0 = sicn(P, T).min()
+    P2, T2, ct2, _, info = remove_slivers(P, T, ct, np.zeros(2, np.int32), outer, threshold=0.1)
+    assert q0 < 0.05 and info["face_swaps"] == 1 and len(T2) == 3
+    assert sicn(P2, T2).min() > 3 * q0
+    vol = lambda P, T: np.abs(np.einsum("ij,ij->i", P[T[:, 1]] - P[T[:, 0]], np.cross(P[T[:, 2]] - P[T[:, 0]], P[T[:, 3]] - P[T[:, 0]]))).sum() / 6
+    assert vol(P2, T2) == pytest.approx(vol(P, T), rel=1e-12)
+    ft2 = face_table(T2, len(P2))
+    assert {tuple(f) for f in np.sort(ft2.faces[ft2.counts == 1], axis=1).tolist()} == {tuple(f) for f in np.sort(outer, axis=1).tolist()}
