@@ -4,8 +4,8 @@ The surface is cut into patches: one per interface between two regions and one p
 box face, where a region is a face-connected component of one phase (the separator slab is one).
 The surface is then coarsened to ``h_interface`` with good triangles by :mod:`tomocell.meshing.remesh`,
 which thins patch borders (triple lines, phase lines on box faces, box edges) along themselves and
-keeps them shared by all their patches. gmsh then meshes each region as its own volume bounded by its patches
-(``formulation="regions"``), by HXT (Algorithm3D 10) or Delaunay (1), a few regions at a time in
+keeps them shared by all their patches. gmsh then meshes each region as its own volume bounded by
+its patches (``formulation="regions"``), by HXT (Algorithm3D 10) or Delaunay (1), a few regions at a time in
 child processes (:func:`_gmsh_tets`). Every surface triangle is kept as a tet face (checked per
 region), so neighbouring regions share their interface nodes and faces: the mesh is conformal at
 every interface and triple line by construction, and each tet's phase is its region's. Sizes grow
@@ -15,9 +15,9 @@ too, the former formulation (one box volume with every interface embedded, Delau
 cannot mesh embedded surfaces, and gmsh's volume step was ~30x slower that way) is used and the
 reason is logged and kept in ``info['gmsh']``.
 
-gmsh still leaves near-flat tets against box faces and interfaces; a local pass
-(:mod:`tomocell.meshing.improve`: edge removal, interface flips, node collapse, moves and
-insertion) removes most of them, keeping every interface conformal. The facet tags and the
+A region left with a tet below SICN 0.05 by gmsh's optimiser gets a second, wider optimisation;
+then a local pass (:mod:`tomocell.meshing.improve`: edge removal, 2-3 flips, interface flips, node
+collapse, moves and insertion) works on what is left, keeping every interface conformal. The facet tags and the
 conformity checks then come from :mod:`tomocell.meshing.tagging`.
 """
 

@@ -1,6 +1,7 @@
 """Self-intersection test of a triangle surface (compiled with numba).
 
-Which triangles of a surface cross another triangle they share no vertex with. Candidate pairs come
+Which triangles of a surface cross another triangle they share no edge with (two triangles with
+one common vertex cross when the edge of either opposite that vertex pierces the other). Candidate pairs come
 from a uniform grid of triangle bounding boxes; a pair met in several grid cells is tested only in
 the cell that holds the low corner of the two boxes' overlap, and each pair by the six
 edge-against-triangle crossings (Moller-Trumbore; coplanar overlaps are the job of
@@ -60,6 +61,15 @@ def _tri_pair_crosses(P, T, i, j) -> bool:
     return False
 
 
+@numba.njit(cache=True)
+def _edge_crosses(P, T, i, k0, k1, j) -> bool:
+    """Does edge (T[i, k0], T[i, k1]) cross triangle j strictly inside?"""
+    a, b = T[i, k0], T[i, k1]
+    return _seg_hits(P[a, 0], P[a, 1], P[a, 2], P[b, 0], P[b, 1], P[b, 2],
+                     P[T[j, 0], 0], P[T[j, 0], 1], P[T[j, 0], 2], P[T[j, 1], 0], P[T[j, 1], 1], P[T[j, 1], 2],
+                     P[T[j, 2], 0], P[T[j, 2], 1], P[T[j, 2], 2])
+
+
 @numba.njit(cache=True, parallel=True)
 def _crossing_kernel(P, T, lo, hi, org, cell, dims, starts, members, bad):
     ncell = len(starts) - 1
@@ -86,20 +96,29 @@ def _crossing_kernel(P, T, lo, hi, org, cell, dims, starts, members, bad):
                     ref = ref * dims[d] + ci
                 if ref != c:
                     continue
-                shared = False
+                n_shared = 0
+                si = -1
+                sj = -1
                 for a in range(3):
                     for b in range(3):
                         if T[i, a] == T[j, b]:
-                            shared = True
-                if shared:
-                    continue
-                if _tri_pair_crosses(P, T, i, j):
+                            n_shared += 1
+                            si = a
+                            sj = b
+                if n_shared >= 2:
+                    continue  # neighbours across an edge: folds are folded_triangles' job
+                if n_shared == 1:
+                    hit = _edge_crosses(P, T, i, (si + 1) % 3, (si + 2) % 3, j) or \
+                        _edge_crosses(P, T, j, (sj + 1) % 3, (sj + 2) % 3, i)
+                else:
+                    hit = _tri_pair_crosses(P, T, i, j)
+                if hit:
                     bad[i] = True
                     bad[j] = True
 
 
 def intersecting_triangles(points: np.ndarray, tris: np.ndarray, cell_um: float | None = None) -> np.ndarray:
-    """Boolean mask of triangles that cross another triangle they share no vertex with.
+    """Boolean mask of triangles that cross another triangle they share no edge with.
 
     ``cell_um``: grid cell size (default twice the median triangle extent).
     """

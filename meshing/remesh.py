@@ -6,11 +6,13 @@ every surface triangle as a tet face, so this surface sets both the number of te
 worst quality. Three local operations bring it to the target edge length ``h`` with good triangles:
 
 * **half-edge collapse** (v -> w, v removed, w kept in place), shortest edges first, of edges
-  shorter than 0.8 h whose new edges stay below 1.33 h. A vertex inside a patch may collapse onto
+  shorter than 0.8 h and of the shortest edge of every triangle below quality 0.2, when the new
+  edges stay below 1.6 h. A vertex inside a patch may collapse onto
   any neighbour. A vertex on a patch border (a *curve* vertex: its patches meet along exactly two
   border edges with the same patch set) collapses only along its border onto a border neighbour, so
   every triple line and box edge is coarsened as a line and stays shared by all its patches.
-  Junctions of borders and box corners never move. Because a collapse only removes a vertex and
+  Junctions of borders and box corners never move, and no operation makes a new edge between two
+  border vertices (a chord across a patch, e.g. lying in a box plane, would cut the patch next to it). Because a collapse only removes a vertex and
   keeps the others where they are, box faces and the electrode|separator plane stay exactly planar.
   A collapse is refused when it breaks the link condition (it would glue the surface), turns a
   triangle by more than ``max_bend_deg``, lowers the worst quality of the star below ``min_quality``,
@@ -272,6 +274,15 @@ def _triangle_creases(P, T, alive, vstart, vtri, t, cos_min):
 # -- collapse ------------------------------------------------------------------------------------
 
 @numba.njit(cache=True)
+def _adjacent(T, alive, vstart, vtri, a, b) -> bool:
+    for k in range(vstart[a], vstart[a + 1]):
+        t = vtri[k]
+        if alive[t] and (T[t, 0] == b or T[t, 1] == b or T[t, 2] == b):
+            return True
+    return False
+
+
+@numba.njit(cache=True)
 def _try_collapse(v, w, P, T, pid, alive, vstart, vtri, vclass, cn, err, locked, h_hi2, cos_bend,
                   min_quality, max_err, q_of, cos_crease):
     if vclass[v] == PINNED or locked[v] or locked[w]:
@@ -360,6 +371,11 @@ def _try_collapse(v, w, P, T, pid, alive, vstart, vtri, vclass, cn, err, locked,
                     d2 += (P[x, d] - P[w, d]) ** 2
                 if d2 > h_hi2:
                     return False
+                # no new edge between two border vertices (a chord across a patch, e.g. along a
+                # box plane, would cut the neighbouring patch), except the border itself
+                if vclass[w] != INTERIOR and vclass[x] != INTERIOR and x != u_other and x != w:
+                    if not _adjacent(T, alive, vstart, vtri, w, x):
+                        return False
         # the new triangle must not exist already around w (it would be doubled)
         for k3 in range(vstart[w], vstart[w + 1]):
             t3 = vtri[k3]
@@ -421,11 +437,6 @@ def _collapse_pass(P, T, pid, alive, vstart, vtri, vclass, cn, err, edges, h_lo2
     n = 0
     for i in range(len(edges)):
         a, b = edges[i, 0], edges[i, 1]
-        d2 = 0.0
-        for d in range(3):
-            d2 += (P[a, d] - P[b, d]) ** 2
-        if d2 >= h_lo2:
-            break  # edges are sorted by length
         if locked[a] or locked[b]:
             continue
         # remove the vertex that is freer to move (interior before border)
@@ -443,7 +454,7 @@ def _collapse_pass(P, T, pid, alive, vstart, vtri, vclass, cn, err, edges, h_lo2
 # -- flip ----------------------------------------------------------------------------------------
 
 @numba.njit(cache=True)
-def _flip_pass(P, T, pid, alive, vstart, vtri, cos_bend, q_of, q_target, cos_crease):
+def _flip_pass(P, T, pid, alive, vstart, vtri, vclass, cos_bend, q_of, q_target, cos_crease):
     nv = len(vstart) - 1
     locked = np.zeros(nv, dtype=np.bool_)
     n = 0
@@ -472,6 +483,8 @@ def _flip_pass(P, T, pid, alive, vstart, vtri, cos_bend, q_of, q_target, cos_cre
             d = T[s, 0] + T[s, 1] + T[s, 2] - a - b
             if d == c or locked[d]:
                 continue
+            if vclass[c] != INTERIOR and vclass[d] != INTERIOR:
+                continue  # the new edge would be a chord between two border vertices
             exists = False
             for k in range(vstart[c], vstart[c + 1]):
                 t2 = vtri[k]
@@ -669,9 +682,11 @@ def _vertex_index(T, alive, nv):
 
 
 @numba.njit(cache=True)
-def _short_edges(P, T, alive, h_lo):
-    """Edges shorter than h_lo, shortest first (an edge shared by k triangles appears k times; the
-    repeats are skipped by the collapse pass as their vertices are then locked)."""
+def _short_edges(P, T, alive, h_lo, q_of, q_bad):
+    """Collapse candidates, shortest first: edges shorter than h_lo, and the shortest edge of every
+    triangle of quality below q_bad (a needle's short edge can be longer than h_lo where the target
+    is about the voxel size). An edge shared by k triangles appears up to k times; the repeats are
+    skipped by the collapse pass as their vertices are then locked."""
     m = 0
     for t in range(len(T)):
         if alive[t]:
@@ -683,12 +698,22 @@ def _short_edges(P, T, alive, h_lo):
     for t in range(len(T)):
         if not alive[t]:
             continue
+        shortest = 0
+        best = 1e300
         for j in range(3):
             a, b = T[t, j], T[t, (j + 1) % 3]
             d2 = 0.0
             for d in range(3):
                 d2 += (P[a, d] - P[b, d]) ** 2
-            if d2 < h2:
+            if d2 < best:
+                best = d2
+                shortest = j
+        for j in range(3):
+            a, b = T[t, j], T[t, (j + 1) % 3]
+            d2 = 0.0
+            for d in range(3):
+                d2 += (P[a, d] - P[b, d]) ** 2
+            if d2 < h2 or (j == shortest and q_of[t] < q_bad):
                 e[n, 0] = a
                 e[n, 1] = b
                 ln[n] = d2
@@ -708,6 +733,7 @@ def remesh_patches(
     max_bend_deg: float = 30.0,
     flip_bend_deg: float = 15.0,
     min_quality: float = 0.3,
+    bad_quality: float = 0.2,
     min_dihedral_deg: float = 25.0,
     relax_target: float = 0.6,
     max_passes: int = 40,
@@ -738,14 +764,15 @@ def remesh_patches(
     for p in range(max_passes):
         vstart, vtri = _vertex_index(T, alive, nv)
         _classify(T, pid, alive, vstart, vtri, pin, vclass, cn)
-        edges = _short_edges(P, T, alive, h_lo)
+        edges = _short_edges(P, T, alive, h_lo, q_of, bad_quality)
         nc = _collapse_pass(P, T, pid, alive, vstart, vtri, vclass, cn, err, edges, h_lo * h_lo, h_hi * h_hi,
                             cos_bend, min_quality, max_error_um, q_of, cos_crease) if len(edges) else 0
         vstart, vtri = _vertex_index(T, alive, nv)
-        nf = _flip_pass(P, T, pid, alive, vstart, vtri, cos_flip, q_of, relax_target, cos_crease)
+        _classify(T, pid, alive, vstart, vtri, pin, vclass, cn)
+        nf = _flip_pass(P, T, pid, alive, vstart, vtri, vclass, cos_flip, q_of, relax_target, cos_crease)
         if nf:
             vstart, vtri = _vertex_index(T, alive, nv)
-        _classify(T, pid, alive, vstart, vtri, pin, vclass, cn)
+            _classify(T, pid, alive, vstart, vtri, pin, vclass, cn)
         nm = _relax_pass(P, T, alive, vstart, vtri, vclass, cos_bend, q_of, 0.25 * target_edge_um, relax_target,
                          cos_crease)
         stats["collapses"] += int(nc)

@@ -30,3 +30,30 @@ def test_triangle_quality_limits():
     P = np.array([[0, 0, 0], [1, 0, 0], [0.5, np.sqrt(3) / 2, 0], [2, 0, 0]], float)
     q = triangle_quality(P, np.array([[0, 1, 2], [0, 1, 3]]))
     assert np.isclose(q[0], 1.0) and q[1] == 0.0
+
+
+def test_remeshing_that_keeps_leaving_defects_returns_its_input_and_says_so(monkeypatch):
+    """If folded or crossing triangles remain after every round of pinning, the input surface is
+    kept (fold-free by construction) and the fallback is reported, never a defective surface."""
+    import tomocell.meshing.surface as surface_mod
+    from tomocell.meshing.remesh import remesh_surface
+    from tomocell.meshing.surface import surface_of_volume
+    from tomocell.microstructure.volume import ACTIVE, Volume
+
+    lab = np.zeros((12, 12, 12), dtype=np.uint8)
+    lab[3:9, 3:9, 3:9] = ACTIVE
+    s = surface_of_volume(Volume(lab, 0.1), separator=False)
+    key = np.column_stack([s.pairs, s.box_face])
+    groups = {tuple(k): s.triangles[np.all(key == k, axis=1)] for k in np.unique(key, axis=0)}
+    P, out, info = remesh_surface(s.points, groups, voxel_um=0.1, target_edge_um=0.3)
+    assert "fallback" not in info and info["triangles_out"] < info["triangles_in"]
+
+    def always_one_defect(points, tris):
+        bad = np.zeros(len(tris), dtype=bool)
+        bad[0] = True
+        return bad
+
+    monkeypatch.setattr(surface_mod, "defective_triangles", always_one_defect)
+    P, out, info = remesh_surface(s.points, groups, voxel_um=0.1, target_edge_um=0.3, max_rounds=2)
+    assert "defective" in info["fallback"]
+    assert P is s.points and out is groups

@@ -377,9 +377,13 @@ def test_checkerboard_edges_are_relabelled_and_the_surface_becomes_manifold():
 
 
 def _crossings_brute_force(P: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """Every pair of triangles, every edge against the other triangle (Moller-Trumbore in numpy)."""
+    """Every pair of triangles sharing no edge: with no common vertex every edge against the other
+    triangle, with one the edges opposite it (Moller-Trumbore in numpy)."""
     i, j = np.triu_indices(len(T), 1)
-    keep = ~(T[i][:, :, None] == T[j][:, None, :]).any(axis=(1, 2))
+    same = T[i][:, :, None] == T[j][:, None, :]
+    n_shared = same.sum(axis=(1, 2))
+    keep = n_shared == 0
+    i1, j1 = i[n_shared == 1], j[n_shared == 1]
     i, j = i[keep], j[keep]
 
     def seg_hits(p0, p1, a, b, c):
@@ -403,6 +407,13 @@ def _crossings_brute_force(P: np.ndarray, T: np.ndarray) -> np.ndarray:
     bad = np.zeros(len(T), dtype=bool)
     bad[i[hit]] = True
     bad[j[hit]] = True
+    # one shared vertex: the edge of either triangle opposite it against the other triangle
+    for x, y in ((i1, j1), (j1, i1)):
+        opp = np.array([[t[k] for k in range(3) if t[k] not in u] for t, u in zip(T[x], T[y])]).reshape(-1, 2)
+        if len(opp):
+            h = seg_hits(P[opp[:, 0]], P[opp[:, 1]], P[T[y, 0]], P[T[y, 1]], P[T[y, 2]])
+            bad[x[h]] = True
+            bad[y[h]] = True
     return bad
 
 
