@@ -53,6 +53,12 @@ def test_cli_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no active" in err or "only one phase (pore)" in err  # the volume reader may refuse it first
     assert not (tmp_path / "o" / "mesh.xdmf").exists()
+    vol, _ = sphere_pack_volume((10, 9, 8), 0.5, n_spheres=3, radius_vox=(2.0, 4.0), seed=1)
+    np.save(tmp_path / "s.npy", vol.labels)
+    with pytest.raises(SystemExit):
+        main(["mesh", str(tmp_path / "s.npy"), "--voxel-size", "0.5", "--area-tol", "five", "--out", str(tmp_path / "o2")])
+    assert "--area-tol must be a fraction" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
 
 
 @pytest.mark.shared_data
