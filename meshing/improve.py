@@ -27,6 +27,10 @@ installed library does it under these constraints:
   line, a tet spanning a thin CBD layer), nothing may move; a new free node is starred into the tet
   and its face neighbours of the same phase (then their neighbours too) at the candidate position
   with the best worst tet. The cavity's boundary faces stay, so nothing tagged changes;
+* **sheet slide** (last resort): a node inside one interface sheet (its facets a closed fan off
+  the box) of a bad tet moves within the sheet's tangent plane by at most a quarter of its edges;
+  the interface keeps its shape to second order (|move|^2 x curvature / 2), both phases move with
+  it, and the change is kept only if the worst tet around the node improves;
 * **snap to a box face**: a free node almost on a box face is moved onto it and the flat tets this
   leaves are dropped (a flat tet with four nodes on one box face is dropped too).
 
@@ -138,11 +142,19 @@ def remove_slivers(
         return cnt
     con_node = np.zeros(n, dtype=bool)
     con_node[f.ravel()] = True
+    # interface nodes inside one sheet (their facets form a closed fan off the box faces) may slide
+    # within it as a last resort; nodes of interface flips are left alone (their fans changed)
+    f_flat = f.ravel()
+    f_order = np.argsort(f_flat, kind="stable")
+    f_of = f_order // 3
+    f_start = np.searchsorted(f_flat[f_order], np.arange(n + 1))
+    sheet_node = _sheet_nodes(pts, f, n, box_um)
+    flipped_node = np.zeros(n, dtype=bool)
     q = sicn(pts, tets)
     q_min0, n_bad0 = float(q.min()), int(np.count_nonzero(q < threshold))
     new_t: list[np.ndarray] = []
     alive = np.ones(len(tets), dtype=bool)
-    stats = {"interface_flips": 0, "edge_removals": 0, "face_swaps": 0, "node_collapses": 0, "nodes_moved": 0, "nodes_snapped_to_box": 0,
+    stats = {"interface_flips": 0, "edge_removals": 0, "face_swaps": 0, "surface_nodes_slid": 0, "node_collapses": 0, "nodes_moved": 0, "nodes_snapped_to_box": 0,
              "nodes_inserted": 0}
     planes = []
     if box_um is not None:
@@ -261,6 +273,7 @@ def remove_slivers(
                     edge_override[eab] = 0
                     edge_override[ecd] = 2
                     stats["interface_flips"] += 1
+                    flipped_node[[a_, b_, c_, d_]] = True
                     changed += 1
                     done = True
             # 3) collapse of a free node onto a neighbour, else 4) smoothing of its free nodes
@@ -303,6 +316,23 @@ def remove_slivers(
                     if _smooth_node(pts, tets, star, v, q, fixed_axis=int(slide_axis[v])):
                         touched[star] = True
                         stats["nodes_moved"] += 1
+                        changed += 1
+                        done = True
+                        break
+            # 5) last resort, for a tet whose nodes all lie on interfaces: slide one of them within
+            # its sheet (tangent plane, at most a quarter of its edges): the interface keeps its
+            # shape to second order and both sides move with it, so the mesh stays conformal
+            if not done:
+                for v in tets[t]:
+                    v = int(v)
+                    if not con_node[v] or flipped_node[v] or not sheet_node[v]:
+                        continue
+                    star = inc.tets_of(v)
+                    if touched[star].any():
+                        continue
+                    if _smooth_node(pts, tets, star, v, q, plane_normal=_sheet_normal(pts, f[f_of[f_start[v]:f_start[v + 1]]], v)):
+                        touched[star] = True
+                        stats["surface_nodes_slid"] += 1
                         changed += 1
                         break
         if new_t:
@@ -610,7 +640,36 @@ def _collapse_node(pts, tets, star, v, q):
     return best
 
 
-def _smooth_node(pts, tets, star, v, q, fixed_axis: int = -1) -> bool:
+def _sheet_nodes(pts: np.ndarray, f: np.ndarray, n: int, box_um) -> np.ndarray:
+    """Nodes whose facets form one closed fan (every fan edge in exactly two of them) with no facet
+    on a box plane: interior nodes of a single interface sheet (not on a triple line or the box)."""
+    out = np.zeros(n, dtype=bool)
+    if not len(f):
+        return out
+    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+    ue, cnt = np.unique(e[:, 0].astype(np.int64) * n + e[:, 1], return_counts=True)
+    odd = ue[cnt != 2]
+    out[np.unique(f)] = True
+    out[np.unique(np.concatenate([odd // n, odd % n]))] = False  # on an edge of 1, 3 or 4 facets
+    if box_um is not None:
+        tol = 1e-9 * max(box_um)
+        for ax in range(3):
+            for val in (0.0, float(box_um[ax])):
+                on = np.abs(pts[f, ax] - val) <= tol  # (F, 3)
+                out[np.unique(f[on.all(axis=1)])] = False  # nodes of facets on a box face
+    return out
+
+
+def _sheet_normal(pts: np.ndarray, fan: np.ndarray, v: int) -> np.ndarray:
+    """Unit normal of the sheet at v: the sum of its fan's facet normals, each turned to agree with
+    the first (facet orientation is not consistent across a sheet)."""
+    nrm = cross3(pts[fan[:, 1]] - pts[fan[:, 0]], pts[fan[:, 2]] - pts[fan[:, 0]])
+    sgn = np.where(nrm @ nrm[0] < 0, -1.0, 1.0)
+    m = (nrm * sgn[:, None]).sum(axis=0)
+    return m / max(float(np.linalg.norm(m)), 1e-300)
+
+
+def _smooth_node(pts, tets, star, v, q, fixed_axis: int = -1, plane_normal: np.ndarray | None = None) -> bool:
     """Relocate free node v to raise the minimum SICN of its star (tets around it).
 
     Candidates: towards the centroid of its neighbours, and away from the face opposite v in its
@@ -639,6 +698,11 @@ def _smooth_node(pts, tets, star, v, q, fixed_axis: int = -1) -> bool:
     moves = np.asarray(moves)
     if fixed_axis >= 0:
         moves[:, fixed_axis] = 0.0
+    if plane_normal is not None:
+        # within the tangent plane, and short: the sheet's shape changes by |move|^2 * curvature / 2
+        moves -= np.outer(moves @ plane_normal, plane_normal)
+        ln = np.linalg.norm(moves, axis=1)
+        moves *= np.minimum(1.0, 0.25 * h / np.maximum(ln, 1e-300))[:, None]
     cand = old + moves
     k = len(cand)
     P = np.repeat(pts[st][None], k, axis=0)  # (k, ns, 4, 3)

@@ -488,3 +488,30 @@ def test_sliver_pass_flips_a_flat_tet_with_its_face_neighbour():
     assert vol(P2, T2) == pytest.approx(vol(P, T), rel=1e-12)
     ft2 = face_table(T2, len(P2))
     assert {tuple(f) for f in np.sort(ft2.faces[ft2.counts == 1], axis=1).tolist()} == {tuple(f) for f in np.sort(outer, axis=1).tolist()}
+
+
+def test_interface_node_slides_within_its_sheet():
+    """Last resort of the sliver pass: an interface node inside one sheet (here the plane z = 0
+    between two phases, a fan of six facets around v) moves only within the sheet and at most a
+    quarter of its edge length, and only when that raises the worst tet around it."""
+    from tomocell.meshing.improve import _sheet_nodes, _sheet_normal, _smooth_node
+
+    ang = np.linspace(0, 2 * np.pi, 7)[:-1]
+    ring = np.column_stack([np.cos(ang), np.sin(ang), np.zeros(6)])
+    P = np.vstack([[0.75, 0.1, 0.0], ring, [0, 0, 1.0], [0, 0, -1.0]])  # v pushed towards the rim
+    v, top, bot = 0, 7, 8
+    fan = np.array([[v, 1 + i, 1 + (i + 1) % 6] for i in range(6)])
+    tets = np.array([[*f, top] for f in fan] + [[*f[[0, 2, 1]], bot] for f in fan])
+    neg = np.einsum("ij,ij->i", P[tets[:, 1]] - P[tets[:, 0]], np.cross(P[tets[:, 2]] - P[tets[:, 0]], P[tets[:, 3]] - P[tets[:, 0]])) < 0
+    tets[neg] = tets[neg][:, [0, 2, 1, 3]]
+    outer = np.array([[1 + i, 1 + (i + 1) % 6, a] for i in range(6) for a in (top, bot)])
+    sheet = _sheet_nodes(P, np.vstack([fan, outer]), len(P), None)
+    assert sheet[v] and not sheet[1:7].any()  # the ring nodes stand on edges of three facets
+    nrm = _sheet_normal(P, fan, v)
+    assert np.allclose(np.abs(nrm), [0, 0, 1])
+    q = sicn(P, tets)
+    q0 = q.min()
+    P2 = P.copy()
+    assert _smooth_node(P2, tets, np.arange(len(tets)), v, q, plane_normal=nrm)
+    assert P2[v, 2] == 0.0 and np.linalg.norm(P2[v] - P[v]) <= 0.25 * np.mean(np.linalg.norm(P[1:] - P[v], axis=1)) + 1e-12
+    assert sicn(P2, tets).min() > q0 and np.array_equal(P2[1:], P[1:])
