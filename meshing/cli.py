@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="surface route: Taubin smoothing iterations (default 12; 8 for rough scans with fine CBD)")
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="surface route: gmsh processes run at once, one region each (default 1)")
+    parser.add_argument("--mesher", choices=("gmsh", "tetgen"), default="gmsh",
+                        help="surface route: volume mesher (default gmsh; tetgen needs the optional AGPL "
+                             "package `tetgen`, which tomocell does not install)")
     parser.add_argument("--area-tol", type=_area_tol, default=0.05, metavar="FRAC",
                         help="surface route: accepted relative error of each interface area against the "
                              "binary-mask marching-cubes reference (default 0.05; 'none' reports without "
@@ -96,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
             res = mesh_volume(vol, route=args.route, h_interface_um=args.h_interface, h_bulk_um=args.h_bulk,
                               separator_um=args.separator, coarsen=args.coarsen, particle_labels=part,
                               fallback=not args.no_fallback, smoothing_iterations=args.smoothing_iterations,
-                              threads=args.threads, area_tol=args.area_tol)
+                              threads=args.threads, area_tol=args.area_tol,
+                              gmsh_formulation="tetgen" if args.mesher == "tetgen" else "regions")
         with man.timed("write"):
             paths = write_outputs(res, args.out, write_msh=not args.no_msh)
         for k, p in paths.items():

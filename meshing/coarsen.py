@@ -1,6 +1,6 @@
 """Coarsening of a label grid by blocks (voxel route, and the surface route's ``coarsen`` option).
 
-:func:`coarsen_labels` replaces each ``n x n x n`` block by its most frequent label. Blocks at the
+:func:`block_mode` replaces each ``n x n x n`` block by its most frequent label. Blocks at the
 far end of an axis whose length is not a multiple of ``n`` are partial; their true edge lengths are
 returned so the box keeps its exact size.
 """

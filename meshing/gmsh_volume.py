@@ -52,7 +52,7 @@ class MeshingError(TomocellError):
 
 
 #: gmsh problem formulations of the surface route (see :func:`surface_mesh`)
-FORMULATIONS = ("regions", "embedded")
+FORMULATIONS = ("regions", "embedded", "tetgen")  # tetgen: optional, see meshing/tetgen_volume.py
 #: the embedded formulation is tried as a fallback only up to this many surface triangles: gmsh's
 #: volume step with embedded interfaces was measured at ~1,900 tets/s (a 100^3 volume, ~100 k
 #: triangles, was stopped after 30 CPU-min); above it a failure goes to the caller (the voxel route)
@@ -167,6 +167,11 @@ def surface_mesh(
         raise InputError(f"unknown gmsh formulation {formulation!r} (choose from {', '.join(FORMULATIONS)})")
     if formulation == "embedded" and algorithm3d == 10:
         raise InputError("HXT (gmsh Algorithm3D 10) cannot mesh embedded surfaces: use the regions formulation")
+    if formulation == "tetgen":
+        from tomocell.meshing.tetgen_volume import INSTALL_HINT, tetgen_available
+
+        if not tetgen_available():
+            raise InputError(INSTALL_HINT)
     t0 = time.perf_counter()
     volume.require_phases("pore", "active")
     n0, n1, n2 = volume.shape
@@ -238,16 +243,22 @@ def surface_mesh(
     t_prep = time.perf_counter() - t0 - t_surf
     n_tri = int(sum(len(t) for t in groups.values()))
     formulations = [formulation]
-    if formulation != "embedded" and n_tri <= EMBEDDED_FALLBACK_MAX_TRIANGLES:
+    if formulation == "regions" and n_tri <= EMBEDDED_FALLBACK_MAX_TRIANGLES:
         formulations.append("embedded")
     gmsh_info: dict = {}
     for form in formulations:
         try:
             t1 = time.perf_counter()
-            pts, tets, region_phase, gmsh_info = _gmsh_tets(
-                points, groups, formulation=form, h_interface_um=h_interface_um, h_bulk_um=h_bulk_um,
-                threads=threads, algorithm3d=algorithm3d if form == formulation else None,
-                gmsh_options=gmsh_options if form == formulation else None)
+            if form == "tetgen":
+                from tomocell.meshing.tetgen_volume import tetgen_tets
+
+                pts, tets, gmsh_info = tetgen_tets(points, groups, h_bulk_um=h_bulk_um)
+                region_phase = None  # phases from the regions between interfaces
+            else:
+                pts, tets, region_phase, gmsh_info = _gmsh_tets(
+                    points, groups, formulation=form, h_interface_um=h_interface_um, h_bulk_um=h_bulk_um,
+                    threads=threads, algorithm3d=algorithm3d if form == formulation else None,
+                    gmsh_options=gmsh_options if form == formulation else None)
             t_gmsh = time.perf_counter() - t1
             t1 = time.perf_counter()
             iface_tris = np.concatenate([t for k, t in groups.items() if k[0] == "iface"])
@@ -258,7 +269,7 @@ def surface_mesh(
             break
         except (MeshingError, NonConformalMeshError) as exc:
             if form == formulations[-1]:
-                if form != "embedded" and formulation != "embedded":
+                if form == "regions":
                     raise MeshingError(f"{exc}; the embedded formulation is not tried on {n_tri} surface triangles "
                                        f"(> {EMBEDDED_FALLBACK_MAX_TRIANGLES}: gmsh would take tens of minutes)") from exc
                 raise

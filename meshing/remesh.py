@@ -431,7 +431,7 @@ def _try_collapse(v, w, P, T, pid, alive, vstart, vtri, vclass, cn, err, locked,
 
 
 @numba.njit(cache=True)
-def _collapse_pass(P, T, pid, alive, vstart, vtri, vclass, cn, err, edges, h_lo2, h_hi2, cos_bend,
+def _collapse_pass(P, T, pid, alive, vstart, vtri, vclass, cn, err, edges, h_hi2, cos_bend,
                    min_quality, max_err, q_of, cos_crease):
     locked = np.zeros(len(vstart) - 1, dtype=np.bool_)
     n = 0
@@ -765,7 +765,7 @@ def remesh_patches(
         vstart, vtri = _vertex_index(T, alive, nv)
         _classify(T, pid, alive, vstart, vtri, pin, vclass, cn)
         edges = _short_edges(P, T, alive, h_lo, q_of, bad_quality)
-        nc = _collapse_pass(P, T, pid, alive, vstart, vtri, vclass, cn, err, edges, h_lo * h_lo, h_hi * h_hi,
+        nc = _collapse_pass(P, T, pid, alive, vstart, vtri, vclass, cn, err, edges, h_hi * h_hi,
                             cos_bend, min_quality, max_error_um, q_of, cos_crease) if len(edges) else 0
         vstart, vtri = _vertex_index(T, alive, nv)
         _classify(T, pid, alive, vstart, vtri, pin, vclass, cn)

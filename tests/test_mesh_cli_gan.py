@@ -106,3 +106,16 @@ def test_gan_subvolume_voxel_and_surface(gan_volume_path, tmp_path):
     assert rs["quality_sicn"]["min"] > 1e-3
     assert rs["slivers"] < 1e-3 * rs["tets"]
     assert ms.info["sliver_removal"]["interface_flips"] > 0
+
+
+def test_cli_tetgen_mesher_missing_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import tomocell.meshing.tetgen_volume as tv
+    from tomocell.cli import main
+
+    monkeypatch.setattr(tv, "tetgen_available", lambda: False)
+    vol, _ = sphere_pack_volume((10, 9, 8), 0.5, n_spheres=3, radius_vox=(2.0, 4.0), seed=1)
+    np.save(tmp_path / "s.npy", vol.labels)
+    rc = main(["mesh", str(tmp_path / "s.npy"), "--voxel-size", "0.5", "--labels", "0=pore,1=active,2=cbd",
+               "--mesher", "tetgen", "--out", str(tmp_path / "o")])
+    assert rc == 2 and "pip install tetgen" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "mesh.xdmf").exists()

@@ -515,3 +515,30 @@ def test_interface_node_slides_within_its_sheet():
     assert _smooth_node(P2, tets, np.arange(len(tets)), v, q, plane_normal=nrm)
     assert P2[v, 2] == 0.0 and np.linalg.norm(P2[v] - P[v]) <= 0.25 * np.mean(np.linalg.norm(P[1:] - P[v], axis=1)) + 1e-12
     assert sicn(P2, tets).min() > q0 and np.array_equal(P2[1:], P[1:])
+
+
+def test_tetgen_mesher_is_optional_and_says_how_to_get_it(monkeypatch):
+    import tomocell.meshing.tetgen_volume as tv
+    from tomocell.meshing.gmsh_volume import surface_mesh
+
+    vol, _ = _electrode(12, 0.2)
+    monkeypatch.setattr(tv, "tetgen_available", lambda: False)
+    with pytest.raises(InputError, match="pip install tetgen"):
+        surface_mesh(vol, formulation="tetgen", separator_um=1.0)
+
+
+def test_tetgen_mesher_gives_the_same_conformal_tagged_mesh():
+    pytest.importorskip("tetgen", reason="optional AGPL mesher, not installed by tomocell (pip install tetgen)")
+    from tomocell.meshing.gmsh_volume import surface_mesh
+
+    vol, part = _electrode(24, 0.2)
+    m = surface_mesh(vol, h_interface_um=0.4, h_bulk_um=1.0, separator_um=2.0, particle_labels=part,
+                     formulation="tetgen")
+    r = fidelity_report(m, vol)
+    assert m.info["gmsh"]["formulation"] == "tetgen" and m.info["gmsh"]["mesher"] == "tetgen"
+    assert r["conformity"]["ok"] and abs(r["total_volume_rel_error"]) < 1e-9
+    for name, v in r["phase_volumes"].items():
+        assert abs(v["rel_error"]) < (0.03 if name == "cbd" else 0.01), (name, v)
+    assert r["separator_volume_um3"] == pytest.approx(r["separator_expected_um3"], rel=1e-9)
+    assert set(np.unique(m.facet_tags)) >= {tags.CURRENT_COLLECTOR, tags.LI_FACE, *tags.SIDES, tags.ACTIVE_CBD}
+    assert r["quality_sicn"]["min"] > 0.01
