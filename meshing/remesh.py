@@ -7,26 +7,29 @@ worst quality. Three local operations bring it to the target edge length ``h`` w
 
 * **half-edge collapse** (v -> w, v removed, w kept in place), shortest edges first, of edges
   shorter than 0.8 h and of the shortest edge of every triangle below quality 0.2, when the new
-  edges stay below 1.6 h. A vertex inside a patch may collapse onto
-  any neighbour. A vertex on a patch border (a *curve* vertex: its patches meet along exactly two
-  border edges with the same patch set) collapses only along its border onto a border neighbour, so
-  every triple line and box edge is coarsened as a line and stays shared by all its patches.
-  Junctions of borders and box corners never move, and no operation makes a new edge between two
-  border vertices (a chord across a patch, e.g. lying in a box plane, would cut the patch next to it). Because a collapse only removes a vertex and
-  keeps the others where they are, box faces and the electrode|separator plane stay exactly planar.
-  A collapse is refused when it breaks the link condition (it would glue the surface), turns a
-  triangle by more than ``max_bend_deg``, lowers the worst quality of the star below ``min_quality``,
-  or when the removed vertex lies further than the error bound from the new triangles (or, on a
-  border, from the new border segment); errors accumulate on the kept vertex (as in vtkDecimatePro's
-  AccumulateError) so phase volumes do not drift.
+  edges stay below 1.6 h. A vertex inside a patch may collapse onto any neighbour. A vertex on a
+  patch border (a *curve* vertex: its patches meet along exactly two border edges with the same
+  patch set) collapses only along its border onto a border neighbour, so every triple line and box
+  edge is coarsened as a line and stays shared by all its patches. Junctions of borders and box
+  corners never move. Because a collapse only removes a vertex and keeps the others where they
+  are, box faces and the electrode|separator plane stay exactly planar. A collapse is refused when
+  it breaks the link condition (it would glue the surface), turns a triangle by more than
+  ``max_bend_deg``, lowers the worst quality of the star below ``min_quality``, or when the removed
+  vertex lies further than the error bound from the new triangles (or, on a border, from the new
+  border segment); errors accumulate on the kept vertex (as in vtkDecimatePro's AccumulateError)
+  so phase volumes do not drift.
 * **edge flip** inside one patch, between two nearly coplanar triangles, when it raises the worse
   of the two qualities;
 * **tangential relaxation** of patch-interior vertices towards the centroid of their neighbours,
   in their tangent plane (a vertex whose neighbours all share a coordinate keeps it: box planes),
   accepted when the worst quality of the star rises.
 
-Each pass works on an independent set (a vertex whose neighbourhood changed is left for the next
-pass) and the vertex-to-triangle index is rebuilt between passes. Written here rather than taken
+No operation makes a new edge between two border vertices (a chord across a patch, e.g. lying in a
+box plane, cuts the patch next to it), and each is undone if a changed triangle then folds onto a
+neighbour (dihedral below ``min_dihedral_deg``). In a pass, a vertex whose index list is stale (the
+kept vertex of a collapse, the four of a flip, the neighbours of a moved vertex) is left for the
+next pass; the vertex-to-triangle index is rebuilt between passes.
+Written here rather than taken
 from a library because none of the installed ones (VTK's vtkDecimatePro, fast-simplification,
 pyacvd, gmsh's remesher) coarsens a non-manifold multi-patch surface while keeping its patch borders
 shared: VTK freezes the borders (the voxel-spaced border vertices then stand next to coarse
@@ -779,6 +782,9 @@ def remesh_patches(
         stats["flips"] += int(nf)
         stats["moves"] += int(nm)
         stats["passes"] = p + 1
+        if time.perf_counter() - t0 > 10.0:  # progress on large surfaces (minutes at the paper's size)
+            log.info("surface remeshing pass %d: %d triangles left (%d collapses, %d flips, %d moves), %.0f s",
+                     p + 1, int(alive.sum()), nc, nf, nm, time.perf_counter() - t0)
         if nc + nf < min_progress * alive.sum():  # relaxation alone goes on making tiny gains
             break
     T, pid = T[alive], pid[alive]
