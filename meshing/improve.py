@@ -154,8 +154,8 @@ def remove_slivers(
     q_min0, n_bad0 = float(q.min()), int(np.count_nonzero(q < threshold))
     new_t: list[np.ndarray] = []
     alive = np.ones(len(tets), dtype=bool)
-    stats = {"interface_flips": 0, "edge_removals": 0, "face_swaps": 0, "surface_nodes_slid": 0, "node_collapses": 0, "nodes_moved": 0, "nodes_snapped_to_box": 0,
-             "nodes_inserted": 0}
+    stats = {"interface_flips": 0, "edge_removals": 0, "face_swaps": 0, "surface_nodes_slid": 0, "node_collapses": 0,
+             "nodes_moved": 0, "nodes_snapped_to_box": 0, "nodes_inserted": 0}
     planes = []
     if box_um is not None:
         tol = 1e-9 * max(box_um)
@@ -330,7 +330,8 @@ def remove_slivers(
                     star = inc.tets_of(v)
                     if touched[star].any():
                         continue
-                    if _smooth_node(pts, tets, star, v, q, plane_normal=_sheet_normal(pts, f[f_of[f_start[v]:f_start[v + 1]]], v)):
+                    fan = f[f_of[f_start[v]:f_start[v + 1]]]
+                    if _smooth_node(pts, tets, star, v, q, plane_normal=_sheet_normal(pts, fan, v)):
                         touched[star] = True
                         stats["surface_nodes_slid"] += 1
                         changed += 1
@@ -350,9 +351,10 @@ def remove_slivers(
     q = sicn(pts, tets)
     stats.update(sicn_min_before=q_min0, below_threshold_before=n_bad0, sicn_min_after=float(q.min()),
                  below_threshold_after=int(np.count_nonzero(q < threshold)), threshold=threshold)
-    log.info("sliver removal: %d edge removals, %d face swaps, %d nodes inserted, %d nodes moved; min SICN %.3g -> %.3g, below %.2f: %d -> %d",
-             stats["edge_removals"], stats["face_swaps"], stats["nodes_inserted"], stats["nodes_moved"], q_min0, stats["sicn_min_after"], threshold,
-             n_bad0, stats["below_threshold_after"])
+    log.info("sliver removal: %d edge removals, %d face swaps, %d nodes inserted, %d nodes moved, %d interface "
+             "nodes slid; min SICN %.3g -> %.3g, below %.2f: %d -> %d", stats["edge_removals"], stats["face_swaps"],
+             stats["nodes_inserted"], stats["nodes_moved"], stats["surface_nodes_slid"], q_min0,
+             stats["sicn_min_after"], threshold, n_bad0, stats["below_threshold_after"])
     return pts, tets, ct, pt, stats
 
 
