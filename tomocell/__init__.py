@@ -7,3 +7,8 @@ configuration) lives directly in this package.
 """
 
 __version__ = "0.1.0"
+
+# h5py must be bound to its own HDF5 before any stage loads PETSc (see tomocell/_hdf5.py)
+from tomocell._hdf5 import load_h5py as _load_h5py  # noqa: E402
+
+_load_h5py()
