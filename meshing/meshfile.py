@@ -1,21 +1,25 @@
-"""Mesh files: XDMF/HDF5 (uncompressed) for DOLFINx, read back in parallel with all tags.
+"""Mesh files: one XDMF/HDF5 pair that DOLFINx (in parallel), meshio, pyvista and ParaView all read.
 
-File layout (names from :mod:`tomocell.meshing.tags`): one XDMF file with the grid ``mesh``
-(tetrahedra, coordinates in micrometres), the cell tags ``cell_tags`` (phase), the second cell field
-``particle_tags`` and the facet tags ``facet_tags``; heavy data in the HDF5 file beside it.
+File layout (names from :mod:`tomocell.meshing.tags`, written with :mod:`tomocell.xdmf`)::
 
-:func:`write_mesh` builds the DOLFINx mesh on rank 0 alone (``COMM_SELF``) and writes it with
-``dolfinx.io.XDMFFile``; :func:`read_mesh` reads it on any number of ranks, partitions it with ghost
-mode ``shared_facet`` (needed by the interface integrals of the physics) and returns the tags on
-that mesh. Files appear atomically (written in a temporary directory, then moved into place).
+    mesh.xdmf         one grid ``mesh``: the tetrahedra (coordinates in micrometres) with the cell
+                      attributes ``cell_tags`` (phase) and ``particle_tags`` (particle label, 0 outside)
+    mesh.h5           /mesh/points, /mesh/tets, /mesh/phase, /mesh/particle (the mesher's order)
+    mesh_facets.xdmf  one grid ``facet_tags``: the tagged boundary and interface triangles on the same
+                      nodes (referenced in mesh.h5), with the attribute ``facet_tags``
+    mesh_facets.h5    /facets/triangles, /facets/tag
+
+``meshio.read("mesh.xdmf")`` gives the tets with ``cell_data["cell_tags"]``; ``pyvista.read`` and
+ParaView (XDMF3 reader) show the same, and ``mesh_facets.xdmf`` the interfaces. :func:`write_mesh`
+writes on rank 0; :func:`read_mesh` reads on any number of ranks, partitions with ghost mode
+``shared_facet`` (needed by the interface integrals of the physics) and returns the tags on that
+mesh. It also reads the layout of tomocell 0.1 (DOLFINx's multi-grid file). Files appear atomically.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ import tomocell.fem  # noqa: F401  (must precede dolfinx/petsc4py imports)
 from tomocell.errors import InputError
 from tomocell.meshing import tags
 from tomocell.meshing.tetmesh import TetMesh
+from tomocell.xdmf import Attribute, Grid, write_h5, write_xdmf
 
 
 @dataclasses.dataclass
@@ -35,45 +40,6 @@ class MeshData:
     cell_tags: Any  # dolfinx.mesh.MeshTags (dim 3), phase tags, covers owned and ghost cells
     facet_tags: Any  # dolfinx.mesh.MeshTags (dim 2)
     particle_tags: Any | None  # dolfinx.mesh.MeshTags (dim 3) or None if the file has none
-
-
-def _dolfinx_mesh_serial(points: np.ndarray, tets: np.ndarray):
-    """A DOLFINx tet mesh on COMM_SELF with the given nodes and cells (input order kept by index maps)."""
-    import basix.ufl
-    from mpi4py import MPI
-
-    import dolfinx.mesh
-
-    element = basix.ufl.element("Lagrange", "tetrahedron", 1, shape=(3,))
-    return dolfinx.mesh.create_mesh(MPI.COMM_SELF, np.asarray(tets, dtype=np.int64), element,
-                                    np.asarray(points, dtype=np.float64))
-
-
-def _cell_meshtags(msh, values_input_order: np.ndarray, name: str):
-    import dolfinx.mesh
-
-    n_local = msh.topology.index_map(3).size_local + msh.topology.index_map(3).num_ghosts
-    orig = np.asarray(msh.topology.original_cell_index, dtype=np.int64)[:n_local]
-    mt = dolfinx.mesh.meshtags(msh, 3, np.arange(n_local, dtype=np.int32),
-                               np.asarray(values_input_order, dtype=np.int32)[orig])
-    mt.name = name
-    return mt
-
-
-def _facet_meshtags(msh, facets_input_nodes: np.ndarray, values: np.ndarray, name: str):
-    import dolfinx.graph
-    import dolfinx.io
-    import dolfinx.mesh
-
-    msh.topology.create_connectivity(2, 3)
-    ents, vals = dolfinx.io.distribute_entity_data(
-        msh, 2, np.asarray(facets_input_nodes, dtype=np.int64), np.asarray(values, dtype=np.int32)
-    )
-    mt = dolfinx.mesh.meshtags_from_entities(
-        msh, 2, dolfinx.graph.adjacencylist(ents), np.asarray(vals, dtype=np.int32)
-    )
-    mt.name = name
-    return mt
 
 
 def write_mesh(
@@ -123,34 +89,59 @@ def write_mesh(
 
 
 def _write_serial(final: Path, points, tets, cell_tags, facet_tags, particle_tags) -> None:
-    import dolfinx.io
-
     points = np.asarray(points, dtype=np.float64)
     tets = np.asarray(tets, dtype=np.int64)
     cell_tags = np.asarray(cell_tags, dtype=np.int32)
     facets, fvals = facet_tags
+    facets = np.asarray(facets, dtype=np.int64).reshape(-1, 3)
+    fvals = np.asarray(fvals, dtype=np.int32).ravel()
     if cell_tags.shape != (len(tets),):
         raise InputError("cell_tags must have one value per tet")
-    msh = _dolfinx_mesh_serial(points, tets)
-    msh.name = tags.MESH_NAME
-    ct = _cell_meshtags(msh, cell_tags, tags.CELL_TAGS_NAME)
-    ft = _facet_meshtags(msh, facets, fvals, tags.FACET_TAGS_NAME)
-    pt = _cell_meshtags(msh, particle_tags, tags.PARTICLE_TAGS_NAME) if particle_tags is not None else None
+    if fvals.shape != (len(facets),):
+        raise InputError("facet tags must have one value per facet")
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise InputError(f"points must be (n, 3), got {points.shape}")
+    ptags = (np.zeros(len(tets), np.int32) if particle_tags is None
+             else np.asarray(particle_tags, dtype=np.int32))
+    if ptags.shape != (len(tets),):
+        raise InputError("particle_tags must have one value per tet")
+    h5 = final.with_suffix(".h5")
+    fh5 = facets_path(final).with_suffix(".h5")
+    datasets = {"/mesh/points": points, "/mesh/tets": tets, "/mesh/phase": cell_tags}
+    if particle_tags is not None:
+        datasets["/mesh/particle"] = ptags
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{final.stem}.", suffix=".partial", dir=final.parent))
+    # DOLFINx opens the .h5 named like its .xdmf, so the facets have their own file (nodes shared by reference)
+    write_h5(fh5, {"/facets/triangles": facets, "/facets/tag": fvals})
+    write_h5(h5, datasets)
+    n, m = len(points), len(tets)
+    attrs = [Attribute(tags.CELL_TAGS_NAME, f"{h5.name}:/mesh/phase", (m,), np.dtype(np.int32))]
+    if particle_tags is not None:
+        attrs.append(Attribute(tags.PARTICLE_TAGS_NAME, f"{h5.name}:/mesh/particle", (m,), np.dtype(np.int32)))
+    cells = Grid(tags.MESH_NAME, "tetra", f"{h5.name}:/mesh/points", n, f"{h5.name}:/mesh/tets", m, attrs)
+    tris = Grid(tags.FACET_TAGS_NAME, "triangle", f"{h5.name}:/mesh/points", n, f"{fh5.name}:/facets/triangles",
+                len(facets), [Attribute(tags.FACET_TAGS_NAME, f"{fh5.name}:/facets/tag", (len(facets),),
+                                        np.dtype(np.int32))])
+    # the facet file first: a mesh.xdmf that exists always has its facets beside it
+    write_xdmf(facets_path(final), [tris])
+    write_xdmf(final, [cells])
+
+
+def facets_path(mesh_xdmf: str | os.PathLike[str]) -> Path:
+    """The facet-tag file that goes with a mesh file: ``mesh.xdmf`` -> ``mesh_facets.xdmf``."""
+    p = Path(mesh_xdmf)
+    return p.with_name(f"{p.stem}_facets.xdmf")
+
+
+def _is_legacy(path: Path) -> bool:
+    """True for a mesh file of tomocell < 0.2 (DOLFINx layout: tag tables as extra grids in one file)."""
+    import xml.etree.ElementTree as ET
+
     try:
-        tmp_x = tmpdir / final.name
-        with dolfinx.io.XDMFFile(msh.comm, str(tmp_x), "w", encoding=dolfinx.io.XDMFFile.Encoding.HDF5) as f:
-            f.write_mesh(msh)
-            f.write_meshtags(ct, msh.geometry)
-            f.write_meshtags(ft, msh.geometry)
-            if pt is not None:
-                f.write_meshtags(pt, msh.geometry)
-        # the .xdmf names its .h5 by basename, so moving both keeps the reference valid
-        os.replace(tmp_x.with_suffix(".h5"), final.with_suffix(".h5"))
-        os.replace(tmp_x, final)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        domain = ET.parse(path).getroot().find("Domain")
+    except (OSError, ET.ParseError) as exc:
+        raise InputError(f"mesh file {path} is not readable XDMF: {exc}") from None
+    return domain is not None and len(domain.findall("Grid")) > 1
 
 
 def read_mesh(path_xdmf: str | os.PathLike[str], comm: Any = None, ghost_mode: Any = "shared_facet") -> MeshData:
@@ -174,13 +165,140 @@ def read_mesh(path_xdmf: str | os.PathLike[str], comm: Any = None, ghost_mode: A
             ghost_mode = getattr(dolfinx.mesh.GhostMode, ghost_mode)
         except AttributeError:
             raise InputError(f"unknown ghost mode {ghost_mode!r} (shared_facet or none)") from None
+    if _is_legacy(p):
+        with dolfinx.io.XDMFFile(comm, str(p), "r") as f:
+            msh = f.read_mesh(ghost_mode=ghost_mode, name=tags.MESH_NAME)
+            msh.topology.create_connectivity(2, 3)
+            ct = f.read_meshtags(msh, tags.CELL_TAGS_NAME)
+            ft = f.read_meshtags(msh, tags.FACET_TAGS_NAME)
+            try:
+                pt = f.read_meshtags(msh, tags.PARTICLE_TAGS_NAME)
+            except RuntimeError:
+                pt = None
+        return MeshData(mesh=msh, cell_tags=ct, facet_tags=ft, particle_tags=pt)
+    fp = facets_path(p)
+    if not fp.is_file():
+        raise InputError(f"mesh file {p}: its facet-tag file {fp.name} is missing")
     with dolfinx.io.XDMFFile(comm, str(p), "r") as f:
         msh = f.read_mesh(ghost_mode=ghost_mode, name=tags.MESH_NAME)
         msh.topology.create_connectivity(2, 3)
-        ct = f.read_meshtags(msh, tags.CELL_TAGS_NAME)
-        ft = f.read_meshtags(msh, tags.FACET_TAGS_NAME)
+        ct = f.read_meshtags(msh, tags.MESH_NAME, attribute_name=tags.CELL_TAGS_NAME)
         try:
-            pt = f.read_meshtags(msh, tags.PARTICLE_TAGS_NAME)
+            pt = f.read_meshtags(msh, tags.MESH_NAME, attribute_name=tags.PARTICLE_TAGS_NAME)
         except RuntimeError:
             pt = None
+    with dolfinx.io.XDMFFile(comm, str(fp), "r") as f:
+        ft = f.read_meshtags(msh, tags.FACET_TAGS_NAME, attribute_name=tags.FACET_TAGS_NAME)
+    ct.name, ft.name = tags.CELL_TAGS_NAME, tags.FACET_TAGS_NAME
+    if pt is not None:
+        pt.name = tags.PARTICLE_TAGS_NAME
     return MeshData(mesh=msh, cell_tags=ct, facet_tags=ft, particle_tags=pt)
+
+
+@dataclasses.dataclass
+class MeshArrays:
+    """A mesh file's data as numpy arrays (serial, no DOLFINx): coordinates in micrometres."""
+
+    points: np.ndarray  # (n, 3) float
+    tets: np.ndarray  # (m, 4) int64
+    phase: np.ndarray  # (m,) int32, tags.ACTIVE ...
+    particle: np.ndarray | None  # (m,) int32 or None when the file has no particle tags
+    facets: np.ndarray | None  # (k, 3) int64 (None: legacy file without facet table read)
+    facet_tags: np.ndarray | None  # (k,) int32
+
+
+def read_mesh_arrays(path_xdmf: str | os.PathLike[str]) -> MeshArrays:
+    """Read a tomocell mesh file into numpy arrays on this process alone (any layout tomocell wrote)."""
+    from tomocell._hdf5 import load_h5py
+
+    h5py = load_h5py()
+    p = Path(path_xdmf)
+    h5 = p.with_suffix(".h5")
+    if not h5.is_file():
+        raise InputError(f"mesh data {h5} not found (the .h5 beside {p.name})")
+    try:
+        with h5py.File(h5, "r") as f:
+            if "mesh" in f:  # tomocell >= 0.2
+                pts, tets, phase = (np.asarray(f[f"mesh/{k}"]) for k in ("points", "tets", "phase"))
+                part = np.asarray(f["mesh/particle"]) if "mesh/particle" in f else None
+                fp = facets_path(p).with_suffix(".h5")
+                facets = ftags = None
+                if fp.is_file():
+                    with h5py.File(fp, "r") as g:
+                        facets, ftags = np.asarray(g["facets/triangles"]), np.asarray(g["facets/tag"])
+                return MeshArrays(pts.astype(float), tets.astype(np.int64), phase.astype(np.int32),
+                                  None if part is None else part.astype(np.int32), facets, ftags)
+            # tomocell 0.1: DOLFINx's layout, tag tables list cells by their nodes, in their own order
+            pts = np.asarray(f[f"Mesh/{tags.MESH_NAME}/geometry"], float)
+            tets = np.asarray(f[f"Mesh/{tags.MESH_NAME}/topology"], np.int64)
+            index = {tuple(sorted(c)): i for i, c in enumerate(tets)}
+
+            def cell_values(name: str) -> np.ndarray | None:
+                if f"MeshTags/{name}" not in f:
+                    return None
+                top = np.asarray(f[f"MeshTags/{name}/topology"], np.int64)
+                val = np.asarray(f[f"MeshTags/{name}/Values"]).ravel()
+                out = np.zeros(len(tets), np.int32)
+                for c, v in zip(top, val):
+                    i = index.get(tuple(sorted(c)))
+                    if i is not None:
+                        out[i] = v
+                return out
+
+            phase = cell_values(tags.CELL_TAGS_NAME)
+            if phase is None:
+                raise KeyError(tags.CELL_TAGS_NAME)
+            ft = f"MeshTags/{tags.FACET_TAGS_NAME}"
+            facets = np.asarray(f[f"{ft}/topology"], np.int64) if ft in f else None
+            ftags = np.asarray(f[f"{ft}/Values"]).ravel().astype(np.int32) if ft in f else None
+            return MeshArrays(pts, tets, phase, cell_values(tags.PARTICLE_TAGS_NAME), facets, ftags)
+    except (OSError, KeyError) as exc:
+        raise InputError(f"mesh data {h5} is not a tomocell mesh file: {exc}") from None
+
+
+def mesh_files(path_xdmf: str | os.PathLike[str]) -> list[Path]:
+    """Every file that makes up the mesh ``path_xdmf`` (those present)."""
+    p = Path(path_xdmf)
+    fp = facets_path(p)
+    return [q for q in (p, p.with_suffix(".h5"), fp, fp.with_suffix(".h5")) if q.is_file()]
+
+
+def mesh_sha256(path_xdmf: str | os.PathLike[str]) -> str:
+    """sha256 over every file of the mesh (the .xdmf alone names its data but does not hold it)."""
+    import hashlib
+
+    from tomocell.manifest import sha256_of
+
+    h = hashlib.sha256()
+    for q in mesh_files(path_xdmf):
+        h.update(q.name.encode())
+        h.update(sha256_of(q).encode())
+    return h.hexdigest()
+
+
+def write_vtu(path: str | os.PathLike[str], mesh: TetMesh) -> Path:
+    """``mesh.vtu`` for pyvista and ParaView (and meshio): the tets with ``cell_tags`` and
+    ``particle_tags``, and the tagged triangles with ``facet_tags``, in one unstructured grid (0 where
+    a tag does not apply: facet tags on tets, phase on triangles). pyvista cannot read the static
+    ``mesh.xdmf`` (its XDMF reader needs a time series: pyvista issue #7801), so this file is its copy.
+    Serial (call on one rank)."""
+    import meshio
+
+    from tomocell.atomic import atomic_path
+
+    m = mesh
+    nt, nf = len(m.tets), len(m.facets)
+    part = m.particle_tags if m.particle_tags is not None else np.zeros(nt, np.int32)
+    grid = meshio.Mesh(
+        np.asarray(m.points, float),
+        [("tetra", np.asarray(m.tets, np.int64)), ("triangle", np.asarray(m.facets, np.int64))],
+        cell_data={
+            tags.CELL_TAGS_NAME: [np.asarray(m.cell_tags, np.int32), np.zeros(nf, np.int32)],
+            tags.PARTICLE_TAGS_NAME: [np.asarray(part, np.int32), np.zeros(nf, np.int32)],
+            tags.FACET_TAGS_NAME: [np.zeros(nt, np.int32), np.asarray(m.facet_tags, np.int32)],
+        },
+    )
+    final = Path(path)
+    with atomic_path(final) as tmp:
+        meshio.write(tmp, grid, file_format="vtu")
+    return final

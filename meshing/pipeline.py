@@ -124,12 +124,13 @@ def _coarse_reference_volume(volume: Volume, lab: np.ndarray, n: int) -> Volume:
 
 def write_outputs(result: MeshResult, out_dir: str | os.PathLike[str], *, write_msh: bool = True,
                   comm: Any = None) -> dict[str, Path]:
-    """mesh.xdmf/.h5 (DOLFINx), mesh.msh (gmsh, physical groups = tags) and fidelity.json in out_dir.
+    """mesh.xdmf/.h5 + mesh_facets.xdmf/.h5 (DOLFINx, meshio, ParaView), mesh.vtu (pyvista), mesh.msh (gmsh,
+    physical groups = tags) and fidelity.json in out_dir.
 
     Collective over ``comm`` (default COMM_WORLD, as under ``mpirun tomocell mesh``); a caller that
     meshed on one rank only passes ``MPI.COMM_SELF``, or the other ranks are waited for forever."""
     from tomocell.atomic import atomic_path, write_json
-    from tomocell.meshing.meshfile import write_mesh
+    from tomocell.meshing.meshfile import write_mesh, write_vtu
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -138,6 +139,7 @@ def write_outputs(result: MeshResult, out_dir: str | os.PathLike[str], *, write_
         with atomic_path(out / "mesh.msh") as tmp:
             write_msh_file(tmp, result.mesh)
         paths["msh"] = out / "mesh.msh"
+        paths["vtu"] = write_vtu(out / "mesh.vtu", result.mesh)
     return paths
 
 

@@ -58,6 +58,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo": {"box_um": (30.0, 20.0, 20.0), "voxel_size_um": 0.5},
     "small": {"box_um": (30.0, 20.0, 20.0), "voxel_size_um": 0.25},
     "paper": {"box_um": (50.0, 43.0, 43.0), "voxel_size_um": 0.126},
+    # the whole chain in about a minute (the default test suite runs it): 8 x 6 x 6 um, small particles
+    "tiny": {"box_um": (8.0, 6.0, 6.0), "voxel_size_um": 0.5, "d50_um": 2.5, "d90_um": 3.5, "d_min_um": 1.5,
+             "d_max_um": 4.0, "active_fraction": 0.45},
 }
 
 

@@ -105,7 +105,9 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
                 **{k: v for k, v in kw.items() if isinstance(v, (int, float, str, tuple, list, bool))}}
     with run_manifest("simulate", out, settings) as man:
         if Path(str(mesh)).exists():
-            man.add_input("mesh", mesh)
+            from tomocell.meshing.meshfile import mesh_sha256
+
+            man.add_input("mesh", mesh, sha256=mesh_sha256(mesh))
         man.set_parameters(parameters=params.raw)
         with man.timed("load_mesh"):
             inp = load_mesh(str(mesh), MPI.COMM_WORLD)

@@ -20,11 +20,14 @@ Run directory ``OUT/`` written by :func:`tomocell.physics.discharge.simulate_dis
         particle_tags), connected (1; 0 = electronically isolated from the collector, set inert by
         the model, all other columns nan), volume_um3, centroid_x_um, centroid_y_um, centroid_z_um, then one column
         ``sol_dodNNN`` per snapshot (NNN = DoD in %, e.g. sol_dod050), mean c_s/c_max over the particle
+    OUT/fields/active.xdmf, solid.xdmf, electrolyte.xdmf
+                            one time series per domain (a step per snapshot, time t_s; open in
+                            ParaView or pyvista, or meshio.xdmf.TimeSeriesReader), see
+                            tomocell.physics.fieldfiles: active submesh c_s [mol/m^3], SoL [-] (P1);
+                            active+CBD submesh phi_s [V] (P1); pore+separator submesh c_e [mol/m^3],
+                            phi_e [V] (P1), N_mag [mol/m^2/s] = |Li+ flux| (cell-wise, DG0)
     OUT/fields/dodNNN/      one folder per requested DoD (default 25, 50, 70 %; reached ones only):
-        active.xdmf/.h5       on the active submesh: c_s [mol/m^3], SoL [-] (P1)
-        solid.xdmf/.h5        on the active+CBD submesh: phi_s [V] (P1)
-        electrolyte.xdmf/.h5  on the pore+separator submesh: c_e [mol/m^3], phi_e [V] (P1),
-                              N_mag [mol/m^2/s] = |Li+ flux| (cell-wise, DG0)
+        active.h5, solid.h5, electrolyte.h5   the snapshot's field values (meshes in fields/*_mesh.h5)
         interface.npz         reaction facets (one row each, owned facets gathered from all ranks):
                               x_um, y_um, z_um (facet midpoint), area_um2, particle (label of the
                               active cell), J_ct_A_m2 (Butler-Volmer current density, > 0 anodic, so
@@ -56,6 +59,7 @@ from mpi4py import MPI
 
 from tomocell.atomic import write_csv_rows as _write_csv, write_json
 from tomocell.meshing import tags as T
+from tomocell.physics.fieldfiles import FieldSeriesWriter
 from tomocell.physics.model import HalfCellModel
 from tomocell.physics.parameters import FARADAY
 
@@ -114,6 +118,7 @@ class OutputWriter:
         self._setup_particles()
         self._setup_interface()
         self._setup_flux()
+        self._series = FieldSeriesWriter(self.comm, self.out / "fields")
 
     # ---- per-particle SoL -------------------------------------------------------------------------
     def _setup_particles(self) -> None:
@@ -236,30 +241,24 @@ class OutputWriter:
 
     # ---- snapshot ----------------------------------------------------------------------------------
     def write_snapshot(self, dod: float, info: dict[str, Any]) -> Path:
-        from dolfinx.io import XDMFFile
-
         m = self.m
         label = dod_label(dod)
         pdir = ParallelDir(self.comm, self.out / "fields" / label)
         Vs = m.spaces[0]
         cs_mol = fem.Function(Vs, name="c_s")
         cs_mol.x.array[:] = m.u[0].x.array * m.p.c_max
-        sol = fem.Function(Vs, name="SoL")
-        sol.x.array[:] = m.u[0].x.array
         ce_mol = fem.Function(m.spaces[2], name="c_e")
         ce_mol.x.array[:] = m.u[2].x.array * m.p.c_e0
-        phis = fem.Function(m.spaces[1], name="phi_s")
-        phis.x.array[:] = m.u[1].x.array
-        phie = fem.Function(m.spaces[3], name="phi_e")
-        phie.x.array[:] = m.u[3].x.array
         self._flux.interpolate(self._flux_expr)
-        t = float(info.get("t_s", 0.0))
-        for name, sm, funcs in (("active", m.sm_s, [cs_mol, sol]), ("solid", m.sm_p, [phis]),
-                                ("electrolyte", m.sm_e, [ce_mol, phie, self._flux])):
-            with XDMFFile(self.comm, str(pdir.tmp / f"{name}.xdmf"), "w") as f:
-                f.write_mesh(sm)
-                for fn in funcs:
-                    f.write_function(fn, t)
+        orig = np.asarray(m.inp.mesh.topology.original_cell_index, dtype=np.int64)
+        for (name, sm, nodes, cells), em in zip(
+                (("active", m.sm_s, {"c_s": cs_mol, "SoL": m.u[0]}, {}),
+                 ("solid", m.sm_p, {"phi_s": m.u[1]}, {}),
+                 ("electrolyte", m.sm_e, {"c_e": ce_mol, "phi_e": m.u[3]}, {"N_mag": self._flux})),
+                m.entity_maps):
+            n_sub = sm.topology.index_map(3).size_local
+            parent = em.sub_topology_to_topology(np.arange(n_sub, dtype=np.int32), inverse=False)
+            self._series.write(pdir.tmp, name, sm, orig[parent], nodes, cells)
         table = self.interface_table()
         if self.comm.rank == 0:
             np.savez(pdir.tmp / "interface.npz", **table)
@@ -267,6 +266,7 @@ class OutputWriter:
             np.savetxt(pdir.tmp / "interface.csv", rows, delimiter=",", header=",".join(INTERFACE_COLUMNS), comments="")
             (pdir.tmp / "meta.json").write_text(json.dumps({k: float(v) for k, v in info.items() if isinstance(v, (int, float))}, indent=2))
         pdir.commit()
+        self._series.write_index()
         col = f"sol_{label}"
         self.particle_sol[col] = self.particle_sol_now()
         if col not in self.sol_columns:

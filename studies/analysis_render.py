@@ -145,31 +145,21 @@ def _save(pl: Any, path: str | Path) -> None:
 def particle_cells(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(points um, tets, particle label per tet) of the active cells of the run's mesh file, or None when
     the run has no readable mesh file with particle tags (e.g. the built-in box cell)."""
-    import h5py
-
+    from tomocell.errors import InputError
     from tomocell.meshing import tags as T
+    from tomocell.meshing.meshfile import read_mesh_arrays
 
     mesh_in = run.manifest.get("inputs", {}).get("mesh", {}).get("path")
     if not mesh_in or not Path(mesh_in).exists():
         return None
     try:
-        with h5py.File(Path(mesh_in).with_suffix(".h5"), "r") as f:
-            pts = np.asarray(f[f"Mesh/{T.MESH_NAME}/geometry"], float)
-            ct = np.asarray(f[f"MeshTags/{T.CELL_TAGS_NAME}/topology"], np.int64)
-            cv = np.asarray(f[f"MeshTags/{T.CELL_TAGS_NAME}/Values"]).ravel()
-            pt = np.asarray(f[f"MeshTags/{T.PARTICLE_TAGS_NAME}/topology"], np.int64)
-            pv_ = np.asarray(f[f"MeshTags/{T.PARTICLE_TAGS_NAME}/Values"]).ravel()
-    except (OSError, KeyError):
+        m = read_mesh_arrays(mesh_in)
+    except InputError:
         return None
-    act = cv == T.ACTIVE
-    # the two tag tables list the same cells, possibly in different orders: match them by sorted node tuples
-    key_c = {tuple(sorted(c)): i for i, c in enumerate(ct[act])}
-    lab = np.zeros(int(act.sum()), dtype=np.int64)
-    for c, v in zip(pt, pv_):
-        i = key_c.get(tuple(sorted(c)))
-        if i is not None:
-            lab[i] = int(v)
-    return pts, ct[act], lab
+    if m.particle is None:
+        return None
+    act = m.phase == T.ACTIVE
+    return m.points, m.tets[act], m.particle[act].astype(np.int64)
 
 
 def render_peak_particles(runs: list[RunData], peak_of: dict[str, dict[int, int]], dod: float, path: str | Path,

@@ -131,6 +131,26 @@ def read_xdmf_fields(path: Path) -> FieldData:
     return FieldData(pts[:, :3], cells, point_data, cell_data)
 
 
+def read_snapshot(snapshot_dir: Path, kind: str) -> FieldData:
+    """The ``kind`` fields of snapshot folder ``fields/dodNNN`` (time-series layout, or the per-snapshot
+    XDMF files of tomocell 0.1)."""
+    from tomocell.physics.fieldfiles import read_snapshot_fields
+
+    d = Path(snapshot_dir)
+    if (d / f"{kind}.h5").is_file() and (d.parent / f"{kind}_mesh.h5").is_file():
+        try:
+            pts, cells, pdata, cdata = read_snapshot_fields(d.parent, d.name, kind)
+        except (OSError, KeyError) as exc:
+            raise InputError(f"cannot read the {kind} fields of {d}: {exc}") from None
+        return FieldData(np.asarray(pts, float), np.asarray(cells, np.int64),
+                         {k: np.asarray(v, float) for k, v in pdata.items()},
+                         {k: np.asarray(v, float) for k, v in cdata.items()})
+    legacy = d / f"{kind}.xdmf"
+    if not legacy.exists():
+        raise InputError(f"{d}: no {kind} fields ({kind}.h5 or {kind}.xdmf)")
+    return read_xdmf_fields(legacy)
+
+
 @dataclass
 class Snapshot:
     """One DoD snapshot folder ``fields/dodNNN``."""
@@ -166,10 +186,7 @@ class Snapshot:
         if kind not in FIELD_KINDS:
             raise InputError(f"unknown field file {kind!r} (choose from {', '.join(FIELD_KINDS)})")
         if kind not in self._fields:
-            p = self.path / f"{kind}.xdmf"
-            if not p.exists():
-                raise InputError(f"{self.path}: missing {kind}.xdmf")
-            self._fields[kind] = read_xdmf_fields(p)
+            self._fields[kind] = read_snapshot(self.path, kind)
         return self._fields[kind]
 
 
@@ -281,22 +298,17 @@ def _thickness(run_dir: Path, man: dict[str, Any], snaps: dict[str, Snapshot]) -
 
 def separator_bottom_um(mesh_xdmf: Path) -> float | None:
     """Lowest z (um) of the separator cells of a tomocell mesh file (= electrode thickness L)."""
-    import h5py
-
     from tomocell.meshing import tags as T
+    from tomocell.meshing.meshfile import read_mesh_arrays
 
-    h5 = Path(mesh_xdmf).with_suffix(".h5")
     try:
-        with h5py.File(h5, "r") as f:
-            geo = np.asarray(f[f"Mesh/{T.MESH_NAME}/geometry"])
-            top = np.asarray(f[f"MeshTags/{T.CELL_TAGS_NAME}/topology"])
-            val = np.asarray(f[f"MeshTags/{T.CELL_TAGS_NAME}/Values"]).ravel()
-    except (OSError, KeyError):
+        m = read_mesh_arrays(mesh_xdmf)
+    except InputError:
         return None
-    sep = top[val == T.SEPARATOR]
+    sep = m.tets[m.phase == T.SEPARATOR]
     if sep.size == 0:
         return None
-    return float(geo[np.unique(sep), 2].min())
+    return float(m.points[np.unique(sep), 2].min())
 
 
 def load_run(run_dir: str | Path) -> RunData:

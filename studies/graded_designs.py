@@ -117,7 +117,7 @@ def band_gradients(depth_um: np.ndarray, value: np.ndarray, weight: np.ndarray, 
 
 def post_process(params: dict[str, Any], run_dir: Path, res: dict[str, Any]) -> dict[str, Any]:
     from tomocell.physics.outputs import dod_label
-    from tomocell.studies.analysis_run import read_xdmf_fields, separator_bottom_um
+    from tomocell.studies.analysis_run import read_snapshot, separator_bottom_um
 
     sim_dir = run_dir / "discharge"
     mesh_xdmf = run_dir.parent.parent / "structures" / res["structure"]["key"] / "mesh.xdmf"
@@ -135,9 +135,9 @@ def post_process(params: dict[str, Any], run_dir: Path, res: dict[str, Any]) -> 
         for col in sorted(k for k in parts if k.startswith("sol_dod")):
             profiles[col.removeprefix("sol_")] = sol_depth_profile(depth, parts[col], w, edges)
     extra["sol_profile"] = profiles
-    el = sim_dir / "fields" / dod_label(float(params["gradient_dod"])) / "electrolyte.xdmf"
-    if el.is_file():
-        fd = read_xdmf_fields(el)
+    el = sim_dir / "fields" / dod_label(float(params["gradient_dod"])) / "electrolyte.h5"
+    if el.is_file() or el.with_suffix(".xdmf").is_file():
+        fd = read_snapshot(el.parent, "electrolyte")
         cz = fd.cell_centres_um()
         inside = cz[:, 2] < top
         ce = fd.cell_values("c_e")[inside]

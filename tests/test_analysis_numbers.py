@@ -119,7 +119,7 @@ def test_bad_inputs_raise_input_error(tmp_path):
     with pytest.raises(InputError, match="no snapshot at 70 % DoD"):
         run.snapshot(0.7)
     (tmp_path / "r" / "fields" / "dod050" / "active.xdmf").unlink()
-    with pytest.raises(InputError, match="missing active.xdmf"):
+    with pytest.raises(InputError, match="no active fields"):
         ac.intraparticle(run, 0.5, ac.particle_sol(run, 0.5))
 
 

@@ -77,7 +77,7 @@ def test_snapshots_interface_and_particles(run5c):
     assert len(parts) == 3
     for dod in (25, 50, 70):
         d = out / "fields" / f"dod{dod:03d}"
-        for f in ("active.xdmf", "active.h5", "solid.xdmf", "electrolyte.xdmf", "interface.npz", "interface.csv", "meta.json"):
+        for f in ("active.h5", "solid.h5", "electrolyte.h5", "interface.npz", "interface.csv", "meta.json"):
             assert (d / f).is_file(), f
         meta = json.loads((d / "meta.json").read_text())
         assert meta["dod"] == pytest.approx(dod / 100)

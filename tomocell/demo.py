@@ -95,6 +95,11 @@ def _key(ctx: DemoContext) -> dict[str, Any]:
 DEMO_GENERATOR: dict[str, Any] = {"preset": "demo"}
 DEMO_MESH: dict[str, Any] = {"route": "voxel", "coarsen": 2, "separator_um": 25.0}
 DEMO_SNAPSHOTS = (0.25, 0.5, 0.7)
+#: ``tomocell demo --size tiny``: the same chain in about a minute (the default test suite runs it)
+TINY_GENERATOR: dict[str, Any] = {"preset": "tiny"}
+TINY_MESH: dict[str, Any] = {**DEMO_MESH, "coarsen": 1, "separator_um": 5.0}
+SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {"demo": (DEMO_GENERATOR, DEMO_MESH),
+                                                           "tiny": (TINY_GENERATOR, TINY_MESH)}
 
 
 @step("generate", "tomocell.microstructure.synthetic")
@@ -181,15 +186,14 @@ def _mesh(ctx: DemoContext) -> None:
 
 @step("simulate", "tomocell.physics.cli")
 def _simulate(ctx: DemoContext) -> None:
+    from tomocell.meshing.meshfile import mesh_sha256
     from tomocell.physics.cli import simulate_file
-
-    from tomocell.manifest import sha256_of
 
     d = ctx.out / f"simulation-{ctx.c_rate:g}C"
     same_mesh = False
     if _done(d, ctx) and (d / "timeseries.csv").is_file():
         recorded = json.loads((d / "run.json").read_text()).get("inputs", {}).get("mesh", {}).get("sha256")
-        same_mesh = recorded == sha256_of(ctx.state["mesh"])
+        same_mesh = recorded == mesh_sha256(ctx.state["mesh"])
     if same_mesh:
         results = json.loads((d / "run.json").read_text())["results"]
     else:
@@ -268,6 +272,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_seed(parser)
     add_c_rate(parser, default=1.0)
     parser.add_argument("--fresh", action="store_true", help="recompute every step even if its outputs exist")
+    parser.add_argument("--size", choices=sorted(SIZES), default="demo",
+                        help="demo: 30 x 20 x 20 um electrode (default, minutes); tiny: 8 x 6 x 6 um (about a minute)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -275,7 +281,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.c_rate is None or not args.c_rate > 0:
         raise InputError(f"--c-rate must be > 0, got {args.c_rate}")
-    summary = run_demo(args.out, seed=args.seed, c_rate=args.c_rate, fresh=args.fresh)
+    generator, meshing = SIZES[args.size]
+    summary = run_demo(args.out, seed=args.seed, c_rate=args.c_rate, fresh=args.fresh, generator=generator,
+                       meshing=meshing)
     if mpi.rank() == 0:
         print(format_summary(summary, args.out))
     return 0

@@ -79,9 +79,10 @@ class RunManifest:
         }
         self._t0 = time.perf_counter()
 
-    def add_input(self, name: str, path: str | os.PathLike[str]) -> None:
+    def add_input(self, name: str, path: str | os.PathLike[str], sha256: str | None = None) -> None:
+        """Record an input file; ``sha256`` for inputs made of several files (a mesh: .xdmf + .h5)."""
         p = Path(path)
-        self.data["inputs"][name] = {"path": str(p.resolve()), "sha256": sha256_of(p)}
+        self.data["inputs"][name] = {"path": str(p.resolve()), "sha256": sha256 or sha256_of(p)}
 
     def add_output(self, name: str, path: str | os.PathLike[str]) -> None:
         self.data["outputs"][name] = str(Path(path))
