@@ -1,4 +1,4 @@
-"""The README's main job, `tomocell demo`, on a tiny electrode: steps, summary, resume, --fresh."""
+"""`tomocell demo` steps in-process: summary, resume, --fresh (the whole chain in a fresh process: test_main_job)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import pytest
 
 from tomocell import demo
 
-TINY_GENERATOR = dict(box_um=(8.0, 6.0, 6.0), voxel_size_um=0.5, d50_um=2.5, d90_um=3.5, d_min_um=1.5,
-                      d_max_um=4.0, active_fraction=0.45)
-TINY_MESH = dict(route="voxel", coarsen=1, separator_um=5.0)
+TINY_GENERATOR = demo.TINY_GENERATOR
+TINY_MESH = demo.TINY_MESH
 
 
 def _tiny(out: Path, **kw):
@@ -20,7 +19,7 @@ def _tiny(out: Path, **kw):
 
 @pytest.fixture
 def front_steps_only(monkeypatch):
-    """The demo without its simulate/plots steps (those are covered by the slow test below)."""
+    """The demo without its simulate/plots steps (test_main_job runs those)."""
     monkeypatch.setattr(demo, "STEPS", [s for s in demo.STEPS if s[0] in ("generate", "characterise", "mesh")])
 
 
@@ -55,14 +54,3 @@ def test_demo_cli_prints_summary(tmp_path, front_steps_only, monkeypatch, capsys
     assert cli.main(["demo", "--out", str(tmp_path / "d"), "--c-rate", "2"]) == 0
     out = capsys.readouterr().out
     assert "phase fractions" in out and "mesh:" in out and str(tmp_path / "d") in out
-
-
-@pytest.mark.slow
-def test_demo_whole_chain_tiny(tmp_path):
-    out = tmp_path / "demo"
-    summary = _tiny(out)
-    assert "skipped" not in summary, summary.get("skipped")
-    assert "cut-off" in summary["discharge"]
-    sim = json.loads((out / "simulation-2C" / "run.json").read_text())["results"]
-    assert 0.5 < sim["utilisation"] <= 1.05
-    assert (out / "analysis" / "report.md").is_file()
