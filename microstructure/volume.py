@@ -121,6 +121,12 @@ class Volume:
             raise InputError(f"volume has no {' and no '.join(missing)} phase (fractions: {self.fractions()})")
 
     # ------------------------------------------------------------------ helpers
+    def save(self, path: str | Any) -> Any:
+        """Write the volume (TIFF, NPY or HDF5 by extension, voxel size kept); returns the path."""
+        from tomocell.microstructure.io import write_volume
+
+        return write_volume(self, path)
+
     def with_labels(self, labels: np.ndarray, **metadata: Any) -> "Volume":
         """A new Volume with the same voxel size, new labels, metadata updated."""
         md = dict(self.metadata)
