@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     labels = parse_labels(args.labels)
     params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "config"}
     with run_manifest("mesh", args.out, {k: str(v) if not isinstance(v, (int, float, bool, type(None))) else v
-                                         for k, v in params.items()}) as man:
+                                         for k, v in params.items()}, guard=True, overwrite=args.overwrite) as man:
         man.add_input("volume", src)
         with man.timed("read"):
             vol = read_volume(src, voxel_size_um=args.voxel_size, labels=labels)

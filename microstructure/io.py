@@ -456,7 +456,10 @@ def write_volume(volume: Volume, path: str | os.PathLike[str]) -> Path:
 
         from tomocell.atomic import atomic_dir
 
-        with atomic_dir(p) as tmp_dir:
+        if p.is_dir() and any(p.iterdir()) and not (p / "volume.json").is_file():
+            raise InputError(f"{p} is a non-empty directory that is not a TIFF-slice volume written by tomocell: "
+                             "it is not replaced; give a new path")
+        with atomic_dir(p, replace=True) as tmp_dir:
             width = max(5, len(str(labels.shape[0])))
             for i in range(labels.shape[0]):
                 tifffile.imwrite(tmp_dir / f"slice_{i:0{width}d}.tif", labels[i], compression="zlib")

@@ -97,13 +97,15 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
 
     if not (c_rate is not None and c_rate > 0):
         raise InputError(f"--c-rate must be > 0, got {c_rate}")
+    guard = {"guard": bool(kw.pop("guard", False)), "overwrite": bool(kw.pop("overwrite", False)),
+             "resume": bool(kw.get("resume", False))}
     overrides = kw.pop("overrides", None) or {}
     pset = kw.pop("params", None)
     params = load_parameters(pset, overrides)
     out = Path(out)
     settings = {"mesh": str(mesh), "c_rate": c_rate, "parameter_set": params.name, "overrides": overrides,
                 **{k: v for k, v in kw.items() if isinstance(v, (int, float, str, tuple, list, bool))}}
-    with run_manifest("simulate", out, settings) as man:
+    with run_manifest("simulate", out, settings, **guard) as man:
         if Path(str(mesh)).exists():
             from tomocell.meshing.meshfile import mesh_sha256
 
@@ -128,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         dod_snapshots=_parse_dod(args.dod), rest_s=60.0 * args.rest_min, li_kinetics=args.li,
         charge_c_rate=args.charge_c_rate, cv_cutoff_c_rate=args.cv_cutoff,
         linear_solver=args.solver, max_ddod=args.max_ddod, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        guard=True, overwrite=args.overwrite,
     )
     if mpi.rank() == 0:
         print(f"tomocell simulate: {res.capacity_mAh_g:.2f} mAh/g ({res.capacity_mAh_cm2:.4g} mAh/cm2, "
