@@ -134,6 +134,13 @@ def _install_signal_handlers() -> None:
         signal.signal(signal.SIGTERM, on_term)
     except ValueError:  # not in the main thread (embedded use)
         pass
+    # PETSc installs its own handler at initialisation (when the physics first imports petsc4py),
+    # which turns SIGTERM into an error dump and MPI_Abort (exit 15 / 59); without it ours stays
+    import os
+
+    opts = os.environ.get("PETSC_OPTIONS", "")
+    if "-no_signal_handler" not in opts:
+        os.environ["PETSC_OPTIONS"] = (opts + " -no_signal_handler").strip()
 
 
 def main(argv: list[str] | None = None) -> int:
