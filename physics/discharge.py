@@ -386,7 +386,7 @@ def _report_inert(model: HalfCellModel, max_inert_fraction: float | None) -> dic
         inert = {"active": {"volume_um3": model.vol["active"], "inert_volume_um3": 0.0, "inert_fraction": 0.0}}
     fa = inert["active"]["inert_fraction"]
     parts = [f"{name} {100 * v['inert_fraction']:.1f} %" for name, v in inert.items() if v["inert_fraction"] > 0]
-    if parts:
+    if parts and model.comm.rank == 0:  # the same figures on every rank: said once
         c = model.topo.counts
         log.warning("disconnected material set inert (carries no current): %s of each phase's volume "
                     "(%d active, %d CBD, %d electrolyte cells). Capacities are given per all active material "
