@@ -146,6 +146,22 @@ def test_outputs_respect_the_umask(tmp_path):
         assert stat.S_IMODE(out.stat().st_mode) == want_dir
 
 
+def test_simulate_outputs_respect_the_umask(tmp_path):
+    from tomocell.fem import have_dolfinx
+
+    if not have_dolfinx():
+        pytest.skip("DOLFINx is not installed")
+    out = tmp_path / "sim"
+    code = ("import os, sys; os.umask(0o022); from tomocell.cli import main; "
+            "sys.exit(main(['simulate', 'box:2,2,3', '--c-rate', '5', '--dod', '50', '--out', sys.argv[1]]))")
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, capture_output=True)
+    entries = list(out.rglob("*"))
+    assert any(p.suffix == ".h5" for p in entries) and (out / "checkpoint").is_dir()
+    for p in entries:
+        want = 0o755 if p.is_dir() else 0o644
+        assert stat.S_IMODE(p.stat().st_mode) == want, (p.relative_to(out), oct(p.stat().st_mode))
+
+
 def test_lock_refuses_a_second_run(tmp_path, capsys):
     out = tmp_path / "busy"
     out.mkdir()

@@ -146,3 +146,37 @@ def test_rerun_leaves_no_stale_snapshots(tmp_path):
     assert sorted(p.name for p in (out / "fields").iterdir()) == ["dod070"]
     if (out / "checkpoint").exists():  # only the new run's
         assert json.loads((out / "checkpoint" / "meta.json").read_text())["fingerprint"]["dod_snapshots"] == [0.7]
+
+
+def test_checkpoint_swap_keeps_a_whole_copy_at_every_instant(tmp_path, monkeypatch):
+    """Killed between the two renames of the swap: the previous checkpoint is still whole and --resume
+    reads it (the old code deleted it before the new one was in place)."""
+    import numpy as np
+
+    from tomocell.physics import checkpoint as ckpt
+    from tomocell.physics import outputs
+
+    comm = MPI.COMM_WORLD
+    fp = {"c_rate": 1.0}
+    arrays = [np.full(3, float(i)) for i in range(len(ckpt.ARRAYS))]
+    ckpt.write_checkpoint(comm, tmp_path, arrays, {"step": 1, "fingerprint": fp})
+    real = os.replace
+    calls = []
+
+    def dies_on_second(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed between the renames")
+        return real(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.write_checkpoint(comm, tmp_path, [a + 10 for a in arrays], {"step": 2, "fingerprint": fp})
+    monkeypatch.setattr(outputs.os, "replace", real)
+    assert not (tmp_path / "checkpoint").exists()
+    got, meta = ckpt.read_checkpoint(comm, tmp_path, fp)
+    assert meta["step"] == 1 and np.array_equal(got[0], arrays[0])
+    # the next write cleans up the half-done swap and its temporary directory
+    ckpt.write_checkpoint(comm, tmp_path, arrays, {"step": 3, "fingerprint": fp})
+    assert ckpt.read_checkpoint(comm, tmp_path, fp)[1]["step"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]

@@ -137,6 +137,8 @@ def _claim(stage: str, out_dir: Path, **kw: Any) -> Any:
             claim = claim_out(out_dir, stage, **kw)
         except InputError as exc:
             err = str(exc)
+        except OSError as exc:  # permissions, read-only or full file system: the --out given cannot be used
+            err = f"--out {out_dir}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
     err = comm.bcast(err, root=0)
     if err is not None:
         raise InputError(err)
