@@ -228,3 +228,12 @@ def test_refused_command_leaves_nothing(tmp_path, capsys, name):
     assert "Traceback" not in err and err.count("error") == 1, err
     assert not (tmp_path / "OUT").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temp files beside it either
+
+
+def test_study_refuses_a_foreign_directory(tmp_path, capsys):
+    out = tmp_path / "home"
+    out.mkdir()
+    (out / "report.md").write_text("my own report")
+    assert main(["study", "rate-capability", "--out", str(out), "--report-only"]) == 2
+    assert "not a tomocell run directory" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["report.md"] and (out / "report.md").read_text() == "my own report"
