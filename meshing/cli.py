@@ -8,7 +8,9 @@ import numpy as np
 
 from tomocell.cliutil import add_labels, add_out, add_voxel_size, existing_file
 from tomocell.config import parse_labels
+from tomocell import mpi
 from tomocell.errors import InputError
+from tomocell.log import get_logger
 from tomocell.manifest import run_manifest
 
 HELP = "conformal multi-phase tetrahedral mesh with tags, separator slab and a fidelity report"
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     labels = parse_labels(args.labels)
     params = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "config"}
     with run_manifest("mesh", args.out, {k: str(v) if not isinstance(v, (int, float, bool, type(None))) else v
-                                         for k, v in params.items()}) as man:
+                                         for k, v in params.items()}, guard=True, overwrite=args.overwrite) as man:
         man.add_input("volume", src)
         with man.timed("read"):
             vol = read_volume(src, voxel_size_um=args.voxel_size, labels=labels)
@@ -105,9 +107,19 @@ def run(args: argparse.Namespace) -> int:
             paths = write_outputs(res, args.out, write_msh=not args.no_msh)
         for k, p in paths.items():
             man.add_output(k, p)
+        from tomocell.meshing.connectivity import describe, percolation_warning, phase_connectivity
+
+        perc = phase_connectivity(res.mesh)
+        if (warn := percolation_warning(perc)):
+            get_logger("meshing.cli").warning("%s", warn)
         r = res.report
+        man.set_result(percolation=perc)
         man.set_result(route=res.mesh.info.get("route"), fallback=res.mesh.info.get("fallback"), tets=r["tets"],
                        nodes=r["nodes"], min_sicn=r["quality_sicn"]["min"], slivers=r["slivers"],
                        phase_volume_rel_error={k: v["rel_error"] for k, v in r["phase_volumes"].items()},
                        interface_area_rel_error={k: v["rel_error"] for k, v in r["interface_areas"].items()})
+    if mpi.is_root():
+        print(f"tomocell mesh: {r['tets']} tets ({res.mesh.info.get('route')} route), min SICN "
+              f"{r['quality_sicn']['min']:.3f}; connected to the collector / separator: {describe(perc)}"
+              f"{' (WARNING: disconnected material)' if warn else ''} -> {args.out}/")
     return 0

@@ -158,13 +158,23 @@ def read_mesh(path_xdmf: str | os.PathLike[str], comm: Any = None, ghost_mode: A
 
     comm = MPI.COMM_WORLD if comm is None else comm
     p = Path(path_xdmf)
-    if not p.is_file() or not p.with_suffix(".h5").is_file():
-        raise InputError(f"mesh file {p} (and its .h5) not found")
+    check_xdmf(p)
     if isinstance(ghost_mode, str):
         try:
             ghost_mode = getattr(dolfinx.mesh.GhostMode, ghost_mode)
         except AttributeError:
             raise InputError(f"unknown ghost mode {ghost_mode!r} (shared_facet or none)") from None
+    try:
+        return _read_mesh_dolfinx(p, comm, ghost_mode)
+    except RuntimeError as exc:  # DOLFINx/HDF5: missing grid, truncated or corrupt heavy data
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"mesh file {p} could not be read (corrupt, truncated or not written by "
+                         f"`tomocell mesh`): {first}") from None
+
+
+def _read_mesh_dolfinx(p: Path, comm: Any, ghost_mode: Any) -> MeshData:
+    import dolfinx.io
+
     if _is_legacy(p):
         with dolfinx.io.XDMFFile(comm, str(p), "r") as f:
             msh = f.read_mesh(ghost_mode=ghost_mode, name=tags.MESH_NAME)
@@ -179,6 +189,7 @@ def read_mesh(path_xdmf: str | os.PathLike[str], comm: Any = None, ghost_mode: A
     fp = facets_path(p)
     if not fp.is_file():
         raise InputError(f"mesh file {p}: its facet-tag file {fp.name} is missing")
+    check_xdmf(fp)
     with dolfinx.io.XDMFFile(comm, str(p), "r") as f:
         msh = f.read_mesh(ghost_mode=ghost_mode, name=tags.MESH_NAME)
         msh.topology.create_connectivity(2, 3)
@@ -302,3 +313,44 @@ def write_vtu(path: str | os.PathLike[str], mesh: TetMesh) -> Path:
     with atomic_path(final) as tmp:
         meshio.write(tmp, grid, file_format="vtu")
     return final
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def check_xdmf(p: Path) -> None:
+    """InputError naming the problem if ``p`` is not a readable XDMF file whose HDF5 files exist and
+    look like HDF5 (checked before DOLFINx reads it: its errors are C++ exceptions and HDF5 dumps).
+    An HDF5 file shorter than what the XDMF says its largest dataset needs is reported as truncated."""
+    import xml.etree.ElementTree as ET
+
+    if not p.is_file():
+        raise InputError(f"mesh file {p} not found")
+    try:
+        root = ET.parse(p).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise InputError(f"mesh file {p} is not valid XDMF (XML): {exc}") from None
+    if root.tag != "Xdmf" or root.find(".//Grid") is None:
+        raise InputError(f"mesh file {p} is XML but holds no XDMF grid: not a mesh written by `tomocell mesh`")
+    need: dict[Path, int] = {}
+    for item in root.iter("DataItem"):
+        if item.get("Format", "").upper() != "HDF" or not (item.text or "").strip():
+            continue
+        fname = item.text.strip().split(":", 1)[0]
+        h5 = (p.parent / fname) if not Path(fname).is_absolute() else Path(fname)
+        try:
+            dims = [int(v) for v in (item.get("Dimensions") or "0").split()]
+            nbytes = int(np.prod(dims)) * int(item.get("Precision", "4"))
+        except ValueError:
+            nbytes = 0
+        need[h5] = max(need.get(h5, 0), nbytes)
+    for h5, nbytes in need.items():
+        if not h5.is_file():
+            raise InputError(f"mesh file {p} refers to {h5.name}, which is missing (copy it beside {p.name})")
+        with open(h5, "rb") as fh:
+            head = fh.read(8)
+        if head != _HDF5_SIGNATURE:
+            raise InputError(f"{h5} (heavy data of mesh {p.name}) is not an HDF5 file")
+        if h5.stat().st_size < nbytes:
+            raise InputError(f"{h5} is truncated: {h5.stat().st_size} bytes, but its largest dataset alone needs "
+                             f"{nbytes} (copy it again)")

@@ -257,8 +257,9 @@ def characterise(
         t0 = time.perf_counter()
         with atomic_dir(out_dir) as tmp:
             characterise_output.write_all(volume, res, tmp, with_fields="fields" not in skip, with_figures="figures" not in skip)
+            written = sorted(p.name for p in tmp.iterdir())  # only these: other files in out_dir are not ours
         timings["write"] = time.perf_counter() - t0
         out = Path(out_dir)
-        res.outputs = {p.name: str(out / p.name) for p in sorted(out.iterdir())}
+        res.outputs = {name: str(out / name) for name in written}
         write_json(out / "metrics.json", metrics)  # again, with the write time
     return res

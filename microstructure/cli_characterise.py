@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     labels = parse_labels(args.labels) if args.labels else None
     params = {k: getattr(args, k) for k in ("voxel_size", "labels", "directions", "skip", "electronic", "fast",
                                            "depth_steps", "depth_directions", "rve_steps", "dataset")}
-    with run_manifest("characterise", args.out, params) as man:
+    with run_manifest("characterise", args.out, params, guard=True, overwrite=args.overwrite) as man:
         man.add_input("volume", path)
         with man.timed("read"):
             vol = read_volume(path, voxel_size_um=parse_voxel_size(args.voxel_size), labels=labels, dataset=args.dataset)

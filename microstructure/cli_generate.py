@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         params["max_overlap"] = args.max_overlap
     if args.periodic_inplane:
         params["periodic_inplane"] = True
-    with run_manifest("generate", args.out, {**params, "format": args.format}) as man:
+    with run_manifest("generate", args.out, {**params, "format": args.format}, guard=True, overwrite=args.overwrite) as man:
         with man.timed("generate"):
             vol = generate_electrode(**params)
         gen = vol.metadata["generator"]

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--thresholds: {args.thresholds!r} is not comma-separated numbers") from None
     params = {k: getattr(args, k) for k in ("voxel_size", "denoise", "thresholds", "classes", "sensitivity_levels",
                                            "dataset", "raw_shape", "raw_dtype", "byte_order", "remove_isolated", "format")}
-    with run_manifest("segment", args.out, params) as man:
+    with run_manifest("segment", args.out, params, guard=True, overwrite=args.overwrite) as man:
         man.add_input("scan", scan)
         with man.timed("read"):
             grey, vs = read_greyscale(scan, voxel_size_um=parse_voxel_size(args.voxel_size), dataset=args.dataset,

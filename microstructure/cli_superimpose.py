@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--cbd-labels: a stand-alone CBD scan has no active phase (use cbd and pore)")
     params = {k: getattr(args, k) for k in ("particle_labels", "blurry_phase", "cbd_labels", "particle_voxel_size",
                                            "cbd_voxel_size", "no_preserve_porosity", "seed", "remove_isolated", "format")}
-    with run_manifest("superimpose", args.out, params) as man:
+    with run_manifest("superimpose", args.out, params, guard=True, overwrite=args.overwrite) as man:
         man.add_input("particle_scan", pscan)
         man.add_input("cbd_scan", cscan)
         with man.timed("read"):

@@ -180,6 +180,8 @@ def _read_hdf5(path: Path, dataset: str | None, lazy: bool = False) -> tuple[Any
         if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
             raise InputError(f"HDF5 file {path} has no dataset {dataset!r}")
         ds = f[dataset]
+        if ds.ndim == 3 and not lazy:
+            _check_read_memory(path, tuple(ds.shape), ds.dtype, 1.0, False)
         meta: dict[str, Any] = {}
         for src in (f.attrs, ds.attrs):
             for k, v in src.items():
@@ -200,13 +202,59 @@ def _read_hdf5(path: Path, dataset: str | None, lazy: bool = False) -> tuple[Any
     return arr, meta
 
 
+def _peek(p: Path, ext: str, dataset: str | None, raw_shape: Any, raw_dtype: Any) -> tuple[tuple[int, ...], np.dtype] | None:
+    """Shape and dtype of the stored array from the file's header, without reading the data (None if
+    the format cannot tell cheaply; the reader then reports what is wrong)."""
+    try:
+        if ext == ".npy":
+            with open(p, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+            return tuple(shape), np.dtype(dtype)
+        if ext == ".raw" and raw_shape is not None and raw_dtype is not None:
+            shp = tuple(int(s) for s in (raw_shape.split(",") if isinstance(raw_shape, str) else raw_shape))
+            return shp, np.dtype(raw_dtype)
+        if ext in TIFF_EXT:
+            import tifffile
+
+            with tifffile.TiffFile(p) as tf:
+                s = tf.series[0]
+                return tuple(s.shape), np.dtype(s.dtype)
+        if p.is_dir():
+            import tifffile
+
+            files = _tiff_dir_files(p)
+            with tifffile.TiffFile(files[0]) as tf:
+                s = tf.series[0]
+                return (len(files), *s.shape), np.dtype(s.dtype)
+    except InputError:
+        raise
+    except Exception:  # noqa: BLE001 - unreadable header: the reader gives the precise error
+        return None
+    return None  # HDF5: checked from the dataset's shape in _read_hdf5
+
+
+def _check_read_memory(p: Path, shape: tuple[int, ...], dtype: np.dtype, out_bytes_per_voxel: float, mmap: bool) -> None:
+    from tomocell.memory import check_memory
+
+    n = float(np.prod([float(s) for s in shape]))
+    need = (0.0 if mmap else n * dtype.itemsize) + n * out_bytes_per_voxel
+    check_memory(need, f"reading {p} ({' x '.join(str(s) for s in shape)} {dtype.name})",
+                 "read it memory-mapped (.npy/.raw/.h5 with mmap=True), crop it, or use a machine with more memory")
+
+
 def _read_any(
-    path: str | os.PathLike[str], *, dataset: str | None, raw_shape: Any, raw_dtype: Any, byte_order: str, mmap: bool
+    path: str | os.PathLike[str], *, dataset: str | None, raw_shape: Any, raw_dtype: Any, byte_order: str, mmap: bool,
+    out_bytes_per_voxel: float = 1.0,
 ) -> tuple[np.ndarray, dict[str, Any], Path]:
     p = Path(path)
     if not p.exists():
         raise InputError(f"input not found: {p}")
     ext = p.suffix.lower()
+    peek = _peek(p, ext, dataset, raw_shape, raw_dtype)
+    if peek is not None and len(peek[0]) == 3:
+        _check_read_memory(p, peek[0], peek[1], out_bytes_per_voxel, mmap and ext in (".npy", ".raw"))
     if p.is_dir():
         arr, meta = _read_tiff_dir(p)
     elif ext in TIFF_EXT:
@@ -276,6 +324,10 @@ def _greyscale_error(p: Path, why: str) -> InputError:
 
 def _map_labels(arr: np.ndarray, label_map: dict[int, str], p: Path, check_absent: bool = True) -> np.ndarray:
     present = _distinct_values(arr)
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(present)):
+        n_bad = sum(int(np.count_nonzero(~np.isfinite(np.asarray(arr[i:i + _SLAB])))) for i in range(0, arr.shape[0], _SLAB))
+        raise InputError(f"{p}: {n_bad} voxels are NaN or infinite; a label volume needs a finite phase value "
+                         "in every voxel (fix or mask them first)")
     if check_absent:
         absent = {int(v): n for v, n in label_map.items() if v not in {int(x) for x in present}}
         if absent:
@@ -383,7 +435,8 @@ def read_greyscale(
 
     InputError on NaN/inf or a constant image (nothing to segment).
     """
-    arr, meta, p = _read_any(path, dataset=dataset, raw_shape=raw_shape, raw_dtype=raw_dtype, byte_order=byte_order, mmap=mmap)
+    arr, meta, p = _read_any(path, dataset=dataset, raw_shape=raw_shape, raw_dtype=raw_dtype, byte_order=byte_order,
+                             mmap=mmap, out_bytes_per_voxel=4.0)  # the float32 copy
     vs, _ = _resolve_voxel_size(voxel_size_um, meta, p)
     grey = np.asarray(arr, dtype=np.float32)
     if not np.all(np.isfinite(grey)):
@@ -456,7 +509,10 @@ def write_volume(volume: Volume, path: str | os.PathLike[str]) -> Path:
 
         from tomocell.atomic import atomic_dir
 
-        with atomic_dir(p) as tmp_dir:
+        if p.is_dir() and any(p.iterdir()) and not (p / "volume.json").is_file():
+            raise InputError(f"{p} is a non-empty directory that is not a TIFF-slice volume written by tomocell: "
+                             "it is not replaced; give a new path")
+        with atomic_dir(p, replace=True) as tmp_dir:
             width = max(5, len(str(labels.shape[0])))
             for i in range(labels.shape[0]):
                 tifffile.imwrite(tmp_dir / f"slice_{i:0{width}d}.tif", labels[i], compression="zlib")

@@ -1,11 +1,15 @@
-"""Checkpoints of a running simulation: written every N accepted steps and on SIGTERM, read by --resume.
+"""Checkpoints of a running simulation: written every N accepted steps and on SIGTERM/SIGINT, read by --resume.
 
 Layout (``OUT/checkpoint/``): ``meta.json`` (step, time, controller state, time-series rows so far,
 DoD snapshots done, MPI size, DOF count, mesh fingerprint) and ``rank<r>.npz`` (this rank's arrays
 of the accepted state). The directory is written next to the old one and swapped in only when
-every rank has finished (rank 0 renames), so a checkpoint is either complete or absent; only
+every rank has finished (rank 0 renames the old one aside, the new one in, then deletes the old
+one; a kill between the two renames leaves the old one whole, and --resume reads it), so a
+checkpoint is either complete or absent; only
 accepted (converged) states are ever saved, so a diverging step cannot corrupt it. Resuming needs
-the same mesh and the same number of MPI ranks (the arrays follow the partition).
+the same mesh, the same number of MPI ranks (the arrays follow the partition) and every setting that
+changes the answer (parameters, C-rate, protocol, step control: the fingerprint of
+:func:`tomocell.physics.discharge._fingerprint`); a mismatch is refused, naming it.
 """
 
 from __future__ import annotations
@@ -36,30 +40,68 @@ def write_checkpoint(comm: MPI.Comm, out_dir: Path, arrays: list[np.ndarray], me
     pdir.commit()
 
 
+def _jsonable(v: Any) -> Any:
+    return json.loads(json.dumps(v, default=float))
+
+
+def _mismatch(key: str, old: Any, new: Any) -> str:
+    """One sentence naming what differs between the checkpoint and this run."""
+    if key == "parameters" and isinstance(old, dict) and isinstance(new, dict):
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        shown = "; ".join(f"{k}: {old.get(k, '(absent)')!r} in the checkpoint, {new.get(k, '(absent)')!r} now"
+                          for k in diff[:3])
+        return f"parameters differ ({shown}{' ...' if len(diff) > 3 else ''})"
+    if key == "mesh_checksum":
+        return "the mesh differs (node coordinates or cell tags)"
+    if old is None:
+        return f"{key} is not recorded in the checkpoint (written by an older tomocell), this run has {new!r}"
+    return f"{key} was {old!r} in the interrupted run, {new!r} now"
+
+
 def read_checkpoint(comm: MPI.Comm, out_dir: Path, fingerprint: dict[str, Any]) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """The state and meta data of the checkpoint in ``out_dir``; InputError naming the first setting
+    that differs from ``fingerprint`` (the mesh, any parameter, the C-rate, the snapshots, the rest
+    and charge protocol, the step control: everything that changes the answer)."""
     d = checkpoint_dir(out_dir)
+    if not (d / "meta.json").is_file() and (d.parent / f".{d.name}.old" / "meta.json").is_file():
+        d = d.parent / f".{d.name}.old"  # killed between the two renames of the swap: the previous one is whole
     meta_path = d / "meta.json"
     if not meta_path.is_file():
         raise InputError(f"--resume: no checkpoint in {d}")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as exc:
+        raise InputError(f"--resume: checkpoint {meta_path} is corrupt ({exc})") from None
     if meta.get("mpi_size") != comm.size:
         raise InputError(f"--resume: checkpoint was written with {meta.get('mpi_size')} MPI ranks, this run has {comm.size}")
-    for k, v in fingerprint.items():
-        if meta.get("fingerprint", {}).get(k) != v:
-            raise InputError(f"--resume: checkpoint does not match this run ({k}: {meta.get('fingerprint', {}).get(k)} != {v})")
-    data = np.load(d / f"rank{comm.rank}.npz")
-    return [data[k] for k in ARRAYS], meta
+    saved = meta.get("fingerprint", {})
+    for k, v in _jsonable(fingerprint).items():
+        if saved.get(k) != v:
+            raise InputError(f"--resume refused: {_mismatch(k, saved.get(k), v)}. Resume with the settings of the "
+                             f"interrupted run (see {Path(out_dir) / 'run.json'}), or start afresh with --overwrite")
+    try:
+        data = np.load(d / f"rank{comm.rank}.npz")
+        arrays = [data[k] for k in ARRAYS]
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"--resume: checkpoint {d} is incomplete or corrupt ({exc})") from None
+    return arrays, meta
 
 
 class TermFlag:
-    """Set by SIGTERM/SIGINT while installed; the time loop checks it after every accepted step."""
+    """Records SIGTERM or SIGINT (Ctrl-C) while installed instead of raising; the time loop checks
+    ``signum`` after every accepted step, writes a checkpoint and stops. Raising inside the solve would
+    turn into a PETSc error in a Python callback, i.e. a "failed" Newton step (issue 15)."""
 
     def __init__(self) -> None:
-        self.hit = False
+        self.signum = 0
         self._old: dict[int, Any] = {}
 
+    @property
+    def hit(self) -> bool:
+        return self.signum != 0
+
     def __enter__(self) -> TermFlag:
-        for sig in (signal.SIGTERM,):
+        for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 self._old[sig] = signal.signal(sig, self._handler)
             except ValueError:  # not in the main thread
@@ -67,7 +109,7 @@ class TermFlag:
         return self
 
     def _handler(self, signum: int, frame: Any) -> None:  # noqa: ARG002
-        self.hit = True
+        self.signum = int(signum)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():

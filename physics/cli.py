@@ -48,7 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="linear solver: MUMPS LU, GMRES + field-split AMG, or auto: direct below 20 k DOFs (default)")
     parser.add_argument("--max-ddod", type=float, default=0.02, metavar="F", help="largest change of depth of discharge per step (default 0.02)")
     parser.add_argument("--checkpoint-every", type=int, default=25, metavar="N", help="checkpoint every N steps (and on SIGTERM)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT/checkpoint (refused, naming it, if any setting that changes the answer differs)")
+    parser.add_argument("--max-inert", type=float, default=None, metavar="FRACTION",
+                        help="refuse a mesh in which more than this fraction of the active material is disconnected "
+                             "(0 refuses any; default: run it, report the inert share and both capacities)")
 
 
 def _parse_dod(text: str) -> tuple[float, ...]:
@@ -95,15 +99,19 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
     from tomocell.physics.discharge import simulate_discharge
     from tomocell.physics.parameters import load_parameters
 
-    if not (c_rate is not None and c_rate > 0):
-        raise InputError(f"--c-rate must be > 0, got {c_rate}")
+    import math
+
+    if not (c_rate is not None and math.isfinite(c_rate) and c_rate > 0):
+        raise InputError(f"--c-rate must be a finite number > 0, got {c_rate}")
+    guard = {"guard": bool(kw.pop("guard", False)), "overwrite": bool(kw.pop("overwrite", False)),
+             "resume": bool(kw.get("resume", False))}
     overrides = kw.pop("overrides", None) or {}
     pset = kw.pop("params", None)
     params = load_parameters(pset, overrides)
     out = Path(out)
     settings = {"mesh": str(mesh), "c_rate": c_rate, "parameter_set": params.name, "overrides": overrides,
                 **{k: v for k, v in kw.items() if isinstance(v, (int, float, str, tuple, list, bool))}}
-    with run_manifest("simulate", out, settings) as man:
+    with run_manifest("simulate", out, settings, **guard) as man:
         if Path(str(mesh)).exists():
             from tomocell.meshing.meshfile import mesh_sha256
 
@@ -128,10 +136,23 @@ def run(args: argparse.Namespace) -> int:
         dod_snapshots=_parse_dod(args.dod), rest_s=60.0 * args.rest_min, li_kinetics=args.li,
         charge_c_rate=args.charge_c_rate, cv_cutoff_c_rate=args.cv_cutoff,
         linear_solver=args.solver, max_ddod=args.max_ddod, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        guard=True, overwrite=args.overwrite, max_inert_fraction=args.max_inert,
     )
     if mpi.rank() == 0:
-        print(f"tomocell simulate: {res.capacity_mAh_g:.2f} mAh/g ({res.capacity_mAh_cm2:.4g} mAh/cm2, "
-              f"{100 * res.utilisation:.1f} % of nominal) at {res.c_rate:g}C, {res.reason} at "
-              f"{res.final_voltage_V:.4f} V after {res.discharge_time_s:.0f} s; {res.steps} steps, "
-              f"{res.newton_per_step:.2f} Newton/step; results in {args.out}/")
+        print(summary_line(res, args.out))
     return 0
+
+
+def summary_line(res: Any, out: Any) -> str:
+    """The line `tomocell simulate` prints: capacity per all active material, and when some of it is
+    disconnected (inert) also per the connected part, with the inert share of each phase."""
+    inert = {k: v["inert_fraction"] for k, v in (res.inert or {}).items() if v["inert_fraction"] > 0}
+    if inert:
+        cap = (f"{res.capacity_mAh_g:.2f} mAh/g of all active material, {res.capacity_mAh_g_connected:.2f} mAh/g of "
+               f"the connected part ({res.capacity_mAh_cm2:.4g} mAh/cm2, {100 * res.utilisation_total:.1f} % of the "
+               f"whole and {100 * res.utilisation:.1f} % of the connected nominal capacity); INERT (disconnected): "
+               + ", ".join(f"{k} {100 * f:.1f} %" for k, f in inert.items()))
+    else:
+        cap = f"{res.capacity_mAh_g:.2f} mAh/g ({res.capacity_mAh_cm2:.4g} mAh/cm2, {100 * res.utilisation:.1f} % of nominal)"
+    return (f"tomocell simulate: {cap} at {res.c_rate:g}C, {res.reason} at {res.final_voltage_V:.4f} V after "
+            f"{res.discharge_time_s:.0f} s; {res.steps} steps, {res.newton_per_step:.2f} Newton/step; results in {out}/")

@@ -10,14 +10,16 @@ Output layout: see :mod:`tomocell.physics.outputs`.
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mpi4py import MPI
 
-from tomocell.errors import InputError, SolverError
+from tomocell.errors import InputError, Interrupted, SolverError
 from tomocell.log import get_logger
 from tomocell.physics import checkpoint as ckpt
 from tomocell.physics.model import HalfCellModel, MeshInput
@@ -35,7 +37,15 @@ DIRECT_DOF_LIMIT = 20_000
 
 @dataclass
 class DischargeResult:
-    """What a discharge delivered. Capacities are per active-material mass and per projected area."""
+    """What a discharge delivered. Capacities are per active-material mass and per projected area.
+
+    Active material cut off from the collector (or behind closed pores) is set inert by the model
+    (:func:`tomocell.physics.model.analyse_mesh`) and carries no current: ``capacity_mAh_g`` and
+    ``utilisation_total`` are per *all* active material in the mesh (what a cell made of this
+    electrode would deliver per coated mass), ``capacity_mAh_g_connected`` and ``utilisation`` per the
+    connected part only (the nominal capacity and the 1C current are the connected part's).
+    ``inert`` gives the excluded fraction of every phase.
+    """
 
     c_rate: float
     capacity_Ah: float
@@ -60,6 +70,11 @@ class DischargeResult:
     mpi_size: int
     wall_s: float
     charge_Ah: float = 0.0
+    #: per all active material (connected or not) in the mesh; utilisation_total likewise
+    capacity_mAh_g_connected: float = float("nan")
+    utilisation_total: float = float("nan")
+    #: phase -> {volume_um3, inert_volume_um3, inert_fraction}: material excluded as disconnected
+    inert: dict[str, dict[str, float]] = field(default_factory=dict)
     linear_solver: str = ""
     #: switches from the iterative solver to LU after a failed linear solve (time, step length)
     solver_switches: list[dict[str, Any]] = field(default_factory=list)
@@ -71,9 +86,40 @@ class DischargeResult:
         return d
 
 
-def _fingerprint(model: HalfCellModel) -> dict[str, Any]:
-    return {"dofs": model.dof_count(), "cells": model.inp.mesh.topology.index_map(3).size_global,
-            "active_volume_um3": round(model.vol["active"], 6)}
+#: keys of a parameter file that document a value without changing it (ignored by --resume)
+_DOC_KEYS = {"source", "sources", "unit", "units", "description", "note", "notes", "reference", "doi", "name",
+             "material", "comment"}
+
+
+def flat_parameters(raw: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted name -> value of every answer-changing entry of a parameter mapping."""
+    out: dict[str, Any] = {}
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            if str(k) in _DOC_KEYS:
+                continue
+            out.update(flat_parameters(v, f"{prefix}{k}."))
+    elif isinstance(raw, (list, tuple)):
+        out[prefix[:-1]] = [flat_parameters(v) if isinstance(v, dict) else v for v in raw]
+    else:
+        out[prefix[:-1]] = raw
+    return out
+
+
+def _fingerprint(model: HalfCellModel, settings: dict[str, Any]) -> dict[str, Any]:
+    """Everything a checkpoint must share with the run that resumes it: the mesh (size, active volume,
+    a checksum of this rank's node coordinates and cell tags), every parameter, and the operating and
+    time-stepping settings (``settings``). Not the linear solver: it changes the answer only at its
+    tolerance, and the iterative solver may switch to LU mid-run anyway."""
+    msh = model.inp.mesh
+    n_nodes = msh.geometry.index_map().size_local
+    xs = np.asarray(msh.geometry.x[:n_nodes], dtype=float)
+    n_own = msh.topology.index_map(3).size_local
+    local = float(np.sum(xs * np.array([1.0, 1.0001, 1.0002]))) + float(np.sum(model.topo.cell_tag[:n_own] * 1e-3))
+    checksums = model.comm.allgather(round(local, 6))
+    return {"dofs": model.dof_count(), "cells": msh.topology.index_map(3).size_global,
+            "active_volume_um3": round(model.vol["active"], 6), "mesh_checksum": checksums,
+            "parameters": flat_parameters(model.p.raw), "li_kinetics": model.li_kinetics, **settings}
 
 
 def make_model(inp: MeshInput, params: Parameters, *, li_kinetics: str = "butler-volmer",
@@ -110,6 +156,7 @@ def simulate_discharge(
     event_tol_V: float = 1e-4,
     checkpoint_every: int = 25,
     resume: bool = False,
+    max_inert_fraction: float | None = None,
     model: HalfCellModel | None = None,
     control: StepControl | None = None,
     max_steps: int = 100_000,
@@ -117,18 +164,22 @@ def simulate_discharge(
     """Galvanostatic discharge to the cut-off (then an optional rest); outputs under ``out_dir``.
 
     ``inp``: mesh with tags (ignored when ``model`` is given). Returns a :class:`DischargeResult`
-    (same on every rank). Raises InputError before any solve on bad input, SolverError when the
-    time stepping cannot continue.
+    (same on every rank). ``max_inert_fraction``: refuse (InputError) a mesh in which a larger
+    fraction of the active material is disconnected (None: run it, with a warning). Raises
+    InputError before any solve on bad input, SolverError when the time stepping cannot continue,
+    :class:`~tomocell.errors.Interrupted` after writing a checkpoint on SIGINT/SIGTERM.
     """
     t_wall = time.perf_counter()
     if not (isinstance(c_rate, (int, float)) and np.isfinite(c_rate) and c_rate > 0):
-        raise InputError(f"C-rate must be > 0, got {c_rate}")
+        raise InputError(f"C-rate must be a finite number > 0, got {c_rate}")
+    if max_inert_fraction is not None and not 0 <= max_inert_fraction <= 1:
+        raise InputError(f"max_inert_fraction must lie in [0, 1], got {max_inert_fraction}")
     if not 0 < max_ddod <= 0.5:
         raise InputError(f"max_ddod must lie in (0, 0.5], got {max_ddod}")
     if rest_s < 0:
         raise InputError(f"rest duration must be >= 0 s, got {rest_s}")
     if charge_c_rate is not None and not (np.isfinite(charge_c_rate) and charge_c_rate > 0):
-        raise InputError(f"charge C-rate must be > 0, got {charge_c_rate}")
+        raise InputError(f"charge C-rate must be a finite number > 0, got {charge_c_rate}")
     if not cv_cutoff_c_rate > 0:
         raise InputError(f"CV cut-off C-rate must be > 0, got {cv_cutoff_c_rate}")
     if charge_c_rate is not None and li_kinetics == "ideal":
@@ -151,10 +202,20 @@ def simulate_discharge(
     current = c_rate * i1c
     t_1c = 3600.0 / c_rate
     ctl.dt_max_s = min(ctl.dt_max_s, max_ddod * t_1c)
-    mass_g = p.density * model.vol["active"] * model.ell**3 * 1e3
+    inert = _report_inert(model, max_inert_fraction)
+    mass_g = p.density * model.vol["active"] * model.ell**3 * 1e3  # connected active material
+    mass_total_g = p.density * (model.vol["active"] + inert["active"]["inert_volume_um3"]) * model.ell**3 * 1e3
     area_cm2 = model.area_cc * model.ell**2 * 1e4
+    fp = _fingerprint(model, {
+        "c_rate": float(c_rate), "dod_snapshots": snaps, "rest_s": float(rest_s),
+        "charge_c_rate": None if charge_c_rate is None else float(charge_c_rate),
+        "cv_cutoff_c_rate": float(cv_cutoff_c_rate), "max_ddod": float(max_ddod), "event_tol_V": float(event_tol_V),
+        "step_control": {k: v for k, v in vars(ctl).items() if isinstance(v, (int, float, bool, str))}})
+    if resume:
+        if out is None:
+            raise InputError("--resume needs the output directory of the interrupted run")
+        arrays, meta = ckpt.read_checkpoint(comm, out, fp)  # InputError naming any mismatch, before writing
     writer = OutputWriter(model, out) if out is not None else None
-    fp = _fingerprint(model)
 
     # ---- state: fresh or from checkpoint ----------------------------------------------------------
     rows: list[dict[str, Any]] = []
@@ -163,9 +224,6 @@ def simulate_discharge(
     seg_t0 = 0.0
     q_chg = 0.0
     if resume:
-        if out is None:
-            raise InputError("--resume needs the output directory of the interrupted run")
-        arrays, meta = ckpt.read_checkpoint(comm, out, fp)
         model.restore(arrays)
         rows = meta["rows"]
         segment, t, q_dis, step, dt = meta["segment"], meta["t"], meta["q"], meta["step"], meta["dt"]
@@ -183,7 +241,7 @@ def simulate_discharge(
     def row(dt_: float, cur: float, q: dict[str, float], st: Any, li_bal: float) -> dict[str, Any]:
         return {"step": step, "t_s": t, "dt_s": dt_, "segment": segment, "voltage_V": q["voltage_V"], "current_A": cur,
                 "current_density_A_m2": cur / (model.area_cc * model.ell**2), "capacity_Ah": q_dis / 3600.0,
-                "capacity_mAh_g": q_dis / 3.6 / mass_g, "capacity_mAh_cm2": q_dis / 3.6 / area_cm2,
+                "capacity_mAh_g": q_dis / 3.6 / mass_total_g, "capacity_mAh_cm2": q_dis / 3.6 / area_cm2,
                 "dod": q_dis / q_nom, "mean_stoichiometry": q["mean_stoichiometry"], "li_solid_mol": q["li_solid_mol"],
                 "li_electrolyte_mol": q["li_electrolyte_mol"], "li_total_mol": q["li_solid_mol"] + q["li_electrolyte_mol"],
                 "li_balance_rel": li_bal, "interface_current_A": q["interface_current_A"],
@@ -289,10 +347,13 @@ def simulate_discharge(
                 segment = after_rest
             if out is not None and (step % max(checkpoint_every, 1) == 0):
                 save_checkpoint()
-            if bool(comm.allreduce(term.hit)):
+            signum = int(comm.allreduce(term.signum, op=MPI.MAX))
+            if signum:
                 save_checkpoint()
-                raise SolverError(f"terminated by SIGTERM at step {step}, t = {t:.1f} s; checkpoint written, "
-                                  "continue with --resume")
+                name = signal.Signals(signum).name
+                raise Interrupted(f"stopped by {name} at step {step}, t = {t:.1f} s; checkpoint written"
+                                  + (f", continue with --resume (same settings, --out {out})" if out is not None else ""),
+                                  signum)
             if step % 10 == 0:
                 log.info("step %d t=%.1f s V=%.4f V DoD=%.3f dt=%.3g s newton=%d", step, t, q["voltage_V"],
                          q_dis / q_nom, dt_try, st.newton)
@@ -300,8 +361,11 @@ def simulate_discharge(
     energy = sum(r["voltage_V"] * r["current_A"] * r["dt_s"] for r in dis) / 3600.0
     cap = sum(r["current_A"] * r["dt_s"] for r in dis) / 3600.0
     res = DischargeResult(
-        c_rate=float(c_rate), capacity_Ah=cap, capacity_mAh_g=cap * 1e3 / mass_g, capacity_mAh_cm2=cap * 1e3 / area_cm2,
-        nominal_capacity_Ah=q_nom / 3600.0, nominal_capacity_mAh_g=q_nom / 3.6 / mass_g, utilisation=q_dis / q_nom,
+        c_rate=float(c_rate), capacity_Ah=cap, capacity_mAh_g=cap * 1e3 / mass_total_g,
+        capacity_mAh_cm2=cap * 1e3 / area_cm2, capacity_mAh_g_connected=cap * 1e3 / mass_g,
+        # of the discharge segment alone (after a CC-CV charge the net charge is ~0)
+        nominal_capacity_Ah=q_nom / 3600.0, nominal_capacity_mAh_g=q_nom / 3.6 / mass_g, utilisation=cap * 3600.0 / q_nom,
+        utilisation_total=cap * 3600.0 / q_nom * mass_g / mass_total_g, inert=inert,
         one_c_current_A=i1c, final_voltage_V=float(dis[-1]["voltage_V"]) if dis else float("nan"),
         mean_voltage_V=energy / cap if cap > 0 else float("nan"), energy_Wh=energy,
         discharge_time_s=float(dis[-1]["t_s"]) if dis else 0.0, reason=reason, steps=step,
@@ -313,3 +377,24 @@ def simulate_discharge(
     if out is not None:
         write_timeseries(comm, out, rows)
     return res
+
+
+def _report_inert(model: HalfCellModel, max_inert_fraction: float | None) -> dict[str, dict[str, float]]:
+    """The inert (disconnected) share of every phase: a warning when any, InputError above the limit."""
+    inert = {k: dict(v) for k, v in (model.topo.inert or {}).items()}
+    if not inert:  # a model built without the accounting (should not happen): nothing excluded known
+        inert = {"active": {"volume_um3": model.vol["active"], "inert_volume_um3": 0.0, "inert_fraction": 0.0}}
+    fa = inert["active"]["inert_fraction"]
+    parts = [f"{name} {100 * v['inert_fraction']:.1f} %" for name, v in inert.items() if v["inert_fraction"] > 0]
+    if parts and model.comm.rank == 0:  # the same figures on every rank: said once
+        c = model.topo.counts
+        log.warning("disconnected material set inert (carries no current): %s of each phase's volume "
+                    "(%d active, %d CBD, %d electrolyte cells). Capacities are given per all active material "
+                    "(capacity_mAh_g) and per its connected part (capacity_mAh_g_connected); the C-rate is "
+                    "relative to the connected part.", ", ".join(parts), c.get("isolated_active_cells", 0),
+                    c.get("isolated_cbd_cells", 0), c.get("isolated_electrolyte_cells", 0))
+    if max_inert_fraction is not None and fa > max_inert_fraction:
+        raise InputError(f"{100 * fa:.1f} % of the active material is disconnected from the current collector or "
+                         f"the electrolyte (limit {100 * max_inert_fraction:.1f} %, --max-inert): check the mesh "
+                         "(`tomocell mesh` reports percolation per phase)")
+    return inert

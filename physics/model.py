@@ -38,7 +38,7 @@ from dolfinx import fem, mesh as dmesh
 from petsc4py import PETSc
 from mpi4py import MPI
 
-from tomocell.errors import InputError
+from tomocell.errors import InputError, TomocellError
 from tomocell.log import get_logger
 from tomocell.meshing import tags as T
 from tomocell.physics.parameters import FARADAY, Parameters
@@ -160,6 +160,9 @@ class Topology:
     z_max: float
     counts: dict[str, int] = field(default_factory=dict)
     cell_tag_orig: np.ndarray | None = None  # tags before isolated clusters were set inert (0)
+    #: per phase (active, cbd, pore, separator): volume_um3 (whole phase in the mesh), inert_volume_um3
+    #: (cut off electronically or ionically and set inert), inert_fraction
+    inert: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _component_labels(msh: dmesh.Mesh, in_group: np.ndarray) -> np.ndarray:
@@ -272,6 +275,7 @@ def analyse_mesh(inp: MeshInput) -> Topology:
     counts["isolated_active_cells"] = _global_count(comm, np.count_nonzero(dead[:n_owned] & (ct[:n_owned] == T.ACTIVE)))
     counts["isolated_cbd_cells"] = _global_count(comm, np.count_nonzero(dead[:n_owned] & (ct[:n_owned] == T.CBD)))
     counts["isolated_electrolyte_cells"] = _global_count(comm, np.count_nonzero(dead[:n_owned] & elec[:n_owned]))
+    inert = _inert_volumes(msh, ct[:n_owned], dead[:n_owned])
     ct_orig = ct.copy()
     ct = np.where(dead, 0, ct).astype(np.int32)
     if _global_count(comm, np.count_nonzero(ct[:n_owned] == T.ACTIVE)) == 0:
@@ -322,7 +326,22 @@ def analyse_mesh(inp: MeshInput) -> Topology:
     x = msh.geometry.x
     z_min = comm.allreduce(float(x[:, 2].min()) if x.size else np.inf, op=MPI.MIN)
     z_max = comm.allreduce(float(x[:, 2].max()) if x.size else -np.inf, op=MPI.MAX)
-    return Topology(ct, pt, data.flatten(), cc_solid, cc_all, li, z_min, z_max, counts, ct_orig)
+    return Topology(ct, pt, data.flatten(), cc_solid, cc_all, li, z_min, z_max, counts, ct_orig, inert)
+
+
+def _inert_volumes(msh: dmesh.Mesh, tags_owned: np.ndarray, dead_owned: np.ndarray) -> dict[str, dict[str, float]]:
+    """Volume of each phase and of its part set inert (owned cells, summed over ranks), in mesh units^3."""
+    x = msh.geometry.x
+    dm = np.asarray(msh.geometry.dofmaps[0])[: tags_owned.size, :4]
+    a = x[dm[:, 0]]
+    vol = np.abs(np.einsum("ij,ij->i", np.cross(x[dm[:, 1]] - a, x[dm[:, 2]] - a), x[dm[:, 3]] - a)) / 6.0
+    out: dict[str, dict[str, float]] = {}
+    for name, tag in T.CELL_TAGS.items():
+        sel = tags_owned == tag
+        tot = float(msh.comm.allreduce(float(vol[sel].sum()), op=MPI.SUM))
+        dv = float(msh.comm.allreduce(float(vol[sel & dead_owned].sum()), op=MPI.SUM))
+        out[name] = {"volume_um3": tot, "inert_volume_um3": dv, "inert_fraction": dv / tot if tot > 0 else 0.0}
+    return out
 
 
 class HalfCellModel:
@@ -816,6 +835,8 @@ class HalfCellModel:
         snes = problem.solver
         try:
             problem.solve()
+        except (KeyboardInterrupt, TomocellError):
+            raise  # Ctrl-C / a signal raised in a callback is not a failed step (issue 15)
         except Exception:  # noqa: BLE001 - PETSc errors (e.g. NaN in a factorisation) mean a failed step
             self._reset_reused_lu(snes)
             return False, snes.getIterationNumber(), snes.getLinearSolveIterations(), -11

@@ -91,8 +91,8 @@ class ParallelDir:
         name = None
         if comm.rank == 0:
             self.final.parent.mkdir(parents=True, exist_ok=True)
+            _remove_stale_partials(self.final)
             name = str(self.final.parent / f".{self.final.name}.partial-{os.getpid()}")
-            shutil.rmtree(name, ignore_errors=True)
             os.makedirs(name)
         self.tmp = Path(comm.bcast(name, root=0))
         comm.barrier()
@@ -100,10 +100,27 @@ class ParallelDir:
     def commit(self) -> None:
         self.comm.barrier()
         if self.comm.rank == 0:
-            if self.final.exists():
-                shutil.rmtree(self.final)
-            os.replace(self.tmp, self.final)
+            _swap_in(self.tmp, self.final)
         self.comm.barrier()
+
+
+def _remove_stale_partials(final: Path) -> None:
+    """Temporary siblings of ``final`` left by killed runs. The run holds the --out lock
+    (tomocell.outdir), so no other live run can own them."""
+    for q in final.parent.glob(f".{final.name}.partial-*"):
+        shutil.rmtree(q, ignore_errors=True)
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Replace directory ``final`` by ``tmp`` so that at every instant one complete copy exists:
+    the old one is renamed aside, the new one renamed in, and only then the old one deleted."""
+    old = final.parent / f".{final.name}.old"
+    if old.exists() and final.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 class OutputWriter:

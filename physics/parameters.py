@@ -43,12 +43,45 @@ _ALLOWED_FUNCS = ("exp", "tanh", "cosh", "sinh", "sqrt", "log", "abs")
 _ALLOWED_NAMES = ("x", "c", "T")
 
 
+#: bounds of a parameter expression: characters and syntax-tree nodes (the bundled OCP fits have < 150)
+MAX_EXPRESSION_CHARS = 4000
+MAX_EXPRESSION_NODES = 1000
+
+
+class _FloatConstants(ast.NodeTransformer):
+    """Integer literals become floats, so ``9**9**9`` overflows at once (OverflowError) instead of
+    computing a 370-million-digit integer: Python's int power is the only unbounded operation the
+    grammar allows, floats (and numpy/UFL) are bounded by IEEE arithmetic. A bare integer exponent
+    (``x**2``) is kept: its base is then a float or an array, and UFL keeps its integer power."""
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:  # noqa: N802 - ast API
+        if isinstance(node.op, ast.Pow) and isinstance(node.right, ast.Constant) and type(node.right.value) is int:
+            node.left = self.visit(node.left)
+            return node
+        return self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:  # noqa: N802 - ast API
+        if type(node.value) is int:
+            return ast.copy_location(ast.Constant(float(node.value)), node)
+        return node
+
+
 def _check_expression(text: str) -> ast.Expression:
-    """Parse an arithmetic expression and reject anything but numbers, x/c/T and the allowed calls."""
+    """Parse an arithmetic expression and reject anything but numbers, x/c/T and the allowed calls.
+
+    Bounded: at most MAX_EXPRESSION_CHARS characters and MAX_EXPRESSION_NODES nodes, integer literals
+    evaluated as floats (see :class:`_FloatConstants`)."""
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise InputError(f"parameter expression of {len(text)} characters is longer than {MAX_EXPRESSION_CHARS}")
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise InputError(f"parameter expression {text!r} is not valid: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise InputError(f"parameter expression {text[:60]!r}... is nested too deeply") from None
+    n_nodes = sum(1 for _ in ast.walk(tree))
+    if n_nodes > MAX_EXPRESSION_NODES:
+        raise InputError(f"parameter expression {text[:60]!r}... has {n_nodes} terms (more than {MAX_EXPRESSION_NODES})")
     ok_ops = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
     for node in ast.walk(tree):
         if isinstance(node, (ast.Expression, ast.Load, ast.BinOp, ast.UnaryOp) + ok_ops):
@@ -61,7 +94,7 @@ def _check_expression(text: str) -> ast.Expression:
             continue
         raise InputError(f"parameter expression {text!r}: {type(node).__name__} is not allowed "
                          f"(use numbers, {', '.join(_ALLOWED_NAMES)}, + - * / ** and {', '.join(_ALLOWED_FUNCS)})")
-    return tree
+    return ast.fix_missing_locations(_FloatConstants().visit(tree))
 
 
 def _namespace(kind: str) -> dict[str, Any]:
@@ -129,7 +162,12 @@ class Func:
             return self._piecewise_linear(arg, ufl)
         ns = _namespace("ufl" if ufl else "numpy")
         ns.update({"x": arg, "c": arg if c is None else c, "T": T, "__builtins__": {}})
-        return eval(self._code, ns)  # noqa: S307 - AST checked in _check_expression
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # inf/nan are caught by validate()
+                return eval(self._code, ns)  # noqa: S307 - AST checked in _check_expression
+        except (OverflowError, ZeroDivisionError, ValueError) as exc:
+            raise InputError(f"parameter {self.name}: expression {self.spec.get('expression')!r} cannot be "
+                             f"evaluated ({exc})") from None
 
     def _piecewise_linear(self, arg: Any, use_ufl: bool) -> Any:
         # A sum of ramps max(x - x_i, 0): continuous, linearly extrapolated, and expressible in UFL
@@ -320,15 +358,34 @@ def validate(p: Parameters) -> None:
         raise InputError(f"initial stoichiometry {x0:.4f} must be below the cut-off stoichiometry {x1:.4f} for a discharge")
 
 
+def _unknown(d: dict[str, Any], dotted: str) -> InputError:
+    import difflib
+
+    names = sorted(k for k in flat_names(d))
+    close = difflib.get_close_matches(dotted, names, n=1, cutoff=0.5)
+    return InputError(f"unknown parameter '{dotted}'" + (f"; did you mean '{close[0]}'?" if close else ""))
+
+
+def flat_names(d: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the settable parameters of a raw parameter mapping."""
+    out: list[str] = []
+    for k, v in d.items():
+        if isinstance(v, dict) and not any(s in v for s in ("value", "expression", "table")):
+            out.extend(flat_names(v, f"{prefix}{k}."))
+        elif k not in ("name", "description", "material"):
+            out.append(f"{prefix}{k}")
+    return out
+
+
 def _deep_set(d: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = d
     for k in keys[:-1]:
         if k not in node or not isinstance(node[k], dict):
-            raise InputError(f"unknown parameter '{dotted}'")
+            raise _unknown(d, dotted)
         node = node[k]
     if keys[-1] not in node and keys[-1] != "initial_stoichiometry":
-        raise InputError(f"unknown parameter '{dotted}'")
+        raise _unknown(d, dotted)
     old = node.get(keys[-1])
     if isinstance(value, dict):
         node[keys[-1]] = value
@@ -372,7 +429,56 @@ def load_raw(spec: str | Path | None = None) -> dict[str, Any]:
         return bpx_to_raw(data, source=str(path))
     if not isinstance(data, dict):
         raise InputError(f"parameter file {path} must hold a JSON object")
+    check_known_keys(data, str(path))
     return data
+
+
+#: keys of a value mapping ({"value": ...} etc.) besides the value itself
+_SPEC_KEYS = ("value", "expression", "table", "valid", "unit", "units", "source", "sources", "variable", "note",
+              "notes", "reference", "doi", "description", "comment")
+_TOP_DOC_KEYS = ("name", "description", "initial_stoichiometry", "note", "notes", "reference", "references",
+                 "comment", "version")
+
+
+def known_keys() -> dict[str, set[str]]:
+    """Section -> the keys the bundled sets use ('' = top level): the schema a parameter file must keep to."""
+    out: dict[str, set[str]] = {"": set(_TOP_DOC_KEYS)}
+    for fname in BUNDLED.values():
+        raw = json.loads(resources.files("tomocell.physics").joinpath("parameters", fname).read_text())
+        for k, v in raw.items():
+            out[""].add(k)
+            if isinstance(v, dict) and not any(s in v for s in ("value", "expression", "table")):
+                out.setdefault(k, set()).update(v.keys())
+    return out
+
+
+def check_known_keys(data: dict[str, Any], source: str) -> None:
+    """InputError for a key the model does not use (a misspelt name would silently keep the default),
+    naming the closest known one."""
+    import difflib
+
+    schema = known_keys()
+
+    def refuse(where: str, key: str, choices: set[str]) -> None:
+        close = difflib.get_close_matches(key, sorted(choices), n=1, cutoff=0.5)
+        hint = f"; did you mean '{where}{close[0]}'?" if close else f" (known: {', '.join(sorted(choices))})"
+        raise InputError(f"parameter file {source}: unknown parameter '{where}{key}'{hint}")
+
+    for k, v in data.items():
+        if k not in schema[""]:
+            refuse("", k, schema[""])
+        if k in schema and isinstance(v, dict):
+            for kk, vv in v.items():
+                if kk not in schema[k]:
+                    refuse(f"{k}.", kk, schema[k])
+                if isinstance(vv, dict):
+                    for s in vv:
+                        if s not in _SPEC_KEYS:
+                            refuse(f"{k}.{kk}.", s, set(_SPEC_KEYS))
+        elif isinstance(v, dict) and k not in schema:
+            for s in v:
+                if s not in _SPEC_KEYS:
+                    refuse(f"{k}.", s, set(_SPEC_KEYS))
 
 
 def load_parameters(spec: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Parameters:

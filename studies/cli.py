@@ -54,6 +54,29 @@ def default_config_path(name: str) -> Path:
     return Path(__file__).parent / "configs" / f"{getattr(mod, 'CONFIG_NAME', mod.NAME)}.toml"
 
 
+def _lock_study_dir(out: Path, stage: str):
+    """Refuse a non-empty --out that is not this study's (a study continues its own earlier runs), and
+    lock it for this process (rank 0), as every other command does (tomocell.outdir)."""
+    from tomocell import mpi
+    from tomocell.outdir import OutLock, check_out
+
+    err, lock = None, None
+    if mpi.is_root():
+        try:
+            d, _ = check_out(out, stage, rerun_ok=True)
+            d.mkdir(parents=True, exist_ok=True)
+            lock = OutLock(d)
+            lock.acquire()
+        except InputError as exc:
+            err = str(exc)
+        except OSError as exc:
+            err = f"--out {out}: {exc.strerror or exc}"
+    err = mpi.world().bcast(err, root=0)
+    if err is not None:
+        raise InputError(err)
+    return lock
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?", choices=list(STUDIES), metavar="NAME", help=f"study: {', '.join(STUDIES)}")
     parser.add_argument("--out", type=Path, default=None, metavar="PATH",
@@ -83,7 +106,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"study config {cfg_path} does not exist")
     cfg = study_config(mod, cfg_path)
     out = args.out or Path("results") / f"study-{args.name}"
-    res = run_study_module(mod, cfg, out, force=args.force, report_only=args.report_only)
+    lock = _lock_study_dir(out, f"study.{mod.NAME}" if hasattr(mod, "NAME") else f"study.{args.name}")
+    try:
+        res = run_study_module(mod, cfg, out, force=args.force, report_only=args.report_only)
+    finally:
+        if lock is not None:
+            lock.release()
     if mpi.is_root():
         n_ok = sum(o.succeeded for o in res.outcomes)
         print(f"tomocell study {args.name}: {n_ok} of {len(res.outcomes)} runs finished; report {res.report}")

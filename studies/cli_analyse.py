@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     settings = {"runs": [str(r) for r in args.runs], "dod": args.dod / 100.0,
                 "characterisation": args.characterisation, "render": not args.no_render,
                 "peak_bandwidth": args.peak_bandwidth}
-    res = analyse_runs(args.runs, out, dod=args.dod / 100.0, characterisation_dir=args.characterisation,
-                       render=not args.no_render, peak_bandwidth=args.peak_bandwidth)
-    with run_manifest("analyse", out, settings) as man:
+    with run_manifest("analyse", out, settings, guard=True, overwrite=args.overwrite) as man:
+        res = analyse_runs(args.runs, out, dod=args.dod / 100.0, characterisation_dir=args.characterisation,
+                           render=not args.no_render, peak_bandwidth=args.peak_bandwidth)
         for r in args.runs:
             for name in ("run.json", "timeseries.csv", "particles.csv"):
                 if (Path(r) / name).exists():

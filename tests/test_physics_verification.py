@@ -47,7 +47,11 @@ def test_low_rate_capacity_matches_ocv(params):
     assert res.reason == "cut-off"
     assert res.capacity_Ah == pytest.approx(q_ocv, rel=0.01)
     assert res.capacity_Ah < q_ocv  # kinetics and transport can only lose capacity
-    assert res.capacity_mAh_g == pytest.approx(q_ocv * 1e3 / (params.density * 1e3 * v_act), rel=0.01)
+    # v_act is the connected active material (cell_tag after the inert exclusion: 7.1 % of this cell's
+    # active material is cut off); capacity_mAh_g is per all of it (issue 15)
+    assert res.capacity_mAh_g_connected == pytest.approx(q_ocv * 1e3 / (params.density * 1e3 * v_act), rel=0.01)
+    f = res.inert["active"]["inert_fraction"]
+    assert res.capacity_mAh_g == pytest.approx(res.capacity_mAh_g_connected * (1 - f), rel=1e-12)
 
 
 def test_rate_trend(params):

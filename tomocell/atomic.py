@@ -19,14 +19,40 @@ from typing import Any
 import numpy as np
 
 
+def _umask() -> int:
+    from tomocell.outdir import umask
+
+    return umask()
+
+
+def _chmod_default(path: Path, directory: bool = False) -> None:
+    """Give a temporary file (mkstemp: 0600) or directory (mkdtemp: 0700) the mode an ordinary
+    ``open``/``mkdir`` would have under the umask (0644/0755 under umask 022), so outputs are
+    readable by the group, other users and the host user of a container as their owner intends."""
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+def _no_dangling(final: Path) -> Path:
+    """Follow a symlink at ``final`` (writes go to its target); InputError if it dangles."""
+    if final.is_symlink():
+        target = final.resolve()
+        if not target.parent.exists():
+            from tomocell.errors import InputError
+
+            raise InputError(f"{final} is a symbolic link to {target}, whose directory does not exist")
+        return target
+    return final
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` on success.
 
     ``suffix`` defaults to the final suffix(es) so libraries that dispatch on the extension
-    (tifffile, h5py, meshio) see the right one.
+    (tifffile, h5py, meshio) see the right one. The file gets the umask's mode (0644 under 022).
     """
-    final = Path(path)
+    final = _no_dangling(Path(path))
     final.parent.mkdir(parents=True, exist_ok=True)
     sfx = suffix if suffix is not None else "".join(final.suffixes)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".partial{sfx}", dir=final.parent)
@@ -34,6 +60,7 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _chmod_default(tmp_path, directory=tmp_path.is_dir())
         os.replace(tmp_path, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -41,26 +68,48 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
         raise
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary directory next to ``path``; move it into place on success.
+def _replace_entry(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``, replacing what is there (a directory via a hidden .old name)."""
+    if dst.is_dir() and not dst.is_symlink():
+        old = dst.with_name(f".{dst.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old)
+    else:
+        os.replace(src, dst)
 
-    An existing directory at ``path`` is replaced only after the new one is complete.
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory; on success move what was written into ``path``.
+
+    Default (merge): each entry written replaces the entry of the same name in ``path`` (one atomic
+    rename each); nothing else in ``path`` is touched, so a directory holding other files (a user's,
+    or the home directory given by mistake) never loses them. ``replace=True`` swaps the whole
+    directory, for outputs that are one directory of tomocell's own (a TIFF slice volume): the caller
+    must have checked that ``path`` holds nothing else. A symlink at ``path`` is followed.
+    On failure the temporary directory is removed and ``path`` is untouched.
     """
     final = Path(path)
+    if final.is_symlink():
+        final = _no_dangling(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    where = final if final.is_dir() and not replace else final.parent
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=where))
     try:
         yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
+        _chmod_default(tmp, directory=True)
+        if replace or not final.exists():
+            if final.exists():
+                _replace_entry(tmp, final)
+            else:
+                os.replace(tmp, final)
         else:
-            os.replace(tmp, final)
+            for entry in sorted(tmp.iterdir()):
+                _replace_entry(entry, final / entry.name)
+            tmp.rmdir()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

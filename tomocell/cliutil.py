@@ -22,7 +22,12 @@ from tomocell.errors import InputError
 def add_out(parser: argparse.ArgumentParser, default: str | None = None, what: str = "results") -> None:
     parser.add_argument(
         "--out", type=Path, default=Path(default) if default else None, required=default is None,
-        metavar="PATH", help=f"output directory for {what}" + (f" (default: {default})" if default else ""),
+        metavar="PATH", help=f"output directory for {what}" + (f" (default: {default})" if default else "")
+        + ": new or empty, or an earlier run of this command (tomocell never writes over files it did not make)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace a finished earlier run in --out (only its own outputs; other files there are kept)",
     )
 
 

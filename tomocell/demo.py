@@ -234,8 +234,8 @@ def run_demo(
 
     ctx = DemoContext(Path(out), seed, c_rate, fresh, dict(generator or DEMO_GENERATOR),
                       dict(meshing or DEMO_MESH), tuple(snapshots))
-    ctx.out.mkdir(parents=True, exist_ok=True)
-    with run_manifest("demo", ctx.out, {"seed": seed, "c_rate": c_rate}) as man:
+    # the demo continues its own earlier run in --out (finished steps are reused), never a foreign directory
+    with run_manifest("demo", ctx.out, {"seed": seed, "c_rate": c_rate}, guard=True, rerun_ok=True) as man:
         for name, requires, fn in STEPS:
             if not _has(requires):
                 ctx.summary.setdefault("skipped", []).append(f"{name} (stage {requires} not installed)")

@@ -19,3 +19,11 @@ class NotPercolatingError(TomocellError):
 
 class SolverError(TomocellError, RuntimeError):
     """A numerical solve failed in a way retries could not fix."""
+
+
+class Interrupted(TomocellError):
+    """The run was stopped by a signal (SIGINT, SIGTERM) after saving what it could; exit 128 + signum."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = int(signum)
