@@ -56,6 +56,20 @@ def test_discharge_capacity_and_lithium_balance(demo_run) -> None:
     assert np.all(np.diff(cap) >= 0) and cap[-1] == pytest.approx(res["capacity_mAh_g"], rel=1e-9)
 
 
+def test_outputs_follow_the_umask(demo_run) -> None:
+    """Run under umask 022: every file 0644 and every folder 0755 (readable by a shared group, by
+    other users and by the host user of the Docker image), none of the 0600 of temporary files."""
+    out, r = demo_run
+    assert r.returncode == 0, r.stderr[-5000:]
+    wrong = []
+    for p in [out, *out.rglob("*")]:
+        mode = p.stat().st_mode & 0o777
+        want = 0o755 if p.is_dir() else 0o644
+        if mode != want:
+            wrong.append(f"{p.relative_to(out)}: {oct(mode)}")
+    assert not wrong, wrong[:20]
+
+
 def _png_is_a_picture(path: Path) -> tuple[bool, str]:
     import matplotlib.image as mpimg
 
