@@ -101,6 +101,13 @@ def figures(volume: Volume, res: Any, out: Path) -> dict[str, str]:
     ax[1].imshow(_phase_rgb(lab[lab.shape[0] // 2]), extent=_extent(volume, 1, 2))
     ax[1].set(title="phases (in-plane section, mid depth)", xlabel="axis 2 (um)", ylabel="axis 1 (um)")
     f = volume.fractions()
+    from matplotlib.patches import Patch
+
+    colours = _phase_rgb(np.arange(3))
+    # attached to an axes (not the figure) so that tight_layout makes room for it below the x labels
+    ax[0].legend(handles=[Patch(facecolor=colours[i], edgecolor="k", label=f"{name} ({100 * f[key]:.1f} %)")
+                          for i, (key, name) in enumerate((("pore", "pore"), ("active", "active NMC"), ("cbd", "CBD")))],
+                 loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=3, frameon=False)
     save(fig, "fig_phases.png", f"Segmented phases (black pore {f['pore']:.3f}, grey active {f['active']:.3f}, "
          f"purple CBD {f['cbd']:.3f}); separator at the top of the left panel (cf. Fig. 2b).")
 
@@ -184,9 +191,9 @@ def figures(volume: Volume, res: Any, out: Path) -> dict[str, str]:
             if k.startswith("tau_axis"):
                 a = k[-1]
                 ax[0].plot(z, [np.nan if v is None else v for v in rows[k]], "o-", label=f"axis {a}")
-                ax[1].plot(z / volume.extent_um[0], [np.nan if v is None else v for v in rows[f"p_axis{a}"]], "o-", label=f"axis {a}")
-        ax[0].set(xlabel="slab depth from separator (um)", ylabel="tau of the slab")
-        ax[1].set(xlabel="fraction of thickness", ylabel="Bruggeman exponent p")
+                ax[1].plot(z, [np.nan if v is None else v for v in rows[f"p_axis{a}"]], "o-", label=f"axis {a}")
+        ax[0].set(xlabel="slab depth from separator (um)", ylabel="tortuosity factor of the slab")
+        ax[1].set(xlabel="slab depth from separator (um)", ylabel="Bruggeman exponent p")
         ax[0].legend()
         save(fig, "fig_depth_profile.png", "Tortuosity factor of the slab from the separator to depth z (cf. Fig. 2j) and its "
              "Bruggeman exponent p = -ln tau / ln eps (cf. Fig. 2l); missing points: not percolating.")
@@ -198,7 +205,9 @@ def figures(volume: Volume, res: Any, out: Path) -> dict[str, str]:
         ax[0].set(title="geodesic distance from separator", xlabel="axis 1 (um)", ylabel="depth (um)")
         b = res.tables["reaction_sites_by_depth"]
         for name, col in (("tau_electrode", "tab:green"), ("tau_pore", "tab:blue")):
-            ax[1].plot(b["depth_um"], b[f"{name}_mean"], color=col, label=name)
+            ax[1].plot(b["depth_um"], b[f"{name}_mean"], color=col,
+                       label={"tau_electrode": r"$\tau_{electrode}$ (geodesic / depth)",
+                              "tau_pore": r"$\tau_{pore}$ (geodesic / straight line)"}[name])
             ax[1].fill_between(b["depth_um"], b[f"{name}_p10"], b[f"{name}_p90"], color=col, alpha=0.2)
         ax[1].set(xlabel="distance from separator (um)", ylabel="local tortuosity", ylim=(0.9, None))
         ax[1].legend()
@@ -210,10 +219,13 @@ def figures(volume: Volume, res: Any, out: Path) -> dict[str, str]:
         rows = res.tables["rve"]
         fig, ax = plt.subplots(1, 1, figsize=(6, 4))
         e = np.asarray(rows["edge_fraction"])
-        for k in ("porosity", "active_pore_area_faces_per_um", "mean_pore_diameter_um", "particle_d50_um", "tau_pore_axis0"):
+        names = {"porosity": "porosity", "active_pore_area_faces_per_um": "active/pore specific area",
+                 "mean_pore_diameter_um": "mean pore diameter", "particle_d50_um": "particle D50",
+                 "tau_pore_axis0": "pore tortuosity factor (through thickness)"}
+        for k, name in names.items():
             v = np.array([np.nan if x is None else x for x in rows[k]], dtype=float)
             if np.isfinite(v).any() and np.isfinite(v[-1]) and v[-1] != 0:
-                ax.plot(e, v / v[-1], "o-", label=k)
+                ax.plot(e, v / v[-1], "o-", label=name)
         ax.set(xlabel="sub-volume edge / full edge", ylabel="metric / full-volume value")
         ax.axhline(1.0, color="k", lw=0.6)
         ax.legend(fontsize=7)

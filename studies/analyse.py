@@ -143,7 +143,8 @@ def _analyse(runs: list[RunData], out: Path, dod: float, ch: ac.Characterisation
         from tomocell.studies.analysis_render import render_peak_particles
 
         peak_of = {r.name: {int(k): int(v) for k, v in zip(ps[r.name].particle, ps[r.name].peak_of)} for r in runs}
-        if render_peak_particles(runs, peak_of, dod, out / "peak_particles.png"):
+        peak_sol = {r.name: [float(pk.position) for pk in ps[r.name].peaks] for r in runs}
+        if render_peak_particles(runs, peak_of, dod, out / "peak_particles.png", peak_sol=peak_sol):
             figs.append(Figure("peak_particles.png",
                                "The particles of each SoL-histogram peak (colours as in the histograms), rendered from "
                                "the mesh's particle tags; separator side on top - cf. the inset of Fig. 4e."))

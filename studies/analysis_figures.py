@@ -74,7 +74,7 @@ def particle_sol_depth(runs: list[RunData], ps: dict[tuple[str, str], ParticleSo
                 a.text(0.5, 0.5, f"{100 * dod:.0f} % DoD\nnot reached", ha="center", va="center", transform=a.transAxes)
                 a.set_axis_off()
                 continue
-            sc = a.scatter(p.depth_um, p.sol, c=p.radius_um, s=8 + 120 * (p.radius_um / rmax) ** 2, cmap="jet_r",
+            sc = a.scatter(p.depth_um, p.sol, c=p.radius_um, s=8 + 120 * (p.radius_um / rmax) ** 2, cmap="viridis",
                            vmin=rmin, vmax=rmax, edgecolors="k", linewidths=0.3)
             a.set_title(f"{run.c_rate:g}C, {100 * dod:.0f} % DoD")
             a.set_xlabel("distance from separator (um)")
@@ -165,7 +165,8 @@ def charge_transfer(runs: list[RunData], ct: dict[str, ChargeTransfer], dod: flo
             rng = [np.quantile(xv[ok], (0.005, 0.995)), np.quantile(jv[ok], (0.005, 0.995))]
             rng = [(lo, hi) if hi > lo else (lo - 1e-12, hi + 1e-12) for lo, hi in rng]
             h, xe, ye = np.histogram2d(xv[ok], jv[ok], bins=50, range=rng, weights=c.data["area_um2"][ok])
-            a.pcolormesh(xe, ye, np.where(h > 0, h, np.nan).T, norm=LogNorm(), cmap="viridis")
+            pm = a.pcolormesh(xe, ye, np.where(h > 0, h, np.nan).T, norm=LogNorm(), cmap="viridis")
+            fig.colorbar(pm, ax=a, label="interface area per bin (um$^2$)")
             a.set_xlabel(xl)
             a.set_ylabel("J$_{ct}$ (A/m$^2$)")
             a.set_title(f"{run.c_rate:g}C: Pearson {corr.pearson:+.2f}, Spearman {corr.spearman:+.2f}", fontsize=9)
@@ -195,7 +196,8 @@ def transport(runs: list[RunData], tp: dict[str, dict[str, Any]], sites: dict[st
         c = tp[run.name]["corr_phi_e"]
         a = ax[0, j]
         h = np.where(c.hist > 0, c.hist, np.nan)
-        a.pcolormesh(c.x_edges, c.y_edges, h.T, norm=LogNorm(), cmap="viridis")
+        pm = a.pcolormesh(c.x_edges, c.y_edges, h.T, norm=LogNorm(), cmap="viridis")
+        fig.colorbar(pm, ax=a, label="reaction sites per bin")
         a.set_xlabel("travel distance from separator (um)")
         a.set_ylabel(r"$\phi_e$ at reaction site (V)")
         a.set_title(f"{run.c_rate:g}C: Pearson {c.pearson:+.2f}, Spearman {c.spearman:+.2f}", fontsize=9)

@@ -116,7 +116,7 @@ def render_fields(runs: list[RunData], dod: float, path: str | Path, *, col_px: 
             pl.add_mesh(mesh, scalars=arr, clim=clim[name], cmap=cmap, nan_color="lightgrey",
                         scalar_bar_args={"title": title, "vertical": False, "title_font_size": 14, "label_font_size": 11,
                                          "position_x": 0.15, "position_y": 0.02, "width": 0.7, "height": 0.08,
-                                         "n_labels": 5, "fmt": "%.3g"})
+                                         "n_labels": 3, "fmt": "%.3g"})
             pl.add_text(f"{run.c_rate:g}C, {100 * dod:.0f} % DoD: {title}", font_size=10, position="upper_left")
             _camera(pl)
     for bar in pl.scalar_bars.values():
@@ -162,10 +162,17 @@ def particle_cells(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray] | 
     return m.points, m.tets[act], m.particle[act].astype(np.int64)
 
 
+def _peak_label(k: int, run: str, peak_sol: dict[str, list[float]] | None) -> str:
+    sol = (peak_sol or {}).get(run, [])
+    return f"peak {k + 1}: SoL {sol[k]:.2f}" if k < len(sol) else f"peak {k + 1}"
+
+
 def render_peak_particles(runs: list[RunData], peak_of: dict[str, dict[int, int]], dod: float, path: str | Path,
-                          *, col_px: int = 420, row_px: int = 420) -> bool:
+                          *, col_px: int = 420, row_px: int = 420,
+                          peak_sol: dict[str, list[float]] | None = None) -> bool:
     """Particles coloured by the SoL-histogram peak they belong to (Fig. 4e inset), one panel per rate.
-    ``peak_of[run.name]`` maps particle label -> peak index. Returns False if no run has a mesh file."""
+    ``peak_of[run.name]`` maps particle label -> peak index; ``peak_sol[run.name][k]``: the SoL at
+    peak k (named in the legend). Returns False if no run has a mesh file."""
     use_headless_backend()
     import pyvista as pv
 
@@ -187,8 +194,9 @@ def render_peak_particles(runs: list[RunData], peak_of: dict[str, dict[int, int]
             sel = np.nonzero(peaks == k)[0]
             fd = FieldData(pts, tets[sel], {}, {})
             pl.add_mesh(to_grid(fd).extract_surface(algorithm="dataset_surface"),
-                        color=PEAK_COLOURS[k % len(PEAK_COLOURS)], label=f"peak {k + 1}")
-        pl.add_text(f"{run.c_rate:g}C, {100 * dod:.0f} % DoD: particles by SoL peak", font_size=9, position="upper_left")
+                        color=PEAK_COLOURS[k % len(PEAK_COLOURS)], label=_peak_label(k, run.name, peak_sol))
+        pl.add_text(f"{run.c_rate:g}C, {100 * dod:.0f} % DoD: particles grouped by the peak of the\n"
+                    "particle state-of-lithiation histogram they fall in", font_size=9, position="upper_left")
         pl.add_legend(bcolor="white", size=(0.25, 0.2))
         _camera(pl)
     _save(pl, path)
