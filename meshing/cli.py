@@ -58,8 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="separator slab thickness, um (0: none; default 25)")
     parser.add_argument("--coarsen", type=int, default=1, metavar="N",
                         help="coarsen the label grid by N^3 blocks (majority phase) before meshing (default 1)")
-    parser.add_argument("--particles", default=None, metavar="FILE",
-                        help="optional .npy of integer particle labels (same shape as the volume) -> particle_tags")
+    parser.add_argument("--particles", default="auto", metavar="auto|none|FILE",
+                        help="particle labels for the mesh's particle_tags (particles.csv of `simulate`): auto "
+                             "(default) separates the active phase by the same watershed as `characterise`; a .npy "
+                             "of integer labels (same shape as the volume, e.g. a generator's ground truth); none")
     parser.add_argument("--no-fallback", action="store_true",
                         help="fail instead of falling back to the voxel route when the surface route fails")
     parser.add_argument("--smoothing-iterations", type=int, default=12, metavar="N",
@@ -91,7 +93,13 @@ def run(args: argparse.Namespace) -> int:
         with man.timed("read"):
             vol = read_volume(src, voxel_size_um=args.voxel_size, labels=labels)
         part = None
-        if args.particles:
+        if args.particles == "auto":
+            from tomocell.microstructure.particles import label_particles
+
+            with man.timed("particles"):
+                part = label_particles(vol)
+            man.set_parameters(particle_labels="watershed (as characterise)")
+        elif args.particles and args.particles != "none":
             pf = existing_file(args.particles, "particle labels")
             man.add_input("particles", pf)
             part = np.load(pf)

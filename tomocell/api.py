@@ -124,11 +124,16 @@ def mesh(volume: Volume, **kw: Any) -> MeshResult:
     interface, with its fidelity report (``.mesh``, ``.report``; ``.save(dir)`` writes mesh.xdmf,
     mesh_facets.xdmf, mesh.vtu, mesh.msh and fidelity.json). Keyword arguments of
     ``tomocell.meshing.pipeline.mesh_volume`` (``route``, ``h_interface_um``, ``h_bulk_um``,
-    ``separator_um``, ``coarsen``, ``particle_labels``, ...), with the same defaults as ``tomocell mesh``."""
+    ``separator_um``, ``coarsen``, ``particle_labels``, ...), with the same defaults as ``tomocell mesh``
+    (particle labels from the watershed of ``characterise`` unless given; ``particle_labels=None``: none)."""
     from mpi4py import MPI
 
     from tomocell.meshing.pipeline import mesh_volume, write_outputs
 
+    if "particle_labels" not in kw:  # as `tomocell mesh --particles auto`: the watershed of characterise
+        from tomocell.microstructure.particles import label_particles
+
+        kw["particle_labels"] = label_particles(volume)
     res = mesh_volume(volume, **kw)
     _attach_save(res, lambda d: write_outputs(res, d, comm=MPI.COMM_SELF)["xdmf"].parent)
     return res
