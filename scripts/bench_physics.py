@@ -8,6 +8,8 @@ Usage (serial or under MPI)::
     .venv/bin/python scripts/bench_physics.py --demo-coarsen 4,2,1 --steps 4 --solver iterative
     .venv/bin/python scripts/bench_physics.py --mesh a.xdmf,b.xdmf --c-rate 1     # full discharges
     mpirun -n 2 .venv/bin/python scripts/bench_physics.py --demo-coarsen 1 --steps 4 --full-newton 250
+    for n in 1 2 4 8; do mpirun -n $n .venv/bin/python scripts/bench_physics.py --weak --sizes 12 --steps 4 \
+        --solver iterative; done                                       # weak scaling on a cluster node
 
 ``--demo-coarsen`` meshes the demo preset electrode (30 x 20 x 20 um at 0.5 um, 25 um separator) by
 the voxel route at the given block sizes: 4, 2, 1 give 12.6 k, 96 k and 758 k tets, three refinements
@@ -86,6 +88,8 @@ def bench(make, label: str, args: argparse.Namespace) -> dict:
     out["total_cpu_s_all_ranks"] = comm.allreduce(time.process_time() - cpu0, op=MPI.SUM)
     out["load_avg_1min"] = os.getloadavg()[0]
     out["peak_rss_MB_all_ranks"] = comm.allreduce(rss_mb(), op=MPI.SUM)
+    out["peak_rss_MB_max_rank"] = comm.allreduce(rss_mb(), op=MPI.MAX)
+    out["dofs_per_rank"] = dofs / comm.size
     grown = comm.allreduce(rss_mb() - rss0, op=MPI.SUM)
     # ru_maxrss is a peak: run the refinements from small to large so each one raises it
     out["kB_per_dof_peak_growth"] = 1024.0 * grown / dofs
@@ -122,6 +126,9 @@ def main() -> None:
     ap.add_argument("--full-newton", type=int, default=0,
                     help="with --steps: Newton total of a full discharge, to print an extrapolated full time")
     ap.add_argument("--sizes", default="6,9,13", help="box refinements (cells across) without --mesh")
+    ap.add_argument("--weak", action="store_true",
+                    help="weak scaling: the box gets N x more cells along x on N ranks (same DOFs per rank); "
+                         "compare solve_wall_s across `mpirun -n 1, 2, 4, ...` runs (ideal: constant)")
     args = ap.parse_args()
     comm = MPI.COMM_WORLD
     runs = []
@@ -138,8 +145,10 @@ def main() -> None:
     else:
         from tomocell.physics.synthetic import box_cell
 
+        kx = comm.size if args.weak else 1
         for n in (int(v) for v in args.sizes.split(",")):
-            runs.append((f"box n={n}", lambda n=n: box_cell(comm, n=(n, n, int(1.3 * n)), n_sep=max(2, n // 3))))
+            runs.append((f"box n={n}" + (f" x{kx} (weak)" if args.weak else ""),
+                         lambda n=n: box_cell(comm, n=(n * kx, n, int(1.3 * n)), n_sep=max(2, n // 3))))
     if comm.rank == 0:
         print(f"# ranks {comm.size}, cores {os.cpu_count()}, load average {os.getloadavg()}, c-rate {args.c_rate}, "
               f"solver {args.solver} (timings on a shared machine are noisy; iteration counts are not)", flush=True)
