@@ -141,9 +141,13 @@ def test_two_concurrent_runs_into_one_out(tmp_path):
 def test_rerun_leaves_no_stale_snapshots(tmp_path):
     out = tmp_path / "r"
     assert main(["simulate", "box:2,2,3", "--c-rate", "5", "--dod", "25,50", "--out", str(out)]) == 0
-    assert sorted(p.name for p in (out / "fields").iterdir()) == ["dod025", "dod050"]
+    snapshots = lambda: sorted(p.name for p in (out / "fields").iterdir() if p.is_dir())  # noqa: E731
+    assert snapshots() == ["dod025", "dod050"]
     assert main(["simulate", "box:2,2,3", "--c-rate", "5", "--dod", "70", "--out", str(out), "--overwrite"]) == 0
-    assert sorted(p.name for p in (out / "fields").iterdir()) == ["dod070"]
+    assert snapshots() == ["dod070"]
+    # the time series lists only the new run's snapshot, and names no stale file
+    xdmf = (out / "fields" / "active.xdmf").read_text()
+    assert "dod070" in xdmf and "dod025" not in xdmf and "dod050" not in xdmf
     if (out / "checkpoint").exists():  # only the new run's
         assert json.loads((out / "checkpoint" / "meta.json").read_text())["fingerprint"]["dod_snapshots"] == [0.7]
 
