@@ -63,7 +63,7 @@ MUTATIONS: dict[str, tuple[str, str, str, str]] = {
 }
 
 #: test files whose tests compare physical values with independent references
-REFERENCE_TESTS = ("tests/test_physics_reference_1d.py",)
+REFERENCE_TESTS = ("tests/test_physics_reference_1d.py", "tests/test_anisotropic_voxels.py")
 
 
 def make_copy(dest: Path) -> None:
