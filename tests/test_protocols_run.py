@@ -94,3 +94,24 @@ def test_power_and_drive_cycle_currents(run):
 def test_lithium_conserved_in_every_step(run):
     _, _, summ = run
     assert max(float(s["li_balance_max"]) for s in summ) <= 1e-10
+
+
+def test_cli_experiment_file_and_refusals(tmp_path, capsys):
+    from tomocell.cli import main
+
+    f = tmp_path / "exp.txt"
+    f.write_text("Discharge at 2C for 2 minutes\n(Rest for 30 s, Charge at 1C for 20 s) x 2\n")
+    out = tmp_path / "r"
+    assert main(["simulate", "box:2,2,3", "--out", str(out), "--experiment-file", str(f)]) == 0
+    with open(out / "steps.csv") as fh:
+        summ = list(csv.DictReader(fh))
+    assert [s["text"] for s in summ] == ["Discharge at 2C for 2 minutes"] + ["Rest for 30 s", "Charge at 1C for 20 s"] * 2
+    with open(out / "timeseries.csv") as fh:
+        ks = {int(r["protocol_step"]) for r in csv.DictReader(fh)}
+    assert ks == set(range(5))
+    for argv in (["--experiment", "Discharge at 1C"], ["--experiment-file", str(tmp_path / "none.txt")],
+                 ["--experiment", "Rest for 1 s", "--charge-c-rate", "1"],
+                 ["--experiment", "Rest for 1 s", "--experiment-file", str(f)]):
+        bad = tmp_path / "bad"
+        assert main(["simulate", "box:2,2,3", "--out", str(bad), *argv]) == 2
+        assert not bad.exists()
