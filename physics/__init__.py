@@ -10,4 +10,5 @@ Modules (import them directly; nothing heavy is imported here so the package loa
 * :mod:`~tomocell.physics.checkpoint` checkpoints and ``--resume``
 * :mod:`~tomocell.physics.cli` ``tomocell simulate`` and ``simulate_file(mesh, c_rate, out, ...)``
 * :mod:`~tomocell.physics.synthetic` small in-memory test cells
+* :mod:`~tomocell.physics.protocols` PyBaMM-style experiments (parse, run), GITT/HPPC analysis
 """

@@ -26,6 +26,9 @@ EPILOG = """examples:
   tomocell simulate mesh.xdmf --c-rate 1 --params xu2019 --param active.diffusivity=5e-15 --out r
   tomocell simulate mesh.xdmf --c-rate 1 --out r --resume     # continue a run killed by SIGTERM
   tomocell simulate mesh.xdmf --c-rate 2 --rest-min 10 --charge-c-rate 1 --out r   # + rest + CC-CV charge
+  tomocell simulate box:4,4,6 --out r --experiment "Discharge at 1C until 3.0 V" "Rest for 10 minutes" \
+      "Charge at C/2 until 4.2 V" "Hold at 4.2 V until C/50"          # PyBaMM experiment strings
+  tomocell simulate mesh.xdmf --out r --experiment-file gitt.txt --cell-area-cm2 1.0
 """
 
 
@@ -50,6 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=25, metavar="N", help="checkpoint every N steps (and on SIGTERM)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUT/checkpoint (refused, naming it, if any setting that changes the answer differs)")
+    parser.add_argument("--experiment", nargs="+", default=None, metavar="STEP",
+                        help="run PyBaMM-style steps instead of the discharge: 'Discharge at 1C until 3.0 V', "
+                             "'Rest for 10 minutes', 'Hold at 4.2 V until C/50', '(Discharge at C/5 for 10 minutes, "
+                             "Rest for 1 hour) x 5', 'Run cycle.csv (A)' (tomocell.physics.protocols.experiment)")
+    parser.add_argument("--experiment-file", default=None, metavar="FILE",
+                        help="the experiment from a file, one step or block a line (# comments)")
+    parser.add_argument("--cell-area-cm2", type=float, default=None, metavar="A",
+                        help="electrode area of the cell the experiment's absolute currents/powers are for; the mesh "
+                             "carries its share (default: apply them to the mesh as given)")
     parser.add_argument("--max-inert", type=float, default=None, metavar="FRACTION",
                         help="refuse a mesh in which more than this fraction of the active material is disconnected "
                              "(0 refuses any; default: run it, report the inert share and both capacities)")
@@ -107,6 +119,17 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
              "resume": bool(kw.get("resume", False))}
     overrides = kw.pop("overrides", None) or {}
     pset = kw.pop("params", None)
+    experiment = kw.pop("experiment", None)
+    cell_area_m2 = kw.pop("cell_area_m2", None)
+    if experiment is not None:
+        from tomocell.physics.protocols.experiment import Step, parse_experiment
+
+        experiment = experiment if all(isinstance(e, Step) for e in experiment) else parse_experiment(experiment)
+        kw.pop("dod_snapshots", None)
+        clash = [k for k in ("rest_s", "charge_c_rate", "resume") if kw.pop(k, None)]
+        if clash:
+            raise InputError(f"an experiment replaces {', '.join(clash)}: write them as steps "
+                             "('Rest for 10 minutes', 'Charge at 1C until 4.2 V', 'Hold at 4.2 V until C/20')")
     params = load_parameters(pset, overrides)
     out = Path(out)
     settings = {"mesh": str(mesh), "c_rate": c_rate, "parameter_set": params.name, "overrides": overrides,
@@ -120,10 +143,20 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
         with man.timed("load_mesh"):
             inp = load_mesh(str(mesh), MPI.COMM_WORLD)
         with man.timed("simulate"):
-            res = simulate_discharge(inp, c_rate, params=params, out_dir=out, **kw)
+            if experiment is not None:
+                from tomocell.physics.discharge import make_model
+                from tomocell.physics.protocols.run import run_experiment
+
+                model = make_model(inp, params, li_kinetics=kw.get("li_kinetics", "butler-volmer"),
+                                   linear_solver=kw.get("linear_solver", "auto"))
+                res = run_experiment(model, experiment, out_dir=out, max_ddod=kw.get("max_ddod", 0.02),
+                                     cell_area_m2=cell_area_m2)
+            else:
+                res = simulate_discharge(inp, c_rate, params=params, out_dir=out, **kw)
         man.set_result(**res.summary())
-        for name in ("timeseries.csv", "particles.csv", "fields"):
-            man.add_output(name, out / name)
+        for name in ("timeseries.csv", "steps.csv", "particles.csv", "fields"):
+            if experiment is None or (out / name).exists():
+                man.add_output(name, out / name)
     return res
 
 
@@ -131,6 +164,29 @@ def run(args: argparse.Namespace) -> int:
     from tomocell import mpi
     from tomocell.physics.parameters import parse_overrides
 
+    experiment = None
+    if args.experiment and args.experiment_file:
+        raise InputError("give --experiment or --experiment-file, not both")
+    if args.experiment_file:
+        from tomocell.physics.protocols.experiment import read_experiment_file
+
+        experiment = read_experiment_file(args.experiment_file)
+    elif args.experiment:
+        from tomocell.physics.protocols.experiment import parse_experiment
+
+        experiment = parse_experiment(args.experiment, base=Path.cwd())
+    if experiment is not None:
+        res = simulate_file(args.mesh, 1.0, args.out, params=args.params, overrides=parse_overrides(args.param),
+                            experiment=experiment, li_kinetics=args.li, linear_solver=args.solver,
+                            max_ddod=args.max_ddod, guard=True, overwrite=args.overwrite,
+                            rest_s=60.0 * args.rest_min, charge_c_rate=args.charge_c_rate, resume=args.resume,
+                            cell_area_m2=None if args.cell_area_cm2 is None else 1e-4 * args.cell_area_cm2)
+        if mpi.rank() == 0:
+            done = [s for s in res.steps if s["status"] == "done"]
+            print(f"tomocell simulate: experiment of {len(res.steps)} steps ({len(res.steps) - len(done)} skipped), "
+                  f"{len(res.rows) - 1} time steps, final voltage {res.rows[-1]['voltage_V']:.4f} V after "
+                  f"{res.rows[-1]['t_s']:.0f} s; steps.csv and timeseries.csv in {args.out}/")
+        return 0
     res = simulate_file(
         args.mesh, args.c_rate, args.out, params=args.params, overrides=parse_overrides(args.param),
         dod_snapshots=_parse_dod(args.dod), rest_s=60.0 * args.rest_min, li_kinetics=args.li,

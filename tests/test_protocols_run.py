@@ -1,0 +1,117 @@
+"""Experiments on the model (box:2,2,3): CV hold, rest, Li balance per step, unreachable steps, drive cycle."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+import tomocell.fem  # noqa: F401
+
+pytest.importorskip("dolfinx")
+
+from mpi4py import MPI  # noqa: E402
+
+from tomocell.physics.discharge import make_model  # noqa: E402
+from tomocell.physics.parameters import load_parameters  # noqa: E402
+from tomocell.physics.protocols import parse_experiment  # noqa: E402
+from tomocell.physics.protocols.run import COLUMNS, STEP_COLUMNS, run_experiment  # noqa: E402
+from tomocell.physics.synthetic import box_cell  # noqa: E402
+
+EXPERIMENT = ["Discharge at 2C until 3.6 V", "Rest for 5 minutes", "Charge at 1C until 4.2 V",
+              "Hold at 4.2 V until C/20", "Charge at 1C until 4.0 V", "Discharge at 1 mW for 30 s",
+              "Run cycle.csv (C)"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_model(box_cell(MPI.COMM_WORLD, n=(2, 2, 3)), load_parameters(None))
+
+
+@pytest.fixture(scope="module")
+def run(model, tmp_path_factory):
+    d = tmp_path_factory.mktemp("exp")
+    (d / "cycle.csv").write_text("time_s,c_rate\n0,1\n20,-0.5\n30,3\n40,0\n")
+    steps = parse_experiment(EXPERIMENT, base=d)
+    res = run_experiment(model, steps, out_dir=d / "out", cell_area_m2=1e-4)  # 1 mW on a 1 cm2 cell
+    with open(d / "out" / "timeseries.csv") as f:
+        rows = list(csv.DictReader(f))
+    with open(d / "out" / "steps.csv") as f:
+        summ = list(csv.DictReader(f))
+    return res, rows, summ
+
+
+def _of(rows, k):
+    return [r for r in rows[1:] if int(r["protocol_step"]) == k]
+
+
+def test_layout_and_step_ends(run):
+    res, rows, summ = run
+    assert list(rows[0]) == list(COLUMNS) and list(summ[0]) == list(STEP_COLUMNS)
+    assert [s["status"] for s in summ] == ["done", "done", "done", "done", "skipped", "done", "done"]
+    v0 = np.array([float(r["voltage_V"]) for r in _of(rows, 0)])
+    assert 3.6 <= v0[-1] <= 3.6 + 1e-4 and np.all(v0 >= 3.6)  # located, not overshot
+    assert float(summ[1]["duration_s"]) == pytest.approx(300.0)
+    assert "already 4.2" in summ[4]["reason"]  # charge to a voltage below the present one: skipped
+    assert float(summ[5]["duration_s"]) == pytest.approx(30.0)
+
+
+def test_rest_relaxes_monotonically_at_zero_current(run):
+    _, rows, _ = run
+    rest = _of(rows, 1)
+    v = np.array([float(r["voltage_V"]) for r in rest])
+    assert all(float(r["current_A"]) == 0.0 for r in rest)
+    assert np.all(np.diff(v) > 0) and v[-1] - v[0] > 0.05
+
+
+def test_cv_hold_stays_at_voltage_and_ends_at_its_current(run):
+    res, rows, _ = run
+    hold = _of(rows, 3)
+    v = np.array([float(r["voltage_V"]) for r in hold])
+    i = np.array([float(r["current_A"]) for r in hold])
+    assert np.max(np.abs(v - 4.2)) < 1e-4
+    i_end = res.one_c_current_A / 20
+    assert np.all(i < 0) and np.all(np.abs(i[:-1]) > i_end)
+    assert abs(i[-1]) == pytest.approx(i_end, rel=2e-3)
+
+
+def test_power_and_drive_cycle_currents(run):
+    res, rows, _ = run
+    pw = _of(rows, 5)
+    scale = 1e-10 / 1e-4  # box collector area 10 um x 10 um over 1 cm2
+    for r in pw[1:]:  # I = P / V of the previous step
+        assert float(r["current_A"]) * float(r["voltage_V"]) == pytest.approx(1e-3 * scale, rel=0.02)
+    cyc = _of(rows, 6)
+    t0 = float(_of(rows, 5)[-1]["t_s"])
+    for r in cyc:
+        t_mid = float(r["t_s"]) - 0.5 * float(r["dt_s"]) - t0
+        want = 1.0 if t_mid < 20 else -0.5 if t_mid < 30 else 3.0
+        assert float(r["current_A"]) == pytest.approx(want * res.one_c_current_A, rel=1e-12)
+    assert float(cyc[-1]["t_s"]) - t0 == pytest.approx(40.0)
+
+
+def test_lithium_conserved_in_every_step(run):
+    _, _, summ = run
+    assert max(float(s["li_balance_max"]) for s in summ) <= 1e-10
+
+
+def test_cli_experiment_file_and_refusals(tmp_path, capsys):
+    from tomocell.cli import main
+
+    f = tmp_path / "exp.txt"
+    f.write_text("Discharge at 2C for 2 minutes\n(Rest for 30 s, Charge at 1C for 20 s) x 2\n")
+    out = tmp_path / "r"
+    assert main(["simulate", "box:2,2,3", "--out", str(out), "--experiment-file", str(f)]) == 0
+    with open(out / "steps.csv") as fh:
+        summ = list(csv.DictReader(fh))
+    assert [s["text"] for s in summ] == ["Discharge at 2C for 2 minutes"] + ["Rest for 30 s", "Charge at 1C for 20 s"] * 2
+    with open(out / "timeseries.csv") as fh:
+        ks = {int(r["protocol_step"]) for r in csv.DictReader(fh)}
+    assert ks == set(range(5))
+    for argv in (["--experiment", "Discharge at 1C"], ["--experiment-file", str(tmp_path / "none.txt")],
+                 ["--experiment", "Rest for 1 s", "--charge-c-rate", "1"],
+                 ["--experiment", "Rest for 1 s", "--experiment-file", str(f)]):
+        bad = tmp_path / "bad"
+        assert main(["simulate", "box:2,2,3", "--out", str(bad), *argv]) == 2
+        assert not bad.exists()
