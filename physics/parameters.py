@@ -101,6 +101,11 @@ def _namespace(kind: str) -> dict[str, Any]:
     if kind == "numpy":
         return {"exp": np.exp, "tanh": np.tanh, "cosh": np.cosh, "sinh": np.sinh, "sqrt": np.sqrt,
                 "log": np.log, "abs": np.abs}
+    if kind == "pybamm":
+        import pybamm
+
+        return {"exp": pybamm.exp, "tanh": pybamm.tanh, "cosh": pybamm.cosh, "sinh": pybamm.sinh,
+                "sqrt": pybamm.sqrt, "log": pybamm.log, "abs": abs}
     import ufl
 
     return {"exp": ufl.exp, "tanh": ufl.tanh, "cosh": ufl.cosh, "sinh": ufl.sinh, "sqrt": ufl.sqrt,
@@ -154,13 +159,15 @@ class Func:
     def is_constant(self) -> bool:
         return self._const is not None
 
-    def __call__(self, x: Any = None, c: Any = None, T: Any = None, ufl: bool = False) -> Any:
+    def __call__(self, x: Any = None, c: Any = None, T: Any = None, ufl: bool = False, backend: str | None = None) -> Any:
+        """``backend``: "numpy" (default), "ufl" (same as ``ufl=True``) or "pybamm" (PyBaMM symbols)."""
         if self._const is not None:
             return self._const
+        backend = backend or ("ufl" if ufl else "numpy")
         arg = x if x is not None else c
         if self._table is not None:
-            return self._piecewise_linear(arg, ufl)
-        ns = _namespace("ufl" if ufl else "numpy")
+            return self._piecewise_linear(arg, backend)
+        ns = _namespace(backend)
         ns.update({"x": arg, "c": arg if c is None else c, "T": T, "__builtins__": {}})
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # inf/nan are caught by validate()
@@ -169,17 +176,23 @@ class Func:
             raise InputError(f"parameter {self.name}: expression {self.spec.get('expression')!r} cannot be "
                              f"evaluated ({exc})") from None
 
-    def _piecewise_linear(self, arg: Any, use_ufl: bool) -> Any:
+    def _piecewise_linear(self, arg: Any, backend: str) -> Any:
         # A sum of ramps max(x - x_i, 0): continuous, linearly extrapolated, and expressible in UFL
-        # with one max per node (a chain of conditionals would be much larger to compile).
+        # (and PyBaMM) with one max per node (a chain of conditionals would be much larger to compile).
         tx, ty = self._table
         slopes = np.diff(ty) / np.diff(tx)
-        if use_ufl:
-            import ufl
+        if backend in ("ufl", "pybamm"):
+            if backend == "ufl":
+                import ufl
 
-            out = ty[0] + slopes[0] * (arg - tx[0])
+                ramp = ufl.max_value
+            else:
+                import pybamm
+
+                ramp = pybamm.maximum
+            out = float(ty[0]) + float(slopes[0]) * (arg - float(tx[0]))
             for i in range(1, slopes.size):
-                out = out + (slopes[i] - slopes[i - 1]) * ufl.max_value(arg - tx[i], 0.0)
+                out = out + float(slopes[i] - slopes[i - 1]) * ramp(arg - float(tx[i]), 0.0)
             return out
         a = np.asarray(arg, dtype=float)
         out = ty[0] + slopes[0] * (a - tx[0])

@@ -26,6 +26,8 @@ SUBCOMMANDS: dict[str, str] = {
     "characterise": "tomocell.microstructure.cli_characterise",
     "mesh": "tomocell.meshing.cli",
     "simulate": "tomocell.physics.cli",
+    "twin": "tomocell.physics.cli_twin",
+    "export-bpx": "tomocell.physics.cli_bpx",
     "analyse": "tomocell.studies.cli_analyse",
     "study": "tomocell.studies.cli",
     "demo": "tomocell.demo",

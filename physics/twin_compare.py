@@ -1,0 +1,171 @@
+"""The twin of a finished ``tomocell simulate`` run: DFN at the same C-rate, side by side.
+
+Output directory ``OUT/`` of :func:`twin_of_run` / ``tomocell twin SIM_DIR --out OUT``::
+
+    OUT/run.json          manifest: the simulate run it twins, geometry, tortuosity source, results
+    OUT/timeseries.csv    the DFN discharge with simulate's column names (t_s, voltage_V, current_A,
+                          current_density_A_m2, capacity_Ah, capacity_mAh_g, capacity_mAh_cm2, dod)
+    OUT/comparison.csv    one row per model (resolved, dfn): c_rate, capacity_mAh_g, energy_Wh_kg
+                          (per active mass), mean_voltage_V, and voltage_rmse_mV / capacity_diff_rel
+                          of the DFN against the resolved run (voltage against capacity, common range)
+    OUT/overlay.png       voltage against capacity, both models
+    OUT/geometry.json     the measured effective geometry (TwinGeometry.as_dict)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tomocell.errors import InputError
+from tomocell.physics.parameters import Parameters, from_dict
+
+TWIN_COLUMNS = ("t_s", "voltage_V", "current_A", "current_density_A_m2", "capacity_Ah", "capacity_mAh_g",
+                "capacity_mAh_cm2", "dod")
+
+
+def read_run(sim_dir: str | Path) -> dict[str, Any]:
+    """The run.json of a finished simulate run (InputError naming what is wrong otherwise)."""
+    d = Path(sim_dir)
+    man = d / "run.json"
+    if not man.is_file():
+        raise InputError(f"{d}: no run.json - not a `tomocell simulate` run directory")
+    try:
+        run = json.loads(man.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{man}: not valid JSON ({exc})") from None
+    if run.get("stage") != "simulate":
+        raise InputError(f"{d}: run.json is of stage {run.get('stage')!r}, not a `tomocell simulate` run")
+    if run.get("status") != "ok":
+        raise InputError(f"{d}: the simulate run did not finish (status {run.get('status')!r})")
+    if not (d / "timeseries.csv").is_file():
+        raise InputError(f"{d}: timeseries.csv is missing")
+    return run
+
+
+def run_mesh_spec(run: dict[str, Any], sim_dir: Path) -> str:
+    """The mesh the run used (box:... or a path resolved against the run's working directory)."""
+    spec = str(run.get("parameters", {}).get("mesh", ""))
+    if spec.startswith("box:"):
+        return spec
+    path = Path(spec)
+    if not path.is_absolute():
+        path = Path(run.get("cwd", ".")) / path
+    if not path.is_file():
+        raise InputError(f"{sim_dir}: the run's mesh {spec!r} is gone ({path} does not exist)")
+    return str(path)
+
+
+def run_parameters(run: dict[str, Any]) -> Parameters:
+    raw = run.get("parameters", {}).get("parameters")
+    if not isinstance(raw, dict):
+        raise InputError("run.json holds no resolved parameter set")
+    if run["parameters"].get("li_kinetics", "butler-volmer") != "butler-volmer":
+        raise InputError("the run used --li ideal: PyBaMM's half-cell has Butler-Volmer Li-metal kinetics only")
+    return from_dict(raw)
+
+
+def read_timeseries(path: Path) -> dict[str, np.ndarray]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rows = [r for r in rows if r.get("segment", "discharge") == "discharge"]
+    return {k: np.array([float(r[k]) for r in rows]) for k in ("t_s", "voltage_V", "capacity_mAh_g")}
+
+
+def discharge_metrics(cap_mAh_g: np.ndarray, v: np.ndarray) -> dict[str, float]:
+    """Capacity [mAh/g], energy [Wh/kg of active material] and mean voltage [V] of a discharge curve."""
+    cap = float(cap_mAh_g[-1])
+    energy = float(np.sum(0.5 * (v[1:] + v[:-1]) * np.diff(cap_mAh_g)))  # mWh/g = Wh/kg
+    return {"capacity_mAh_g": cap, "energy_Wh_kg": energy, "mean_voltage_V": energy / cap if cap > 0 else math.nan}
+
+
+def voltage_rmse(cap_a: np.ndarray, v_a: np.ndarray, cap_b: np.ndarray, v_b: np.ndarray, n: int = 400) -> float:
+    """RMS of V_b - V_a [V] on the common capacity range (both curves interpolated on n points)."""
+    hi = min(cap_a[-1], cap_b[-1])
+    if hi <= 0:
+        return math.nan
+    q = np.linspace(0.0, hi, n)
+    return float(np.sqrt(np.mean((np.interp(q, cap_b, v_b) - np.interp(q, cap_a, v_a)) ** 2)))
+
+
+def overlay_figure(path: Path, curves: list[tuple[str, np.ndarray, np.ndarray]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tomocell.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, cap, v in curves:
+        ax.plot(cap, v, label=label, ls="-" if "resolved" in label else "--")
+    ax.set_xlabel("capacity [mAh/g active material]")
+    ax.set_ylabel("voltage vs Li/Li+ [V]")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = None, bruggeman: float | None = None,
+                guard: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Build the DFN twin of a finished simulate run, run it at the run's C-rate, compare, write OUT."""
+    from mpi4py import MPI
+
+    from tomocell.atomic import write_csv_rows, write_json
+    from tomocell.manifest import run_manifest
+    from tomocell.physics.cli import load_mesh
+    from tomocell.physics.twin import mesh_geometry, require_pybamm, run_dfn
+
+    require_pybamm()
+    sim_dir = Path(sim_dir)
+    run = read_run(sim_dir)
+    params = run_parameters(run)
+    mesh_spec = run_mesh_spec(run, sim_dir)
+    c_rate = float(run["parameters"]["c_rate"])
+    if tau is not None and not (math.isfinite(tau) and tau >= 1):
+        raise InputError(f"--tau must be a finite tortuosity factor >= 1, got {tau}")
+    out = Path(out)
+    settings = {"simulate_run": str(sim_dir), "mesh": mesh_spec, "c_rate": c_rate, "tau": tau, "bruggeman": bruggeman}
+    with run_manifest("twin", out, settings, guard=guard, overwrite=overwrite) as man:
+        man.add_input("simulate_run", sim_dir / "run.json")
+        inp = load_mesh(mesh_spec, MPI.COMM_WORLD)
+        g = mesh_geometry(inp)
+        if tau is not None:
+            g.tau, g.tau_source = float(tau), "--tau"
+        else:
+            b = params.sep_bruggeman if bruggeman is None else bruggeman
+            g.tau_source = f"none measured: Bruggeman porosity^{b:g}"
+        with man.timed("dfn"):
+            rows = run_dfn(params, g, c_rate, bruggeman=bruggeman)
+        res = read_timeseries(sim_dir / "timeseries.csv")
+        cap_d = np.array([r["capacity_mAh_g"] for r in rows])
+        v_d = np.array([r["voltage_V"] for r in rows])
+        m_res = discharge_metrics(res["capacity_mAh_g"], res["voltage_V"])
+        m_dfn = discharge_metrics(cap_d, v_d)
+        rmse = voltage_rmse(res["capacity_mAh_g"], res["voltage_V"], cap_d, v_d)
+        dcap = m_dfn["capacity_mAh_g"] / m_res["capacity_mAh_g"] - 1.0
+        table = [{"model": "resolved", "c_rate": c_rate, **m_res, "voltage_rmse_mV": 0.0, "capacity_diff_rel": 0.0},
+                 {"model": "dfn", "c_rate": c_rate, **m_dfn, "voltage_rmse_mV": 1e3 * rmse, "capacity_diff_rel": dcap}]
+        if MPI.COMM_WORLD.rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            write_csv_rows(out / "timeseries.csv", rows, TWIN_COLUMNS)
+            write_csv_rows(out / "comparison.csv", table, list(table[0]))
+            write_json(out / "geometry.json", g.as_dict())
+            overlay_figure(out / "overlay.png", [("resolved (tomocell)", res["capacity_mAh_g"], res["voltage_V"]),
+                                                 ("homogenised DFN (PyBaMM)", cap_d, v_d)],
+                           f"{c_rate:g}C: resolved vs DFN twin")
+        man.set_parameters(geometry=g.as_dict(), parameters=params.raw)
+        man.set_result(c_rate=c_rate, resolved=m_res, dfn=m_dfn, voltage_rmse_mV=1e3 * rmse, capacity_diff_rel=dcap)
+        for name in ("timeseries.csv", "comparison.csv", "geometry.json", "overlay.png"):
+            man.add_output(name, out / name)
+    return {"resolved": m_res, "dfn": m_dfn, "voltage_rmse_mV": 1e3 * rmse, "capacity_diff_rel": dcap,
+            "geometry": g, "out": out}
