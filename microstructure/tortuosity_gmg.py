@@ -99,12 +99,14 @@ class Level:
 
 
 def restrict(r: np.ndarray) -> np.ndarray:
-    """Sum over 2x2x2 aggregates (P^T)."""
-    pad = [(0, n % 2) for n in r.shape]
-    if any(p[1] for p in pad):
-        r = np.pad(r, pad)
-    n0, n1, n2 = (n // 2 for n in r.shape)
-    return r.reshape(n0, 2, n1, 2, n2, 2).sum(axis=(1, 3, 5), dtype=np.float32)
+    """Sum over 2x2x2 aggregates (P^T), as eight strided adds (faster than a 6D reshape-sum)."""
+    out = np.zeros(tuple((n + 1) // 2 for n in r.shape), np.float32)
+    for a in (0, 1):
+        for b in (0, 1):
+            for c in (0, 1):
+                src = r[a::2, b::2, c::2]
+                out[: src.shape[0], : src.shape[1], : src.shape[2]] += src
+    return out
 
 
 def prolong_add(u: np.ndarray, uc: np.ndarray, scale: float) -> None:
@@ -219,16 +221,19 @@ def solve(lev: Level, x: np.ndarray, rtol: float, max_it: int, mg: Multigrid | N
     p = z.copy()
     rz = float(np.vdot(r, z))
     its, rel = 0, float(np.sqrt(np.vdot(r, r))) / bnorm
+    t = np.empty_like(x)
     while rel > rtol and its < max_it:
         lev.apply(p, q, buf)
         alpha = rz / float(np.vdot(p, q))
-        x += alpha * p
-        r -= alpha * q
+        np.multiply(p, alpha, out=t)
+        x += t
+        np.multiply(q, alpha, out=t)
+        r -= t
         its += 1
         rel = float(np.sqrt(np.vdot(r, r))) / bnorm
         if rel <= rtol:
             break
-        z = mg(r).astype(np.float64)
+        z[...] = mg(r)
         rz_new = float(np.vdot(r, z))
         p *= rz_new / rz
         p += z
