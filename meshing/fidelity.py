@@ -86,7 +86,7 @@ def marching_cubes_areas(volume: Volume, smooth_sigma_vox: float = 0.0) -> dict[
         if smooth_sigma_vox > 0:
             ind = gaussian_filter(ind, smooth_sigma_vox, mode="nearest")
         ind = np.pad(ind, 1, mode="edge")
-        if ind.min() == ind.max():
+        if not ind.min() < 0.5 < ind.max():  # absent, everywhere, or (smoothed) thinner than a voxel
             S[name] = 0.0
             continue
         verts, faces, _, _ = marching_cubes(ind, 0.5, spacing=d)

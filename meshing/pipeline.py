@@ -25,6 +25,7 @@ from tomocell.microstructure.volume import Volume
 log = get_logger("meshing")
 
 ROUTES = ("surface", "voxel")
+GEOMETRY_CHECKS = ("warn", "refuse", "off")
 
 
 @dataclasses.dataclass
@@ -49,6 +50,7 @@ def mesh_volume(
     threads: int = 1,
     gmsh_formulation: str = "regions",
     gmsh_algorithm: int | None = None,
+    geometry_check: str = "warn",
 ) -> MeshResult:
     """Mesh ``volume`` and check it (see module docstring).
 
@@ -60,6 +62,10 @@ def mesh_volume(
     worst tet); a surface mesh failing them falls back to the voxel route when ``fallback`` is on.
     ``threads``: gmsh processes run at once (surface route; one region each); ``gmsh_formulation`` /
     ``gmsh_algorithm``: see :func:`tomocell.meshing.gmsh_volume.surface_mesh`.
+    ``geometry_check``: what to do when the final mesh changes a phase fraction (vs the original
+    voxels) or the pore D_eff/D0 (P1 FE on the mesh vs `characterise` on the voxels) beyond the bounds
+    of :mod:`tomocell.meshing.transport`: 'warn' (default; listed in ``report['geometry_changes']``),
+    'refuse' (raise :class:`FidelityError`) or 'off' (no transport solve).
     Raises :class:`FidelityError` if the final mesh fails its checks.
     """
     from tomocell.meshing.gmsh_volume import surface_mesh
@@ -67,6 +73,8 @@ def mesh_volume(
 
     if route not in ROUTES:
         raise InputError(f"unknown route {route!r} (choose from {', '.join(ROUTES)})")
+    if geometry_check not in GEOMETRY_CHECKS:
+        raise InputError(f"unknown geometry check {geometry_check!r} (choose from {', '.join(GEOMETRY_CHECKS)})")
     volume.require_phases("pore", "active")
     mc = marching_cubes_areas(volume)
     if route == "surface":
@@ -88,7 +96,7 @@ def mesh_volume(
                                 formulation=gmsh_formulation, algorithm3d=gmsh_algorithm)
             report = fidelity_report(mesh, volume, mc_reference=mc)
             check_fidelity(report, area_tol=area_tol, min_sicn=min_sicn)
-            return MeshResult(mesh, report)
+            return _check_geometry(MeshResult(mesh, report), volume, geometry_check)
         except InputError:
             raise
         except TomocellError as exc:
@@ -112,7 +120,24 @@ def mesh_volume(
         report["phase_volumes"] = fidelity_report(mesh, ref, mc_reference=mc)["phase_volumes"]
     # voxel interfaces are stair-stepped: their excess area is reported, not a failure
     check_fidelity(report, area_tol=None)
-    return MeshResult(mesh, report)
+    return _check_geometry(MeshResult(mesh, report), volume, geometry_check)
+
+
+def _check_geometry(result: MeshResult, volume: Volume, mode: str) -> MeshResult:
+    """Add the mesh-vs-voxel transport figures and the list of changes beyond the bounds; warn or refuse."""
+    from tomocell.meshing.transport import geometry_changes, transport_comparison
+
+    if mode == "off":
+        return result
+    rep = result.report
+    rep["transport"] = transport_comparison(result.mesh, volume)
+    rep["geometry_changes"] = changes = geometry_changes(rep)
+    if changes:
+        msg = "meshing changed the electrode beyond the fidelity bounds: " + "; ".join(changes)
+        if mode == "refuse":
+            raise FidelityError(msg + " (geometry check 'refuse'; use 'warn' to accept)")
+        log.warning("%s", msg)
+    return result
 
 
 def _coarse_reference_volume(volume: Volume, lab: np.ndarray, n: int) -> Volume:

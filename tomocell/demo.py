@@ -182,6 +182,8 @@ def _mesh(ctx: DemoContext) -> None:
             man.set_result(tets=report.get("tets"), nodes=report.get("nodes"), route=report.get("route"))
     ctx.state["mesh"] = mesh_path
     ctx.summary["mesh"] = f"{report.get('tets')} tets, {report.get('nodes')} nodes ({report.get('route')} route, {mesh_path})"
+    if report.get("geometry_changes"):  # the simulated electrode is not the characterised one: say so
+        ctx.summary["mesh changed the electrode"] = "; ".join(report["geometry_changes"])
 
 
 @step("simulate", "tomocell.physics.cli")
