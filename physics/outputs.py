@@ -60,7 +60,7 @@ from mpi4py import MPI
 from tomocell.atomic import write_csv_rows as _write_csv, write_json
 from tomocell.meshing import tags as T
 from tomocell.physics.fieldfiles import FieldSeriesWriter
-from tomocell.physics.model import HalfCellModel
+from tomocell.physics.model import HalfCellModel, exchange_current_density
 from tomocell.physics.parameters import FARADAY
 
 TIMESERIES_COLUMNS = (
@@ -222,7 +222,7 @@ class OutputWriter:
         U = np.asarray(p.ocp(x=np.clip(cs, lo, hi)), dtype=float) * np.ones_like(cs)
         th = np.clip(cs, 1e-9, 1 - 1e-9)
         c = np.maximum(ce, 1e-9) * p.c_e0
-        i0 = FARADAY * p.k_ct * c**p.alpha_a * (p.c_max * (1 - th))**p.alpha_a * (p.c_max * th)**p.alpha_c
+        i0 = exchange_current_density(p, th, c)
         eta = ps - pe - U
         vt = p.thermal_voltage
         j = i0 * (np.exp(p.alpha_a * eta / vt) - np.exp(-p.alpha_c * eta / vt))
