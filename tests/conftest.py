@@ -15,8 +15,10 @@ SHARED_DATA = Path(os.environ.get("TOMOCELL_SHARED_DATA", REPO.parent / "shared"
 
 
 def shared_file(name: str) -> Path:
-    """Path of a file in ../shared/data, or skip the test saying why."""
+    """Path of a file in ../shared/data, or skip the test saying why (fail under TOMOCELL_REQUIRE_DATA=1, as in CI)."""
     p = SHARED_DATA / name
+    if not p.is_file() and os.environ.get("TOMOCELL_REQUIRE_DATA") == "1":  # set by .ci/run: CI must not skip
+        pytest.fail(f"external test volume {p} is absent and TOMOCELL_REQUIRE_DATA=1 (CI needs ../shared/data)")
     if not p.is_file():
         pytest.skip(f"external test volume {p} is absent (../shared/data is not beside this checkout)")
     return p
