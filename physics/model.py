@@ -114,6 +114,13 @@ def newton_convergence(it: int, xnorm: float, gnorm: float, fnorm: float, fnorms
     return 0
 
 
+def exchange_current_density(p: Parameters, theta: Any, c: Any) -> Any:
+    """i0 = F k c^alpha_a (c_max (1 - theta))^alpha_a (c_max theta)^alpha_c [A/m^2] at the stoichiometry
+    theta and the salt concentration c [mol/m^3]: the one formula, for UFL (the residual) and numpy
+    arrays (the interface table) alike; the callers clamp theta into (0, 1) and c above 0."""
+    return FARADAY * p.k_ct * c**p.alpha_a * (p.c_max * (1 - theta))**p.alpha_a * (p.c_max * theta)**p.alpha_c
+
+
 @dataclass
 class MeshInput:
     """The mesh and its tags as the physics needs them (see :mod:`tomocell.meshing.tags`)."""
@@ -475,7 +482,7 @@ class HalfCellModel:
         p = self.p
         th = ufl.min_value(ufl.max_value(cs, 1e-9), 1 - 1e-9)
         c = ufl.max_value(ce, 1e-9) * p.c_e0
-        return FARADAY * p.k_ct * c**p.alpha_a * (p.c_max * (1 - th))**p.alpha_a * (p.c_max * th)**p.alpha_c
+        return exchange_current_density(p, th, c)
 
     def overpotential(self, cs: Any, ps: Any, pe: Any) -> Any:
         return ps - pe - self.ocp(cs)

@@ -60,8 +60,7 @@ from mpi4py import MPI
 from tomocell.atomic import write_csv_rows as _write_csv, write_json
 from tomocell.meshing import tags as T
 from tomocell.physics.fieldfiles import FieldSeriesWriter
-from tomocell.physics.model import HalfCellModel
-from tomocell.physics.parameters import FARADAY
+from tomocell.physics.model import HalfCellModel, exchange_current_density
 
 TIMESERIES_COLUMNS = (
     "step", "t_s", "dt_s", "segment", "voltage_V", "current_A", "current_density_A_m2", "capacity_Ah",
@@ -222,7 +221,7 @@ class OutputWriter:
         U = np.asarray(p.ocp(x=np.clip(cs, lo, hi)), dtype=float) * np.ones_like(cs)
         th = np.clip(cs, 1e-9, 1 - 1e-9)
         c = np.maximum(ce, 1e-9) * p.c_e0
-        i0 = FARADAY * p.k_ct * c**p.alpha_a * (p.c_max * (1 - th))**p.alpha_a * (p.c_max * th)**p.alpha_c
+        i0 = exchange_current_density(p, th, c)
         eta = ps - pe - U
         vt = p.thermal_voltage
         j = i0 * (np.exp(p.alpha_a * eta / vt) - np.exp(-p.alpha_c * eta / vt))
@@ -250,8 +249,7 @@ class OutputWriter:
         eps.x.array[dofs] = np.where(is_sep, m.p.sep_porosity, 1.0)
         tau.x.array[dofs] = np.where(is_sep, m.p.sep_porosity**m.p.sep_bruggeman, 1.0)
         # scaled flux -> mol/m^2/s: N_scaled * c_e0 / length_unit; the separator carries tau
-        _, D, tp, _ = m.electrolyte_props(m.u[2])
-        N = (-tau * D * ufl.grad(m.u[2]) + tp * m.ionic_current(m.u[2], m.u[3], 1.0) * tau / (FARADAY * m.p.c_e0))
+        N = m.li_flux(m.u[2], m.u[3], tau=tau)  # the residual's own flux (ionic_current is linear in tau)
         expr = ufl.sqrt(ufl.inner(N, N)) * m.p.c_e0 / m.ell
         self._flux_expr = fem.Expression(expr, Q.element.interpolation_points)
         self._flux = fem.Function(Q, name="N_mag")

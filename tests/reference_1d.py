@@ -46,8 +46,14 @@ def _value(entry, **var):
 class Ref:
     """The parameter set ``name`` of physics/parameters, read independently."""
 
-    def __init__(self, name: str = "nmc111_lipf6_ecemc"):
+    def __init__(self, name: str = "nmc111_lipf6_ecemc", overrides: dict[str, float] | None = None):
         d = json.loads((DATA / f"{name}.json").read_text())
+        for key, v in (overrides or {}).items():  # dotted keys, numbers (as tomocell's --param)
+            *path, last = key.split(".")
+            node = d
+            for k in path:
+                node = node[k]
+            node[last] = {"value": float(v)}
         self.d = d
         self.T = _value(d["temperature"])
         self.VT = R * self.T / F

@@ -52,3 +52,16 @@ def test_voxel_mesh_with_anisotropic_voxels_has_the_hand_geometry():
     act = m.tets[m.cell_tags == tags.ACTIVE]
     z = m.points[act][:, :, 2]
     assert (z.min(), z.max()) == pytest.approx((1.0, 2.5))
+
+
+def test_local_thickness_of_a_pore_slab_with_anisotropic_voxels_is_its_width():
+    """A pore slab 6 voxels wide along axis 1 (d1 = 1 um, so 6 um), long in axes 0 and 2: its local
+    thickness is the width (taking d0 or d2 for the width gives 3 or 12 um)."""
+    from tomocell.microstructure.poresize import local_thickness
+
+    lab = np.full((16, 8, 10), PORE, dtype=np.uint8)
+    lab[:, 0] = ACTIVE
+    lab[:, 7] = ACTIVE
+    lt = local_thickness(Volume(lab, D), "pore")[:, 1:7]
+    # the EDT of the two centre rows is 3 um (to the wall voxel's face): one 6 um ball covers the slab
+    assert lt == pytest.approx(np.full(lt.shape, 6.0), abs=1e-5)

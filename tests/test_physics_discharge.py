@@ -16,7 +16,7 @@ import pytest
 
 import tomocell.fem  # noqa: F401
 
-pytest.importorskip("dolfinx")
+import dolfinx  # noqa: E402,F401  (a core dependency: without it these tests fail, never skip)
 
 from tomocell.cli import main  # noqa: E402
 from tomocell.physics.outputs import INTERFACE_COLUMNS, TIMESERIES_COLUMNS  # noqa: E402

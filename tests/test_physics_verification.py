@@ -7,7 +7,7 @@ import pytest
 
 import tomocell.fem  # noqa: F401
 
-pytest.importorskip("dolfinx")
+import dolfinx  # noqa: E402,F401  (a core dependency: without it these tests fail, never skip)
 
 from dolfinx import fem  # noqa: E402
 from mpi4py import MPI  # noqa: E402
@@ -82,6 +82,7 @@ def _fixed_steps(comm, params, n_steps=6):
 
 
 @pytest.mark.mpi
+@pytest.mark.cross_ranks
 def test_parallel_run_agrees_with_serial(params):
     """Under mpirun -n 2 the distributed run is compared with a serial run (COMM_SELF) on each rank."""
     world = MPI.COMM_WORLD

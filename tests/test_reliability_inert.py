@@ -10,7 +10,7 @@ import pytest
 
 import tomocell.fem  # noqa: F401,E402  (before dolfinx)
 
-pytest.importorskip("dolfinx")
+import dolfinx  # noqa: E402,F401  (a core dependency: without it these tests fail, never skip)
 
 from dolfinx import mesh as dmesh  # noqa: E402
 from mpi4py import MPI  # noqa: E402
