@@ -1,6 +1,6 @@
 """PyBaMM-style experiment strings: parsing, expansion of repeated blocks, drive-cycle files, refusals.
 
-Where pybamm is installed the parse is compared with pybamm.Experiment's own (value in SI with PyBaMM's
+Where pybamm is installed the parse is compared with pybamm.Experiment's own (step class, value in SI with PyBaMM's
 sign, duration, terminations)."""
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ CASES = [
     ("Discharge at 0.1C for 2 hours", "c_rate", 0.1, 7200.0, []),
     ("Charge at 2.5 W for 5 minutes", "power", -2.5, 300.0, []),
     ("Rest for 1 hour", "rest", 0.0, 3600.0, []),
+    ("Charge at 200mW for 45 minutes", "power", -0.2, 2700.0, []),
+    ("Discharge at C/3 for 2 hours or until 2.5 V", "c_rate", 1 / 3, 7200.0, [("voltage", 2.5)]),
+    ("Hold at 3V until C/50", "voltage", 3.0, None, [("c_rate", 0.02)]),
+    ("Charge at 1 C until 4.1V", "c_rate", -1.0, None, [("voltage", 4.1)]),
+    ("Rest for 2 min", "rest", 0.0, 120.0, []),
 ]
 
 
@@ -39,14 +44,14 @@ def test_same_as_pybamm(text, kind, value, duration, until):
     pybamm = pytest.importorskip("pybamm")
     ours = parse_step(text)
     theirs = pybamm.Experiment([text]).steps[0]
-    kinds = {"rest": "current", "c_rate": "c_rate", "current": "current", "voltage": "voltage", "power": "power"}
-    assert kinds[ours.kind] in type(theirs).__name__.lower().replace("crate", "c_rate")
+    classes = {"rest": "Rest", "c_rate": "CRate", "current": "Current", "voltage": "Voltage", "power": "Power"}
+    assert type(theirs).__name__ == classes[ours.kind]
     assert float(theirs.value) == pytest.approx(ours.value, abs=1e-15)
-    if duration is not None:
+    if duration is not None:  # (without one PyBaMM sets a default duration)
         assert float(theirs.duration) == pytest.approx(duration)
-    assert len(theirs.termination) == len(ours.until)
-    for t, u in zip(theirs.termination, ours.until):
-        assert float(t.value) == pytest.approx(u.value)
+    terms = {"voltage": "VoltageTermination", "current": "CurrentTermination", "c_rate": "CRateTermination"}
+    assert [(type(t).__name__, pytest.approx(float(t.value))) for t in theirs.termination] == [
+        (terms[u.kind], u.value) for u in ours.until]
 
 
 def test_area_units_and_prefixes():
