@@ -172,3 +172,16 @@ def test_bpx_round_trip_same_discharge(tmp_path, sim_c10):
     r1 = json.loads((again / "run.json").read_text())["results"]
     assert r1["capacity_mAh_g"] == pytest.approx(r0["capacity_mAh_g"], rel=2e-3)
     assert r1["mean_voltage_V"] == pytest.approx(r0["mean_voltage_V"], abs=2e-3)
+
+
+def test_python_api(tmp_path, sim_c10):
+    import tomocell as tc
+
+    res = tc.twin(sim_c10, out=tmp_path / "twin", bruggeman=1.5)
+    assert abs(res["capacity_diff_rel"]) < 0.02 and res["voltage_rmse_mV"] < 15.0
+    assert res["geometry"].thickness_m == pytest.approx(10e-6)
+    path = tc.export_bpx(sim_c10, out=tmp_path / "cell.json")
+    assert json.loads(path.read_text())["Header"]["Model"] == "Partial"
+    with pytest.raises(InputError, match="tortuosity"):
+        tc.twin(sim_c10, out=tmp_path / "bad", tau=0.5)
+    assert not (tmp_path / "bad").exists()
