@@ -61,6 +61,33 @@ def run_mesh_spec(run: dict[str, Any], sim_dir: Path) -> str:
     return str(path)
 
 
+def measured_tau(mesh_spec: str) -> tuple[float | None, str]:
+    """Through-thickness pore tortuosity factor of the volume the mesh was made from (axis 0 of the
+    volume), measured by :func:`tomocell.microstructure.tortuosity.tortuosity_factor`; (None, why)
+    when the mesh has no such volume on disk or its pores do not percolate."""
+    mdir = Path(mesh_spec).parent
+    try:
+        mrun = json.loads((mdir / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None, "no mesh run.json next to the mesh"
+    src = (mrun.get("inputs") or {}).get("volume", {}).get("path")
+    if not src or not Path(src).exists():
+        return None, "the mesh's volume is not on disk"
+    from tomocell.config import parse_labels
+    from tomocell.microstructure.io import read_volume
+    from tomocell.microstructure.tortuosity import tortuosity_factor
+
+    mp = mrun.get("parameters", {})
+    vs = mp.get("voxel_size")
+    labels = mp.get("labels")
+    vol = read_volume(src, voxel_size_um=None if vs in (None, "None") else vs,
+                      labels=None if labels in (None, "None") else parse_labels(labels))
+    r = tortuosity_factor(vol, "pore", 0, raise_if_not_percolating=False)
+    if r.tau is None:
+        return None, f"the pores of {src} do not percolate through the thickness"
+    return float(r.tau), f"measured on {src} (pore, through thickness)"
+
+
 def run_parameters(run: dict[str, Any]) -> Parameters:
     raw = run.get("parameters", {}).get("parameters")
     if not isinstance(raw, dict):
@@ -141,9 +168,12 @@ def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = Non
         g = mesh_geometry(inp)
         if tau is not None:
             g.tau, g.tau_source = float(tau), "--tau"
-        else:
+        elif bruggeman is None and not mesh_spec.startswith("box:"):
+            with man.timed("tortuosity"):
+                g.tau, g.tau_source = measured_tau(mesh_spec)
+        if g.tau is None:
             b = params.sep_bruggeman if bruggeman is None else bruggeman
-            g.tau_source = f"none measured: Bruggeman porosity^{b:g}"
+            g.tau_source = f"Bruggeman porosity^{b:g} ({g.tau_source or 'no image behind the mesh'})"
         with man.timed("dfn"):
             rows = run_dfn(params, g, c_rate, bruggeman=bruggeman)
         res = read_timeseries(sim_dir / "timeseries.csv")
