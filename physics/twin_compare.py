@@ -143,7 +143,7 @@ def overlay_figure(path: Path, curves: list[tuple[str, np.ndarray, np.ndarray]],
 
 
 def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = None, bruggeman: float | None = None,
-                guard: bool = False, overwrite: bool = False) -> dict[str, Any]:
+                psd: bool = False, guard: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Build the DFN twin of a finished simulate run, run it at the run's C-rate, compare, write OUT."""
     from mpi4py import MPI
 
@@ -161,7 +161,7 @@ def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = Non
     if tau is not None and not (math.isfinite(tau) and tau >= 1):
         raise InputError(f"--tau must be a finite tortuosity factor >= 1, got {tau}")
     out = Path(out)
-    settings = {"simulate_run": str(sim_dir), "mesh": mesh_spec, "c_rate": c_rate, "tau": tau, "bruggeman": bruggeman}
+    settings = {"simulate_run": str(sim_dir), "mesh": mesh_spec, "c_rate": c_rate, "tau": tau, "bruggeman": bruggeman, "psd": psd}
     with run_manifest("twin", out, settings, guard=guard, overwrite=overwrite) as man:
         man.add_input("simulate_run", sim_dir / "run.json")
         inp = load_mesh(mesh_spec, MPI.COMM_WORLD)
@@ -175,7 +175,7 @@ def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = Non
             b = params.sep_bruggeman if bruggeman is None else bruggeman
             g.tau_source = f"Bruggeman porosity^{b:g} ({g.tau_source or 'no image behind the mesh'})"
         with man.timed("dfn"):
-            rows = run_dfn(params, g, c_rate, bruggeman=bruggeman)
+            rows = run_dfn(params, g, c_rate, bruggeman=bruggeman, psd=psd)
         res = read_timeseries(sim_dir / "timeseries.csv")
         cap_d = np.array([r["capacity_mAh_g"] for r in rows])
         v_d = np.array([r["voltage_V"] for r in rows])

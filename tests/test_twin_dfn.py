@@ -185,3 +185,15 @@ def test_python_api(tmp_path, sim_c10):
     with pytest.raises(InputError, match="tortuosity"):
         tc.twin(sim_c10, out=tmp_path / "bad", tau=0.5)
     assert not (tmp_path / "bad").exists()
+
+
+def test_psd_is_normalised_and_area_weighted(box):
+    g = mesh_geometry(box)
+    f_a, lo, hi = g.psd()
+    R = np.linspace(lo, hi, 4001)
+    vals = np.array([ev(f_a(S(r))) for r in R])
+    assert np.trapezoid(vals, R) == pytest.approx(1.0, rel=1e-3)
+    r = np.asarray(g.particle_radii_m)
+    # the area-weighted mean radius of the kernels is the Sauter radius of the particles
+    assert np.trapezoid(vals * R, R) == pytest.approx(float(np.sum(r**3) / np.sum(r**2)), rel=0.03)
+    assert g.sauter_radius_m == pytest.approx(float(np.sum(r**3) / np.sum(r**2)))
