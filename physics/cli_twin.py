@@ -29,13 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "`tomocell characterise`); the DFN's transport efficiency is porosity/TAU")
     parser.add_argument("--bruggeman", type=float, default=None, metavar="B",
                         help="use porosity^B instead (default without --tau: the separator's exponent of the set)")
+    parser.add_argument("--psd", action="store_true",
+                        help="PyBaMM's particle-size distribution from the mesh's per-particle radii (default: one radius)")
 
 
 def run(args: argparse.Namespace) -> int:
     from tomocell import mpi
     from tomocell.physics.twin_compare import twin_of_run
 
-    res = twin_of_run(args.sim_dir, args.out, tau=args.tau, bruggeman=args.bruggeman, guard=True,
+    res = twin_of_run(args.sim_dir, args.out, tau=args.tau, bruggeman=args.bruggeman, psd=args.psd, guard=True,
                       overwrite=args.overwrite)
     if mpi.rank() == 0:
         r, d = res["resolved"], res["dfn"]

@@ -561,7 +561,9 @@ def bpx_to_raw(bpx: dict[str, Any], source: str = "BPX") -> dict[str, Any]:
     if "Conductivity [S.m-1]" in pos:
         a["conductivity"] = _bpx_value(pos["Conductivity [S.m-1]"], "Positive electrode/Conductivity", "x")
     e = raw["electrolyte"]
-    c_e0 = float(el.get("Initial concentration [mol.m-3]", 1000.0))
+    user = par.get("User-defined") or {}
+    c_e0 = float(el.get("Initial concentration [mol.m-3]",
+                        user.get("tomocell initial electrolyte concentration [mol.m-3]", 1000.0)))
     e["c0"] = {"value": c_e0, "source": "BPX Electrolyte/Initial concentration"}
     if "Reaction rate constant [mol.m-2.s-1]" in pos:
         k_norm = float(pos["Reaction rate constant [mol.m-2.s-1]"])
@@ -587,6 +589,35 @@ def bpx_to_raw(bpx: dict[str, Any], source: str = "BPX") -> dict[str, Any]:
         if te is not None and 0 < eps < 1 and 0 < float(te) < 1:
             s["bruggeman"] = {"value": math.log(float(te)) / math.log(eps),
                               "source": "BPX Separator/Transport efficiency = porosity^b"}
-    if "Minimum stoichiometry" in pos and "voltage_max" not in {k for k in cell}:
-        pass  # the initial state always comes from voltage_max through the OCP
+    _apply_tomocell_user_defined(raw, user)
     return raw
+
+
+#: User-defined BPX fields written by `tomocell export-bpx` (physics/bpx_export.py) -> dotted names here
+_USER_DEFINED = {
+    "tomocell initial electrolyte concentration [mol.m-3]": ("electrolyte.c0", ""),
+    "tomocell cation transference number": ("electrolyte.transference", "c"),
+    "tomocell thermodynamic factor": ("electrolyte.thermodynamic_factor", "c"),
+    "tomocell Li metal exchange-current density [A.m-2]": ("li_metal.exchange_current_density", ""),
+    "tomocell Li metal concentration exponent": ("li_metal.c_exponent", ""),
+    "tomocell CBD conductivity [S.m-1]": ("cbd.conductivity", ""),
+    "tomocell active material density [kg.m-3]": ("active.density", ""),
+    "tomocell active material conductivity [S.m-1]": ("active.conductivity", ""),
+    "tomocell separator Bruggeman coefficient": ("separator.bruggeman", ""),
+}
+
+
+def _apply_tomocell_user_defined(raw: dict[str, Any], user: dict[str, Any]) -> None:
+    """Read back the half-cell parameters BPX has no field for (User-defined 'tomocell ...' names)."""
+    for key, (dotted, var) in _USER_DEFINED.items():
+        if key not in user:
+            continue
+        sec, name = dotted.split(".")
+        old = raw[sec].get(name)
+        val = _bpx_value(user[key], f"User-defined/{key}", var or "x")
+        if var and isinstance(old, dict) and old.get("valid"):
+            val["valid"] = old["valid"]
+        raw[sec][name] = val
+    lo, hi = user.get("tomocell OCP valid minimum stoichiometry"), user.get("tomocell OCP valid maximum stoichiometry")
+    if lo is not None and hi is not None:
+        raw["active"]["ocp"]["valid"] = [float(lo), float(hi)]

@@ -83,6 +83,35 @@ class TwinGeometry:
         """Mesh interface area over the area of spheres of radius :attr:`radius_m` (3 eps_am / R)."""
         return self.specific_area_m / (3.0 * self.active_fraction / self.radius_m)
 
+    @property
+    def sauter_radius_m(self) -> float:
+        """sum R^3 / sum R^2: the radius whose spheres have the particles' total area per volume."""
+        r = np.asarray(self.particle_radii_m)
+        if r.size == 0:
+            raise InputError("the mesh has no particle labels: cannot give the twin a particle-size distribution")
+        return float(np.sum(r**3) / np.sum(r**2))
+
+    def psd(self) -> tuple[Any, float, float]:
+        """Area-weighted particle-size distribution of the per-particle radii for PyBaMM: a sum of
+        Gaussian kernels (width 0.25 std + 0.05 mean) weighted by R^2, normalised on [R_min, R_max]."""
+        from scipy.special import erf
+
+        pybamm = require_pybamm()
+        r = np.asarray(self.particle_radii_m)
+        s = 0.25 * float(np.std(r)) + 0.05 * float(np.mean(r))
+        lo, hi = max(float(r.min()) - 3 * s, 0.1 * float(r.min())), float(r.max()) + 3 * s
+        w = r**2
+        norm = float(np.sum(w * math.sqrt(2 * math.pi) * s * 0.5
+                            * (erf((hi - r) / (math.sqrt(2) * s)) - erf((lo - r) / (math.sqrt(2) * s)))))
+
+        def f_a(R: Any) -> Any:
+            out = 0.0
+            for ri, wi in zip(r, w):
+                out = out + float(wi / norm) * pybamm.exp(-((R - float(ri)) ** 2) / float(2 * s * s))
+            return out
+
+        return f_a, lo, hi
+
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.update(specific_area_m=self.specific_area_m, radius_m=self.radius_m, area_factor=self.area_factor)
@@ -212,13 +241,16 @@ def functions(p: Parameters, area_factor: float = 1.0) -> dict[str, Any]:
             "D_e": electrolyte(p.D_e), "t_plus": electrolyte(p.t_plus), "tdf": electrolyte(p.tdf)}
 
 
-def pybamm_parameters(p: Parameters, g: TwinGeometry, *, bruggeman: float | None = None) -> Any:
+def pybamm_parameters(p: Parameters, g: TwinGeometry, *, bruggeman: float | None = None, psd: bool = False) -> Any:
     """``pybamm.ParameterValues`` of the half-cell DFN twin (``working electrode: positive``).
 
     Electrolyte transport efficiency in the electrode: from ``g.tau`` when measured, else
-    ``porosity^bruggeman`` (``bruggeman`` defaults to the separator's exponent of the set)."""
+    ``porosity^bruggeman`` (``bruggeman`` defaults to the separator's exponent of the set).
+    ``psd``: PyBaMM's particle-size distribution from the per-particle radii (:meth:`TwinGeometry.psd`;
+    the area factor then refers to the Sauter radius) instead of one radius."""
     pybamm = require_pybamm()
-    f = functions(p, g.area_factor)
+    r_area = g.sauter_radius_m if psd else g.radius_m
+    f = functions(p, g.specific_area_m * r_area / (3.0 * g.active_fraction))
     if g.tau is not None and bruggeman is None:
         b_el = bruggeman_from_tau(g.tau, g.porosity)
     else:
@@ -264,11 +296,15 @@ def pybamm_parameters(p: Parameters, g: TwinGeometry, *, bruggeman: float | None
         "Thermodynamic factor": f["tdf"],
     }
     pv = pybamm.ParameterValues("Xu2019")  # only for the names PyBaMM requires; every value used is set here
+    if psd:
+        f_a, r_lo, r_hi = g.psd()
+        vals.update({"Positive area-weighted particle-size distribution [m-1]": f_a,
+                     "Positive minimum particle radius [m]": r_lo, "Positive maximum particle radius [m]": r_hi})
     pv.update(vals, check_already_exists=False)
     return pv
 
 
-def run_dfn(p: Parameters, g: TwinGeometry, c_rate: float, *, bruggeman: float | None = None,
+def run_dfn(p: Parameters, g: TwinGeometry, c_rate: float, *, bruggeman: float | None = None, psd: bool = False,
             n_points: int = 200) -> list[dict[str, Any]]:
     """Galvanostatic discharge of the twin from the charged state to voltage_min at ``c_rate``.
 
@@ -277,11 +313,14 @@ def run_dfn(p: Parameters, g: TwinGeometry, c_rate: float, *, bruggeman: float |
     pybamm = require_pybamm()
     if not (math.isfinite(c_rate) and c_rate > 0):
         raise InputError(f"C-rate must be a finite number > 0, got {c_rate}")
-    pv = pybamm_parameters(p, g, bruggeman=bruggeman)
+    pv = pybamm_parameters(p, g, bruggeman=bruggeman, psd=psd)
     q_nom = float(pv["Nominal cell capacity [A.h]"])
     pv["Current function [A]"] = c_rate * q_nom
-    model = pybamm.lithium_ion.DFN({"working electrode": "positive"})
-    var_pts = {"x_n": 10, "x_s": 10, "x_p": 20, "r_n": 10, "r_p": 20}
+    options = {"working electrode": "positive"}
+    if psd:
+        options["particle size"] = "distribution"
+    model = pybamm.lithium_ion.DFN(options)
+    var_pts = {"x_n": 10, "x_s": 10, "x_p": 20, "r_n": 10, "r_p": 20, "R_n": 10, "R_p": 20}
     t_end = 1.3 * 3600.0 / c_rate
     sim = pybamm.Simulation(model, parameter_values=pv, var_pts=var_pts)
     sol = sim.solve(np.linspace(0.0, t_end, n_points))

@@ -61,6 +61,33 @@ def run_mesh_spec(run: dict[str, Any], sim_dir: Path) -> str:
     return str(path)
 
 
+def measured_tau(mesh_spec: str) -> tuple[float | None, str]:
+    """Through-thickness pore tortuosity factor of the volume the mesh was made from (axis 0 of the
+    volume), measured by :func:`tomocell.microstructure.tortuosity.tortuosity_factor`; (None, why)
+    when the mesh has no such volume on disk or its pores do not percolate."""
+    mdir = Path(mesh_spec).parent
+    try:
+        mrun = json.loads((mdir / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None, "no mesh run.json next to the mesh"
+    src = (mrun.get("inputs") or {}).get("volume", {}).get("path")
+    if not src or not Path(src).exists():
+        return None, "the mesh's volume is not on disk"
+    from tomocell.config import parse_labels
+    from tomocell.microstructure.io import read_volume
+    from tomocell.microstructure.tortuosity import tortuosity_factor
+
+    mp = mrun.get("parameters", {})
+    vs = mp.get("voxel_size")
+    labels = mp.get("labels")
+    vol = read_volume(src, voxel_size_um=None if vs in (None, "None") else vs,
+                      labels=None if labels in (None, "None") else parse_labels(labels))
+    r = tortuosity_factor(vol, "pore", 0, raise_if_not_percolating=False)
+    if r.tau is None:
+        return None, f"the pores of {src} do not percolate through the thickness"
+    return float(r.tau), f"measured on {src} (pore, through thickness)"
+
+
 def run_parameters(run: dict[str, Any]) -> Parameters:
     raw = run.get("parameters", {}).get("parameters")
     if not isinstance(raw, dict):
@@ -116,7 +143,7 @@ def overlay_figure(path: Path, curves: list[tuple[str, np.ndarray, np.ndarray]],
 
 
 def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = None, bruggeman: float | None = None,
-                guard: bool = False, overwrite: bool = False) -> dict[str, Any]:
+                psd: bool = False, guard: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Build the DFN twin of a finished simulate run, run it at the run's C-rate, compare, write OUT."""
     from mpi4py import MPI
 
@@ -134,18 +161,21 @@ def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = Non
     if tau is not None and not (math.isfinite(tau) and tau >= 1):
         raise InputError(f"--tau must be a finite tortuosity factor >= 1, got {tau}")
     out = Path(out)
-    settings = {"simulate_run": str(sim_dir), "mesh": mesh_spec, "c_rate": c_rate, "tau": tau, "bruggeman": bruggeman}
+    settings = {"simulate_run": str(sim_dir), "mesh": mesh_spec, "c_rate": c_rate, "tau": tau, "bruggeman": bruggeman, "psd": psd}
     with run_manifest("twin", out, settings, guard=guard, overwrite=overwrite) as man:
         man.add_input("simulate_run", sim_dir / "run.json")
         inp = load_mesh(mesh_spec, MPI.COMM_WORLD)
         g = mesh_geometry(inp)
         if tau is not None:
             g.tau, g.tau_source = float(tau), "--tau"
-        else:
+        elif bruggeman is None and not mesh_spec.startswith("box:"):
+            with man.timed("tortuosity"):
+                g.tau, g.tau_source = measured_tau(mesh_spec)
+        if g.tau is None:
             b = params.sep_bruggeman if bruggeman is None else bruggeman
-            g.tau_source = f"none measured: Bruggeman porosity^{b:g}"
+            g.tau_source = f"Bruggeman porosity^{b:g} ({g.tau_source or 'no image behind the mesh'})"
         with man.timed("dfn"):
-            rows = run_dfn(params, g, c_rate, bruggeman=bruggeman)
+            rows = run_dfn(params, g, c_rate, bruggeman=bruggeman, psd=psd)
         res = read_timeseries(sim_dir / "timeseries.csv")
         cap_d = np.array([r["capacity_mAh_g"] for r in rows])
         v_d = np.array([r["voltage_V"] for r in rows])

@@ -93,14 +93,22 @@ def test_mesh_geometry_of_box(box):
     assert g.interface_area_m2 > 0 and 0.5 < g.area_factor < 3.0
 
 
-def test_twin_cli_agrees_at_c10(tmp_path, box):
+@pytest.fixture(scope="module")
+def sim_c10(tmp_path_factory):
+    from tomocell.cli import main
+
+    sim = tmp_path_factory.mktemp("twin") / "sim"
+    assert main(["-q", "simulate", "box:6,6,8", "--c-rate", "0.1", "--dod", "50", "--out", str(sim)]) == 0
+    return sim
+
+
+def test_twin_cli_agrees_at_c10(tmp_path, sim_c10):
     """C/10 on the built-in box: the resolved model and its DFN twin (same Newman model, only the
     geometry homogenised) within 2 % capacity and 15 mV voltage RMSE (measured: 0.07 %, 3.1 mV)."""
     from tomocell.cli import main
 
-    sim, twin = tmp_path / "sim", tmp_path / "twin"
-    assert main(["-q", "simulate", "box:6,6,8", "--c-rate", "0.1", "--dod", "50", "--out", str(sim)]) == 0
-    assert main(["-q", "twin", str(sim), "--out", str(twin)]) == 0
+    twin = tmp_path / "twin"
+    assert main(["-q", "twin", str(sim_c10), "--out", str(twin)]) == 0
     rows = list(csv.DictReader(open(twin / "comparison.csv")))
     dfn = [r for r in rows if r["model"] == "dfn"][0]
     assert abs(float(dfn["capacity_diff_rel"])) < 0.02
@@ -120,3 +128,72 @@ def test_twin_refuses_unfinished_run(tmp_path):
     (sim / "run.json").write_text(json.dumps({"stage": "simulate", "status": "running"}))
     assert main(["-q", "twin", str(sim), "--out", str(tmp_path / "twin")]) == 2
     assert not (tmp_path / "twin").exists()
+
+
+def test_export_bpx_validates_and_reads_back(tmp_path, sim_c10):
+    import bpx
+
+    from tomocell.cli import main
+
+    out = tmp_path / "cell.json"
+    assert main(["-q", "export-bpx", str(sim_c10), "--out", str(out), "--tau", "2.0"]) == 0
+    data = json.loads(out.read_text())
+    import copy
+
+    bpx.parse_bpx_obj(copy.deepcopy(data))  # raises if not valid BPX (and converts its argument in place)
+    pos = data["Parameterisation"]["Positive electrode"]
+    assert pos["Transport efficiency"] == pytest.approx(pos["Porosity"] / 2.0)
+    assert pos["Thickness [m]"] == pytest.approx(10e-6)
+    a, b = load_parameters("nmc111"), load_parameters(out)
+    assert b.theta_limits() == pytest.approx(a.theta_limits(), rel=1e-12)
+    for name in ("c_max", "k_ct", "c_e0", "li_i0", "li_c_exponent", "sigma_cbd", "density", "sep_bruggeman"):
+        assert getattr(b, name) == pytest.approx(getattr(a, name), rel=1e-12), name
+    x = np.linspace(0.46, 0.99, 11)
+    assert np.allclose(b.ocp(x=x), a.ocp(x=x), rtol=0, atol=1e-12)
+    c = np.linspace(100.0, 2500.0, 13)
+    for f in ("kappa", "D_e", "t_plus", "tdf"):  # 101-point tables of the set's functions
+        assert np.allclose(getattr(b, f)(c=c, T=a.temperature), getattr(a, f)(c=c, T=a.temperature), rtol=5e-3), f
+    # nothing written on bad input
+    assert main(["-q", "export-bpx", str(sim_c10), "--out", str(tmp_path / "cell.txt")]) == 2
+    assert not (tmp_path / "cell.txt").exists()
+
+
+@pytest.mark.slow
+def test_bpx_round_trip_same_discharge(tmp_path, sim_c10):
+    """simulate --params cell.json (the export of the run) gives the run's discharge again."""
+    from tomocell.cli import main
+
+    out = tmp_path / "cell.json"
+    assert main(["-q", "export-bpx", str(sim_c10), "--out", str(out)]) == 0
+    again = tmp_path / "again"
+    assert main(["-q", "simulate", "box:6,6,8", "--c-rate", "0.1", "--dod", "50", "--params", str(out),
+                 "--out", str(again)]) == 0
+    r0 = json.loads((sim_c10 / "run.json").read_text())["results"]
+    r1 = json.loads((again / "run.json").read_text())["results"]
+    assert r1["capacity_mAh_g"] == pytest.approx(r0["capacity_mAh_g"], rel=2e-3)
+    assert r1["mean_voltage_V"] == pytest.approx(r0["mean_voltage_V"], abs=2e-3)
+
+
+def test_python_api(tmp_path, sim_c10):
+    import tomocell as tc
+
+    res = tc.twin(sim_c10, out=tmp_path / "twin", bruggeman=1.5)
+    assert abs(res["capacity_diff_rel"]) < 0.02 and res["voltage_rmse_mV"] < 15.0
+    assert res["geometry"].thickness_m == pytest.approx(10e-6)
+    path = tc.export_bpx(sim_c10, out=tmp_path / "cell.json")
+    assert json.loads(path.read_text())["Header"]["Model"] == "Partial"
+    with pytest.raises(InputError, match="tortuosity"):
+        tc.twin(sim_c10, out=tmp_path / "bad", tau=0.5)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_psd_is_normalised_and_area_weighted(box):
+    g = mesh_geometry(box)
+    f_a, lo, hi = g.psd()
+    R = np.linspace(lo, hi, 4001)
+    vals = np.array([ev(f_a(S(r))) for r in R])
+    assert np.trapezoid(vals, R) == pytest.approx(1.0, rel=1e-3)
+    r = np.asarray(g.particle_radii_m)
+    # the area-weighted mean radius of the kernels is the Sauter radius of the particles
+    assert np.trapezoid(vals * R, R) == pytest.approx(float(np.sum(r**3) / np.sum(r**2)), rel=0.03)
+    assert g.sauter_radius_m == pytest.approx(float(np.sum(r**3) / np.sum(r**2)))

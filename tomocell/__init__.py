@@ -3,7 +3,7 @@ half-cell discharge -> design studies, after Lu et al., Nat. Commun. 11, 2079 (2
 
 ``import tomocell as tc`` gives the stages as functions (:mod:`tomocell.api`): ``tc.read_volume``,
 ``tc.generate``, ``tc.segment``, ``tc.superimpose``, ``tc.characterise``, ``tc.mesh``, ``tc.simulate``,
-``tc.analyse``, ``tc.run_study``.
+``tc.twin``, ``tc.export_bpx`` (PyBaMM DFN twin and BPX, extra tomocell[dfn]), ``tc.analyse``, ``tc.run_study``.
 
 Stage packages: :mod:`tomocell.microstructure`, :mod:`tomocell.meshing`, :mod:`tomocell.physics`,
 :mod:`tomocell.studies`. Shared plumbing (errors, MPI-aware logging, run manifests, atomic output,
@@ -18,7 +18,7 @@ from tomocell._hdf5 import load_h5py as _load_h5py  # noqa: E402
 _load_h5py()
 
 #: the public API (tomocell/api.py), imported on first use so that ``import tomocell`` stays cheap
-_API = ("read_volume", "generate", "segment", "superimpose", "characterise", "mesh", "simulate", "analyse",
+_API = ("read_volume", "generate", "segment", "superimpose", "characterise", "mesh", "simulate", "twin", "export_bpx", "analyse",
         "run_study", "SegmentationResult", "SimulationResult")
 __all__ = ["__version__", *_API]
 

@@ -196,6 +196,26 @@ def simulate(mesh: Any, *, out: PathLike, c_rate: float = 1.0, **kw: Any) -> Sim
     return SimulationResult(out, res.summary())
 
 
+# ---- homogenised twin (PyBaMM DFN) and BPX export, optional extra tomocell[dfn] ----------------------
+def twin(run: PathLike | SimulationResult, *, out: PathLike, tau: float | None = None,
+         bruggeman: float | None = None, psd: bool = False) -> dict[str, Any]:
+    """The PyBaMM DFN twin of a finished simulate run, at its C-rate, compared with it in ``out``
+    (timeseries.csv, comparison.csv, overlay.png). Returns the capacities, energies, mean voltages,
+    ``voltage_rmse_mV``, ``capacity_diff_rel`` and the measured ``geometry``."""
+    from tomocell.physics.twin_compare import twin_of_run
+
+    return twin_of_run(run.path if isinstance(run, SimulationResult) else run, out, tau=tau, bruggeman=bruggeman,
+                       psd=psd)
+
+
+def export_bpx(run: PathLike | SimulationResult, *, out: PathLike, tau: float | None = None,
+               bruggeman: float | None = None) -> Path:
+    """A BPX JSON (validated by bpx) of a finished simulate run's measured effective parameters."""
+    from tomocell.physics.bpx_export import export_bpx as _export
+
+    return _export(run.path if isinstance(run, SimulationResult) else run, out, tau=tau, bruggeman=bruggeman)
+
+
 # ---- analysis and studies --------------------------------------------------------------------------
 def analyse(runs: Sequence[PathLike | SimulationResult], *, out: PathLike, **kw: Any) -> Any:
     """Figures and tables of one or more simulation runs (Fig. 4 of the paper): ``out/report.md``."""
