@@ -56,6 +56,17 @@ def _levels(r_max: float, h: float) -> np.ndarray:
     return np.unique(np.asarray(lev, dtype=np.float64))
 
 
+def _grown_box(core: np.ndarray, r: float, vs: tuple[float, float, float]) -> tuple[slice, ...]:
+    """Bounding box of the True voxels of ``core`` grown by ``r`` (um) on every side, clipped."""
+    box = []
+    for k in range(3):
+        other = tuple(j for j in range(3) if j != k)
+        hit = np.flatnonzero(core.any(axis=other))
+        g = int(np.ceil(r / vs[k])) + 1
+        box.append(slice(max(int(hit[0]) - g, 0), min(int(hit[-1]) + g + 1, core.shape[k])))
+    return tuple(box)
+
+
 def local_thickness(volume: Volume, phase: str = "pore") -> np.ndarray:
     """Local thickness (diameter, um, float32) of ``phase``; 0 outside it."""
     if phase not in PHASE_CODES:
@@ -73,10 +84,12 @@ def local_thickness(volume: Volume, phase: str = "pore") -> np.ndarray:
         core = dt >= np.float32(r - 1e-6)
         if not core.any():
             break
-        # distance of every voxel to the nearest core voxel (edt of the complement of the core)
-        d = edt.edt(~core, anisotropy=tuple(float(v) for v in vs), black_border=False, parallel=_threads())
-        covered = (d <= np.float32(r + 1e-6)) & mask
-        radius[covered] = np.float32(r)
+        # distance to the nearest core voxel (edt of the complement of the core), only inside the
+        # bounding box of the core grown by r: no voxel outside it is within r of the core
+        box = _grown_box(core, r, vs)
+        d = edt.edt(~core[box], anisotropy=tuple(float(v) for v in vs), black_border=False, parallel=_threads())
+        covered = (d <= np.float32(r + 1e-6)) & mask[box]
+        radius[box][covered] = np.float32(r)
         del d, covered, core
     # voxels whose dt is below the first level (only possible with anisotropic voxels): their own dt
     small = mask & (radius == 0)

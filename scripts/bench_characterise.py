@@ -7,6 +7,13 @@ the machine is shared, figures are for people. Run as
 
     .venv/bin/python scripts/bench_characterise.py [--crop N] [--volume PATH] [--skip-full]
     mpirun -n 2 .venv/bin/python scripts/bench_characterise.py --only-tau   # tau solve split over 2 ranks
+    .venv/bin/python scripts/bench_characterise.py --compare /tmp/ref/bin/python [--crop 128]
+
+``--compare PY``: tomocell, TauFactor and PoreSpy side by side on the same volume (pore tortuosity
+along axis 0, pore local thickness), each in its own process so that each peak memory is its own.
+PY is the interpreter of a throwaway venv holding them (never a tomocell dependency), e.g.
+``python3.11 -m venv /tmp/ref && /tmp/ref/bin/pip install taufactor porespy tifffile`` (torch:
+the CPU wheel).
 """
 
 from __future__ import annotations
@@ -44,7 +51,14 @@ def main() -> int:
     ap.add_argument("--only-full", action="store_true", help="only the full characterisation")
     ap.add_argument("--scaling", action="store_true",
                     help="tau along axis 0 on growing cubic crops: growth exponents of time and memory, projection to 500^3")
+    ap.add_argument("--compare", metavar="PY", default=None,
+                    help="python of a venv with taufactor and porespy: side-by-side comparison")
+    ap.add_argument("--tf-conv", type=float, default=1e-3, help="TauFactor convergence criterion (default 1e-3)")
     args = ap.parse_args()
+    if args.compare:
+        from bench_compare import compare
+
+        return compare(args)
 
     from tomocell import mpi
     from tomocell.config import parse_labels, parse_voxel_size
