@@ -153,6 +153,10 @@ def main() -> None:
             f"{k} {100 * v['rel_error']:+.1f} %" if v["marching_cubes_um2"] > 0.02 * tot else
             f"{k} {v['mesh_um2']:.1f} um2 vs {v['marching_cubes_um2']:.1f} um2 (under 2 % of all, not compared)"
             for k, v in ia.items()))
+        if (tp := r.get("transport", {}).get("pore")):
+            fmt = lambda t: "not percolating" if t is None else f"D_eff/D0 {t['D_eff_over_D0']:.4f} (tau {t['tau']:.2f})"
+            print(f"  pore transport: mesh {fmt(tp['mesh'])}, voxels {fmt(tp['voxels'])}; "
+                  f"changes beyond bounds: {r.get('geometry_changes') or 'none'}")
         print(f"  conformity: {r['conformity']}", flush=True)
     if len(rows) >= 2:
         (n0, t0_, m0, c0), (n1, t1, m1, c1) = rows[0], rows[-1]
