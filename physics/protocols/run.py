@@ -161,6 +161,8 @@ def run_experiment(model: HalfCellModel, steps: list[Step], *, out_dir: str | Pa
                 raise SolverError(f"experiment step {k} ({step.text!r}) did not end after {max_steps} time steps")
             t_in = t - t0
             dt_try = min(dt, ctl.dt_max_s)
+            if step.duration_s is not None and step.kind != "rest":  # pulses resolved: >= 20 steps
+                dt_try = min(dt_try, step.duration_s / 20)
             if step.duration_s is not None:
                 left = step.duration_s - t_in
                 dt_try = left if left < 1.5 * dt_try else dt_try
