@@ -213,3 +213,13 @@ def test_twin_refuses_run_whose_mesh_is_gone(tmp_path, capsys):
     assert "is gone" in capsys.readouterr().err
     assert main(["-q", "export-bpx", str(sim), "--out", str(tmp_path / "cell.json")]) == 2
     assert not (tmp_path / "twin").exists() and not (tmp_path / "cell.json").exists()
+
+
+def test_missing_extra_is_named(monkeypatch):
+    import sys
+
+    from tomocell.physics.twin import require_pybamm
+
+    monkeypatch.setitem(sys.modules, "pybamm", None)  # import pybamm now raises ImportError
+    with pytest.raises(InputError, match=r"tomocell\[dfn\]"):
+        require_pybamm()
