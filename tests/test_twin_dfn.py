@@ -197,3 +197,29 @@ def test_psd_is_normalised_and_area_weighted(box):
     # the area-weighted mean radius of the kernels is the Sauter radius of the particles
     assert np.trapezoid(vals * R, R) == pytest.approx(float(np.sum(r**3) / np.sum(r**2)), rel=0.03)
     assert g.sauter_radius_m == pytest.approx(float(np.sum(r**3) / np.sum(r**2)))
+
+
+def test_twin_refuses_run_whose_mesh_is_gone(tmp_path, capsys):
+    from tomocell.cli import main
+    from tomocell.physics.parameters import load_raw
+
+    sim = tmp_path / "sim"
+    sim.mkdir()
+    (sim / "timeseries.csv").write_text("t_s,voltage_V\n")
+    (sim / "run.json").write_text(json.dumps({"stage": "simulate", "status": "ok", "cwd": str(tmp_path),
+                                               "parameters": {"mesh": "gone/mesh.xdmf", "c_rate": 1.0,
+                                                              "parameters": load_raw("nmc111")}}))
+    assert main(["-q", "twin", str(sim), "--out", str(tmp_path / "twin")]) == 2
+    assert "is gone" in capsys.readouterr().err
+    assert main(["-q", "export-bpx", str(sim), "--out", str(tmp_path / "cell.json")]) == 2
+    assert not (tmp_path / "twin").exists() and not (tmp_path / "cell.json").exists()
+
+
+def test_missing_extra_is_named(monkeypatch):
+    import sys
+
+    from tomocell.physics.twin import require_pybamm
+
+    monkeypatch.setitem(sys.modules, "pybamm", None)  # import pybamm now raises ImportError
+    with pytest.raises(InputError, match=r"tomocell\[dfn\]"):
+        require_pybamm()
