@@ -64,6 +64,9 @@ MUTATIONS: dict[str, tuple[str, str, str, str]] = {
                    "active-material conductivity x 0.1"),
     "voxel_axis_swap": ("meshing/voxel.py", "xs = block_edges(n2, coarsen, d2)", "xs = block_edges(n2, coarsen, d0)",
                         "voxel-mesh x spacing taken from the z voxel size"),
+    "face_areas_reversed": ("microstructure/interfaces.py", "farea = (vs[1] * vs[2], vs[0] * vs[2], vs[0] * vs[1])",
+                            "farea = (vs[0] * vs[1], vs[0] * vs[2], vs[1] * vs[2])",
+                            "voxel-face areas in reverse axis order"),
 }
 
 #: test files whose tests compare physical values with independent references
