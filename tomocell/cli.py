@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "characterise": "tomocell.microstructure.cli_characterise",
     "mesh": "tomocell.meshing.cli",
     "simulate": "tomocell.physics.cli",
+    "compare": "tomocell.physics.protocols.compare",
     "analyse": "tomocell.studies.cli_analyse",
     "study": "tomocell.studies.cli",
     "demo": "tomocell.demo",
