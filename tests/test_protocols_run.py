@@ -115,3 +115,28 @@ def test_cli_experiment_file_and_refusals(tmp_path, capsys):
         bad = tmp_path / "bad"
         assert main(["simulate", "box:2,2,3", "--out", str(bad), *argv]) == 2
         assert not bad.exists()
+
+
+def test_compare_with_a_measured_curve(run, tmp_path, capsys):
+    from tomocell.cli import main
+
+    _, rows, _ = run
+    out = tmp_path / "sim"
+    out.mkdir()
+    with open(out / "timeseries.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    meas = tmp_path / "m.csv"
+    t = [float(r["t_s"]) for r in rows[:40]]
+    v = [float(r["voltage_V"]) + 0.002 for r in rows[:40]]  # the curve shifted by 2 mV
+    q = float(rows[-1]["capacity_mAh_g"]) * 1.1  # the end capacities are compared
+    meas.write_text("time_h,E_V,Q\n" + "".join(f"{a / 3600},{b},{q}\n" for a, b in zip(t, v)))
+    argv = ["compare", str(out), str(meas), "--time-col", "time_h", "--time-scale", "3600", "--voltage-col", "E_V"]
+    assert main(argv + ["--capacity-col", "Q", "--json", str(tmp_path / "c.json")]) == 0
+    import json
+
+    res = json.loads((tmp_path / "c.json").read_text())
+    assert res["rmse_mV"] == pytest.approx(2.0, rel=1e-6) and res["mean_mV"] == pytest.approx(-2.0, rel=1e-6)
+    assert res["capacity_difference_rel"] == pytest.approx(-1 / 11, rel=1e-9)
+    assert main(argv[:3] + ["--voltage-col", "nope"]) == 2

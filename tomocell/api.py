@@ -176,7 +176,9 @@ def simulate(mesh: Any, *, out: PathLike, c_rate: float = 1.0, **kw: Any) -> Sim
     ``mesh``: a mesh file (``mesh.xdmf``), ``"box:NX,NY,NZ"`` (the built-in cell), or the result of
     :func:`mesh` (written to ``out/mesh/`` first). Keyword arguments as ``tomocell simulate``:
     ``params`` (parameter set name or file), ``overrides`` (``{"active.diffusivity": 5e-15}``),
-    ``dod_snapshots``, and the options of ``simulate_discharge``.
+    ``dod_snapshots``, and the options of ``simulate_discharge``; ``experiment=["Discharge at 1C until
+    3.0 V", "Rest for 10 minutes", ...]`` (PyBaMM step strings, :mod:`tomocell.physics.protocols`) runs
+    those steps instead (``cell_area_m2`` scales their absolute currents); ``summary["experiment_steps"]``.
     """
     from tomocell.physics.cli import simulate_file
 

@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "simulate": "tomocell.physics.cli",
     "twin": "tomocell.physics.cli_twin",
     "export-bpx": "tomocell.physics.cli_bpx",
+    "compare": "tomocell.physics.protocols.compare",
     "analyse": "tomocell.studies.cli_analyse",
     "study": "tomocell.studies.cli",
     "demo": "tomocell.demo",
