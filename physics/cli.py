@@ -125,8 +125,7 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
         from tomocell.physics.protocols.experiment import Step, parse_experiment
 
         experiment = experiment if all(isinstance(e, Step) for e in experiment) else parse_experiment(experiment)
-        kw.pop("dod_snapshots", None)
-        clash = [k for k in ("rest_s", "charge_c_rate", "resume") if kw.pop(k, None)]
+        clash = [k for k in ("rest_s", "charge_c_rate") if kw.pop(k, None)]
         if clash:
             raise InputError(f"an experiment replaces {', '.join(clash)}: write them as steps "
                              "('Rest for 10 minutes', 'Charge at 1C until 4.2 V', 'Hold at 4.2 V until C/20')")
@@ -147,15 +146,15 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
                 from tomocell.physics.discharge import make_model
                 from tomocell.physics.protocols.run import run_experiment
 
-                model = make_model(inp, params, li_kinetics=kw.get("li_kinetics", "butler-volmer"),
-                                   linear_solver=kw.get("linear_solver", "auto"))
-                res = run_experiment(model, experiment, out_dir=out, max_ddod=kw.get("max_ddod", 0.02),
-                                     cell_area_m2=cell_area_m2)
+                model = make_model(inp, params, li_kinetics=kw.pop("li_kinetics", "butler-volmer"),
+                                   linear_solver=kw.pop("linear_solver", "auto"))
+                kw.pop("cv_cutoff_c_rate", None)
+                res = run_experiment(model, experiment, out_dir=out, cell_area_m2=cell_area_m2, **kw)
             else:
                 res = simulate_discharge(inp, c_rate, params=params, out_dir=out, **kw)
         man.set_result(**res.summary())
         for name in ("timeseries.csv", "steps.csv", "particles.csv", "fields"):
-            if experiment is None or (out / name).exists():
+            if (out / name).exists():
                 man.add_output(name, out / name)
     return res
 
@@ -180,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
                             experiment=experiment, li_kinetics=args.li, linear_solver=args.solver,
                             max_ddod=args.max_ddod, guard=True, overwrite=args.overwrite,
                             rest_s=60.0 * args.rest_min, charge_c_rate=args.charge_c_rate, resume=args.resume,
+                            dod_snapshots=_parse_dod(args.dod), checkpoint_every=args.checkpoint_every,
+                            max_inert_fraction=args.max_inert,
                             cell_area_m2=None if args.cell_area_cm2 is None else 1e-4 * args.cell_area_cm2)
         if mpi.rank() == 0:
             done = [s for s in res.steps if s["status"] == "done"]

@@ -140,3 +140,38 @@ def test_compare_with_a_measured_curve(run, tmp_path, capsys):
     assert res["rmse_mV"] == pytest.approx(2.0, rel=1e-6) and res["mean_mV"] == pytest.approx(-2.0, rel=1e-6)
     assert res["capacity_difference_rel"] == pytest.approx(-1 / 11, rel=1e-9)
     assert main(argv[:3] + ["--voltage-col", "nope"]) == 2
+
+
+def test_resume_mid_experiment_gives_the_uninterrupted_result(tmp_path):
+    """Stopped inside step 2 (checkpoint every 4 time steps, the run cut after 30), resumed: the same
+    time series, step table and field snapshot as one uninterrupted run."""
+    from tomocell.errors import SolverError
+
+    exp = parse_experiment(["Discharge at 2C for 10 minutes", "Rest for 2 minutes", "Discharge at 2C until 3.6 V",
+                            "Charge at 1C for 5 minutes"])
+
+    def go(out, **kw):
+        m = make_model(box_cell(MPI.COMM_WORLD, n=(2, 2, 3)), load_parameters(None))
+        return run_experiment(m, exp, out_dir=out, dod_snapshots=(0.5,), checkpoint_every=4, **kw)
+
+    ref = go(tmp_path / "ref")
+    with pytest.raises(SolverError, match="no cut-off"):
+        go(tmp_path / "cut", max_steps=30)
+    import json
+
+    meta = json.loads((tmp_path / "cut" / "checkpoint" / "meta.json").read_text())
+    assert meta["step"] == 28 and meta["state"]["local"] is not None  # inside a step
+    k_cut = meta["protocol_step"]
+    assert 0 < k_cut < len(exp)
+    got = go(tmp_path / "cut", resume=True)
+    assert len(got.rows) == len(ref.rows) and got.snapshots == ref.snapshots == [0.5]
+    for a, b in zip(got.rows, ref.rows):
+        assert a["voltage_V"] == pytest.approx(b["voltage_V"], abs=1e-10) and a["t_s"] == pytest.approx(b["t_s"], rel=1e-12)
+    assert [s["reason"] for s in got.steps] == [s["reason"] for s in ref.steps]
+    assert (tmp_path / "cut" / "fields" / "dod050" / "interface.csv").is_file()
+    # a changed experiment is refused, naming it
+    m = make_model(box_cell(MPI.COMM_WORLD, n=(2, 2, 3)), load_parameters(None))
+    from tomocell.errors import InputError
+
+    with pytest.raises(InputError, match="experiment"):
+        run_experiment(m, exp[:3], out_dir=tmp_path / "cut", dod_snapshots=(0.5,), checkpoint_every=4, resume=True)
