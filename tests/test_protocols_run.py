@@ -175,3 +175,14 @@ def test_resume_mid_experiment_gives_the_uninterrupted_result(tmp_path):
 
     with pytest.raises(InputError, match="experiment"):
         run_experiment(m, exp[:3], out_dir=tmp_path / "cut", dod_snapshots=(0.5,), checkpoint_every=4, resume=True)
+
+
+def test_resistance_step_and_operator_ends(tmp_path):
+    """'Discharge at R Ohm' draws I = V/R (of the previous step); 'until < V' ends below the voltage."""
+    m = make_model(box_cell(MPI.COMM_WORLD, n=(2, 2, 3)), load_parameters(None))
+    r_ohm = 4.0 / (2 * m.one_c_current_A())  # about 2C at 4 V
+    res = run_experiment(m, parse_experiment([f"Discharge at {r_ohm:.6g} Ohm until < 3.8 V"]))
+    body = res.rows[1:]
+    for a, b in zip(res.rows, body):
+        assert b["current_A"] == pytest.approx(a["voltage_V"] / float(f"{r_ohm:.6g}"), rel=1e-9)
+    assert 3.8 <= body[-1]["voltage_V"] <= 3.8 + 1e-4 and res.steps[0]["reason"] == "3.8 V"
