@@ -133,13 +133,15 @@ def test_compare_with_a_measured_curve(run, tmp_path, capsys):
     q = float(rows[-1]["capacity_mAh_g"]) * 1.1  # the end capacities are compared
     meas.write_text("time_h,E_V,Q\n" + "".join(f"{a / 3600},{b},{q}\n" for a, b in zip(t, v)))
     argv = ["compare", str(out), str(meas), "--time-col", "time_h", "--time-scale", "3600", "--voltage-col", "E_V"]
-    assert main(argv + ["--capacity-col", "Q", "--json", str(tmp_path / "c.json")]) == 0
+    assert main(argv + ["--capacity-col", "Q", "--json", str(tmp_path / "c.json"), "--figure", str(tmp_path / "o.png")]) == 0
+    assert (tmp_path / "o.png").stat().st_size > 10_000
     import json
 
     res = json.loads((tmp_path / "c.json").read_text())
     assert res["rmse_mV"] == pytest.approx(2.0, rel=1e-6) and res["mean_mV"] == pytest.approx(-2.0, rel=1e-6)
     assert res["capacity_difference_rel"] == pytest.approx(-1 / 11, rel=1e-9)
-    assert main(argv[:3] + ["--voltage-col", "nope"]) == 2
+    assert main(argv[:3] + ["--voltage-col", "nope", "--figure", str(tmp_path / "n.png")]) == 2
+    assert not (tmp_path / "n.png").exists()
 
 
 def test_resume_mid_experiment_gives_the_uninterrupted_result(tmp_path):
