@@ -248,3 +248,9 @@ def test_export_bpx_with_li_metal_negative_loads_in_pybamm(tmp_path, sim_c10):
     assert q_neg / 3600.0 == pytest.approx(20 * cell["Nominal cell capacity [A.h]"], rel=1e-9)
     a = load_parameters("nmc111")
     assert neg["Reaction rate constant [mol.m-2.s-1]"] * FARADAY / 2 == pytest.approx(a.li_i0, rel=1e-12)
+    # PyBaMM's own DFN on the loaded file delivers the resolved run's C/10 capacity
+    sim = pybamm.Simulation(pybamm.lithium_ion.DFN(), parameter_values=pv,
+                            experiment=pybamm.Experiment([f"Discharge at C/10 until {a.voltage_min} V"]))
+    q = float(sim.solve()["Discharge capacity [A.h]"].entries[-1])
+    ref = json.loads((sim_c10 / "run.json").read_text())["results"]["capacity_Ah"]
+    assert q == pytest.approx(ref, rel=0.02)
