@@ -1,7 +1,10 @@
 """BPX export of a resolved electrode's effective parameters (``tomocell export-bpx SIM_DIR --out cell.json``).
 
 BPX 1.x describes full cells; a half-cell has no negative electrode, so the file uses BPX's
-``Model: "Partial"`` parameterisation (Cell, Electrolyte, Positive electrode, Separator). The
+``Model: "Partial"`` parameterisation (Cell, Electrolyte, Positive electrode, Separator), or with
+``--li-metal-negative`` a "DFN" file whose negative electrode stands in for the Li metal (zero OCP,
+Li-metal kinetics, never limiting; :func:`li_metal_negative`), which
+``pybamm.ParameterValues.create_from_bpx`` loads. The
 positive electrode carries the mesh-measured effective values (thickness, porosity, transport
 efficiency, surface area per volume, radius) and the set's functions: the OCP on its valid range and
 the electrolyte conductivity and diffusivity as BPX interpolated tables (BPX expressions allow
@@ -35,8 +38,36 @@ def _table(f: Func, xs: np.ndarray, **kw: Any) -> Any:
     return {"x": [float(x) for x in xs], "y": [float(y) for y in ys]}
 
 
-def to_bpx(p: Parameters, g: Any, *, bruggeman: float | None = None, title: str = "tomocell electrode") -> dict[str, Any]:
-    """A BPX 1.x mapping (Model "Partial") of parameter set ``p`` and measured geometry ``g``."""
+#: Li metal: molar density [mol/m3] (0.534 g/cm3 / 6.94 g/mol) and conductivity [S/m] (CRC Handbook)
+LI_MOLAR_DENSITY = 76_900.0
+LI_CONDUCTIVITY = 1.1e7
+
+
+def li_metal_negative(p: Parameters, q_nom_C_m2: float) -> dict[str, Any]:
+    """A BPX negative electrode that behaves as the Li-metal counter electrode, so that full-cell readers
+    (``pybamm.ParameterValues.create_from_bpx``) load the half cell: OCP 0 V at every stoichiometry, a
+    1 um layer (porosity 0.5, transport efficiency 1: no electrolyte resistance to speak of) of Li-metal
+    conductivity, particles of 0.1 um with D = 1e-9 m2/s (no diffusion limit), a stoichiometry window
+    0.4-0.6 and a concentration sized to hold 20 times the positive capacity (so it never limits), and
+    BPX's rate constant k = 2 i0_Li / F, which gives the Li exchange-current density at c_e0 and
+    stoichiometry 0.5 (BPX: j0 = F k sqrt(c_e/c_e0 x (1 - x))). Approximations against tomocell's Li
+    electrode: the c_e exponent is BPX's 0.5 (tomocell's set uses ``li_c_exponent``) and j0 varies by
+    2 % across the window."""
+    thick, eps_am, r = 1e-6, 0.5, 1e-7
+    c_max = 20.0 * q_nom_C_m2 / (FARADAY * eps_am * thick * 0.2)
+    return {"Thickness [m]": thick, "Porosity": 0.5, "Transport efficiency": 1.0,
+            "Conductivity [S.m-1]": LI_CONDUCTIVITY, "Minimum stoichiometry": 0.4, "Maximum stoichiometry": 0.6,
+            "Maximum concentration [mol.m-3]": c_max, "Particle radius [m]": r,
+            "Surface area per unit volume [m-1]": 3.0 * eps_am / r, "Diffusivity [m2.s-1]": 1e-9,
+            "OCP [V]": 0.0, "Entropic change coefficient [V.K-1]": 0.0,
+            "Reaction rate constant [mol.m-2.s-1]": 2.0 * p.li_i0 / FARADAY}
+
+
+def to_bpx(p: Parameters, g: Any, *, bruggeman: float | None = None, title: str = "tomocell electrode",
+           li_negative: bool = False) -> dict[str, Any]:
+    """A BPX 1.x mapping (Model "Partial") of parameter set ``p`` and measured geometry ``g``; with
+    ``li_negative`` a full-cell file (Model "DFN") whose negative electrode stands for the Li metal
+    (:func:`li_metal_negative`)."""
     x0, x1 = p.theta_limits()
     if g.tau is not None and bruggeman is None:
         te = g.porosity / g.tau
@@ -74,8 +105,8 @@ def to_bpx(p: Parameters, g: Any, *, bruggeman: float | None = None, title: str 
         "tomocell separator Bruggeman coefficient": p.sep_bruggeman,
         "tomocell OCP valid minimum stoichiometry": lo, "tomocell OCP valid maximum stoichiometry": hi,
     }
-    return {
-        "Header": {"BPX": "1.0.0", "Title": title, "Model": "Partial",
+    out = {
+        "Header": {"BPX": "1.0.0", "Title": title, "Model": "DFN" if li_negative else "Partial",
                    "Description": ("Half-cell (Li-metal counter electrode) positive electrode with effective parameters "
                                    f"measured on a tomocell mesh; parameter set {p.name}"),
                    "References": "tomocell; parameter sources in the tomocell parameter set"},
@@ -92,6 +123,21 @@ def to_bpx(p: Parameters, g: Any, *, bruggeman: float | None = None, title: str 
             "User-defined": user,
         },
     }
+    if li_negative:
+        user.pop("description")  # PyBaMM reads every User-defined entry as a number
+        # a full-cell reader takes the active volume fraction as a R / 3 (BPX has no other field for it):
+        # spheres of the measured radius at the measured fraction, and the rate constant scaled by the
+        # mesh's interface area over theirs (what the twin does), keep both the capacity and the total
+        # exchange current of the mesh (with the mesh's own area PyBaMM's capacity was 57 % of nominal)
+        pos["Surface area per unit volume [m-1]"] = 3.0 * g.active_fraction / g.radius_m
+        pos["Reaction rate constant [mol.m-2.s-1]"] *= g.area_factor
+        neg = li_metal_negative(p, q_nom * 3600.0 / g.area_m2)
+        out["Parameterisation"]["Negative electrode"] = neg
+        # what a full-cell reader needs besides: the cell's outer area and volume (a thermal model's)
+        out["Parameterisation"]["Cell"].update({
+            "External surface area [m2]": 2.0 * g.area_m2,
+            "Volume [m3]": g.area_m2 * (g.thickness_m + g.separator_thickness_m + neg["Thickness [m]"])})
+    return out
 
 
 def validate_bpx(data: dict[str, Any]) -> Any:
@@ -106,7 +152,8 @@ def validate_bpx(data: dict[str, Any]) -> Any:
         raise InputError(f"the exported parameters are not valid BPX: {exc}") from None
 
 
-def export_bpx(sim_dir: str | Path, out: str | Path, *, tau: float | None = None, bruggeman: float | None = None) -> Path:
+def export_bpx(sim_dir: str | Path, out: str | Path, *, tau: float | None = None, bruggeman: float | None = None,
+               li_negative: bool = False) -> Path:
     """Write the BPX file of a finished simulate run's electrode (validated before it is written)."""
     from mpi4py import MPI
 
@@ -125,7 +172,7 @@ def export_bpx(sim_dir: str | Path, out: str | Path, *, tau: float | None = None
     g = mesh_geometry(load_mesh(run_mesh_spec(run, sim_dir), MPI.COMM_WORLD))
     if tau is not None:
         g.tau = float(tau)
-    data = to_bpx(params, g, bruggeman=bruggeman, title=f"tomocell electrode of {sim_dir.name}")
+    data = to_bpx(params, g, bruggeman=bruggeman, title=f"tomocell electrode of {sim_dir.name}", li_negative=li_negative)
     validate_bpx(data)
     if MPI.COMM_WORLD.rank == 0:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ checkpoint is either complete or absent; only
 accepted (converged) states are ever saved, so a diverging step cannot corrupt it. Resuming needs
 the same mesh, the same number of MPI ranks (the arrays follow the partition) and every setting that
 changes the answer (parameters, C-rate, protocol, step control: the fingerprint of
-:func:`tomocell.physics.discharge._fingerprint`); a mismatch is refused, naming it.
+:func:`fingerprint`); a mismatch is refused, naming it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,42 @@ from tomocell.errors import InputError
 from tomocell.physics.outputs import ParallelDir
 
 ARRAYS = ("c_s", "phi_s", "c_e", "phi_e", "c_s_old", "c_e_old")
+
+
+#: keys of a parameter file that document a value without changing it (ignored by --resume)
+_DOC_KEYS = {"source", "sources", "unit", "units", "description", "note", "notes", "reference", "doi", "name",
+             "material", "comment"}
+
+
+def flat_parameters(raw: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted name -> value of every answer-changing entry of a parameter mapping."""
+    out: dict[str, Any] = {}
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            if str(k) in _DOC_KEYS:
+                continue
+            out.update(flat_parameters(v, f"{prefix}{k}."))
+    elif isinstance(raw, (list, tuple)):
+        out[prefix[:-1]] = [flat_parameters(v) if isinstance(v, dict) else v for v in raw]
+    else:
+        out[prefix[:-1]] = raw
+    return out
+
+
+def fingerprint(model: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """Everything a checkpoint must share with the run that resumes it: the mesh (size, active volume,
+    a checksum of this rank's node coordinates and cell tags), every parameter, and the operating and
+    time-stepping settings (``settings``). Not the linear solver: it changes the answer only at its
+    tolerance, and the iterative solver may switch to LU mid-run anyway."""
+    msh = model.inp.mesh
+    n_nodes = msh.geometry.index_map().size_local
+    xs = np.asarray(msh.geometry.x[:n_nodes], dtype=float)
+    n_own = msh.topology.index_map(3).size_local
+    local = float(np.sum(xs * np.array([1.0, 1.0001, 1.0002]))) + float(np.sum(model.topo.cell_tag[:n_own] * 1e-3))
+    checksums = model.comm.allgather(round(local, 6))
+    return {"dofs": model.dof_count(), "cells": msh.topology.index_map(3).size_global,
+            "active_volume_um3": round(model.vol["active"], 6), "mesh_checksum": checksums,
+            "parameters": flat_parameters(model.p.raw), "li_kinetics": model.li_kinetics, **settings}
 
 
 def checkpoint_dir(out_dir: Path) -> Path:

@@ -29,6 +29,7 @@ EPILOG = """examples:
   tomocell simulate box:4,4,6 --out r --experiment "Discharge at 1C until 3.0 V" "Rest for 10 minutes" \
       "Charge at C/2 until 4.2 V" "Hold at 4.2 V until C/50"          # PyBaMM experiment strings
   tomocell simulate mesh.xdmf --out r --experiment-file gitt.txt --cell-area-cm2 1.0
+  tomocell simulate box:2,2,3 --out r --experiment-preset hppc     # + hppc.csv, hppc.png
 """
 
 
@@ -59,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "Rest for 1 hour) x 5', 'Run cycle.csv (A)' (tomocell.physics.protocols.experiment)")
     parser.add_argument("--experiment-file", default=None, metavar="FILE",
                         help="the experiment from a file, one step or block a line (# comments)")
+    parser.add_argument("--experiment-preset", choices=("gitt", "hppc"), default=None,
+                        help="run a GITT (C/10 pulses of 30 min, 1 h rests, x18) or HPPC (1C 10 s pulses both ways at "
+                             "5 SOC levels) experiment and write gitt.csv (D_app per pulse vs SOC) or hppc.csv (10 s "
+                             "resistance vs SOC) and a figure (tomocell.physics.protocols.presets)")
     parser.add_argument("--cell-area-cm2", type=float, default=None, metavar="A",
                         help="electrode area of the cell the experiment's absolute currents/powers are for; the mesh "
                              "carries its share (default: apply them to the mesh as given)")
@@ -121,12 +126,12 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
     pset = kw.pop("params", None)
     experiment = kw.pop("experiment", None)
     cell_area_m2 = kw.pop("cell_area_m2", None)
+    preset = kw.pop("preset", None)
     if experiment is not None:
         from tomocell.physics.protocols.experiment import Step, parse_experiment
 
         experiment = experiment if all(isinstance(e, Step) for e in experiment) else parse_experiment(experiment)
-        kw.pop("dod_snapshots", None)
-        clash = [k for k in ("rest_s", "charge_c_rate", "resume") if kw.pop(k, None)]
+        clash = [k for k in ("rest_s", "charge_c_rate") if kw.pop(k, None)]
         if clash:
             raise InputError(f"an experiment replaces {', '.join(clash)}: write them as steps "
                              "('Rest for 10 minutes', 'Charge at 1C until 4.2 V', 'Hold at 4.2 V until C/20')")
@@ -147,15 +152,20 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
                 from tomocell.physics.discharge import make_model
                 from tomocell.physics.protocols.run import run_experiment
 
-                model = make_model(inp, params, li_kinetics=kw.get("li_kinetics", "butler-volmer"),
-                                   linear_solver=kw.get("linear_solver", "auto"))
-                res = run_experiment(model, experiment, out_dir=out, max_ddod=kw.get("max_ddod", 0.02),
-                                     cell_area_m2=cell_area_m2)
+                model = make_model(inp, params, li_kinetics=kw.pop("li_kinetics", "butler-volmer"),
+                                   linear_solver=kw.pop("linear_solver", "auto"))
+                kw.pop("cv_cutoff_c_rate", None)
+                res = run_experiment(model, experiment, out_dir=out, cell_area_m2=cell_area_m2, **kw)
+                if preset is not None:
+                    from tomocell.physics.protocols.presets import write_preset_outputs
+
+                    write_preset_outputs(preset, model, res.rows, out)
             else:
                 res = simulate_discharge(inp, c_rate, params=params, out_dir=out, **kw)
         man.set_result(**res.summary())
-        for name in ("timeseries.csv", "steps.csv", "particles.csv", "fields"):
-            if experiment is None or (out / name).exists():
+        for name in ("timeseries.csv", "steps.csv", "particles.csv", "fields", "gitt.csv", "gitt.png", "hppc.csv",
+                     "hppc.png"):
+            if (out / name).exists():
                 man.add_output(name, out / name)
     return res
 
@@ -165,9 +175,14 @@ def run(args: argparse.Namespace) -> int:
     from tomocell.physics.parameters import parse_overrides
 
     experiment = None
-    if args.experiment and args.experiment_file:
-        raise InputError("give --experiment or --experiment-file, not both")
-    if args.experiment_file:
+    if sum(map(bool, (args.experiment, args.experiment_file, args.experiment_preset))) > 1:
+        raise InputError("give one of --experiment, --experiment-file and --experiment-preset")
+    if args.experiment_preset:
+        from tomocell.physics.protocols.experiment import parse_experiment
+        from tomocell.physics.protocols.presets import preset_experiment
+
+        experiment = parse_experiment(preset_experiment(args.experiment_preset))
+    elif args.experiment_file:
         from tomocell.physics.protocols.experiment import read_experiment_file
 
         experiment = read_experiment_file(args.experiment_file)
@@ -180,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
                             experiment=experiment, li_kinetics=args.li, linear_solver=args.solver,
                             max_ddod=args.max_ddod, guard=True, overwrite=args.overwrite,
                             rest_s=60.0 * args.rest_min, charge_c_rate=args.charge_c_rate, resume=args.resume,
+                            dod_snapshots=_parse_dod(args.dod), checkpoint_every=args.checkpoint_every,
+                            max_inert_fraction=args.max_inert, preset=args.experiment_preset,
                             cell_area_m2=None if args.cell_area_cm2 is None else 1e-4 * args.cell_area_cm2)
         if mpi.rank() == 0:
             done = [s for s in res.steps if s["status"] == "done"]

@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="FILE.json", help="BPX file to write")
     parser.add_argument("--tau", type=float, default=None, metavar="TAU",
                         help="through-thickness tortuosity factor: transport efficiency = porosity/TAU")
+    parser.add_argument("--li-metal-negative", action="store_true",
+                        help="add a negative electrode standing for the Li metal (Model DFN), so full-cell readers "
+                             "such as pybamm.ParameterValues.create_from_bpx load the file")
     parser.add_argument("--bruggeman", type=float, default=None, metavar="B",
                         help="transport efficiency porosity^B instead (default without --tau: the separator's exponent)")
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.exists():
         raise InputError(f"--out {args.out} exists: tomocell does not write over files (remove it first)")
-    path = export_bpx(args.sim_dir, args.out, tau=args.tau, bruggeman=args.bruggeman)
+    path = export_bpx(args.sim_dir, args.out, tau=args.tau, bruggeman=args.bruggeman, li_negative=args.li_metal_negative)
     if mpi.rank() == 0:
         print(f"tomocell export-bpx: wrote {path} (validated by bpx)")
     return 0

@@ -4,28 +4,27 @@
 start at equilibrium at ``voltage_max`` (4.25 V for NMC111), discharge at ``c_rate`` x 1C (1C =
 the active material's capacity between the stoichiometries at ``voltage_max`` and ``voltage_min``
 on the OCV, delivered in one hour), locate the ``voltage_min`` (3.0 V) crossing in time, then
-optionally rest at zero current. Depth-of-discharge snapshots (default 25/50/70 %) are hit exactly.
+optionally rest at zero current and charge CC-CV. These options are an experiment
+(:func:`shortcut_steps`) run by the one time loop, :func:`tomocell.physics.protocols.run.run_experiment`.
+Depth-of-discharge snapshots (default 25/50/70 %) are hit exactly.
 Output layout: see :mod:`tomocell.physics.outputs`.
 """
 
 from __future__ import annotations
 
-import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mpi4py import MPI
 
-from tomocell.errors import InputError, Interrupted, SolverError
+from tomocell.errors import InputError
 from tomocell.log import get_logger
-from tomocell.physics import checkpoint as ckpt
 from tomocell.physics.model import HalfCellModel, MeshInput
-from tomocell.physics.outputs import OutputWriter, write_timeseries
-from tomocell.physics.parameters import FARADAY, Parameters, load_parameters
-from tomocell.physics.solver import StepControl, locate_event, next_step_size, try_step
+from tomocell.physics.parameters import Parameters, load_parameters
+from tomocell.physics.protocols.experiment import Step, Termination
+from tomocell.physics.solver import StepControl
 
 log = get_logger("physics.discharge")
 
@@ -86,42 +85,6 @@ class DischargeResult:
         return d
 
 
-#: keys of a parameter file that document a value without changing it (ignored by --resume)
-_DOC_KEYS = {"source", "sources", "unit", "units", "description", "note", "notes", "reference", "doi", "name",
-             "material", "comment"}
-
-
-def flat_parameters(raw: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted name -> value of every answer-changing entry of a parameter mapping."""
-    out: dict[str, Any] = {}
-    if isinstance(raw, dict):
-        for k, v in raw.items():
-            if str(k) in _DOC_KEYS:
-                continue
-            out.update(flat_parameters(v, f"{prefix}{k}."))
-    elif isinstance(raw, (list, tuple)):
-        out[prefix[:-1]] = [flat_parameters(v) if isinstance(v, dict) else v for v in raw]
-    else:
-        out[prefix[:-1]] = raw
-    return out
-
-
-def _fingerprint(model: HalfCellModel, settings: dict[str, Any]) -> dict[str, Any]:
-    """Everything a checkpoint must share with the run that resumes it: the mesh (size, active volume,
-    a checksum of this rank's node coordinates and cell tags), every parameter, and the operating and
-    time-stepping settings (``settings``). Not the linear solver: it changes the answer only at its
-    tolerance, and the iterative solver may switch to LU mid-run anyway."""
-    msh = model.inp.mesh
-    n_nodes = msh.geometry.index_map().size_local
-    xs = np.asarray(msh.geometry.x[:n_nodes], dtype=float)
-    n_own = msh.topology.index_map(3).size_local
-    local = float(np.sum(xs * np.array([1.0, 1.0001, 1.0002]))) + float(np.sum(model.topo.cell_tag[:n_own] * 1e-3))
-    checksums = model.comm.allgather(round(local, 6))
-    return {"dofs": model.dof_count(), "cells": msh.topology.index_map(3).size_global,
-            "active_volume_um3": round(model.vol["active"], 6), "mesh_checksum": checksums,
-            "parameters": flat_parameters(model.p.raw), "li_kinetics": model.li_kinetics, **settings}
-
-
 def make_model(inp: MeshInput, params: Parameters, *, li_kinetics: str = "butler-volmer",
                linear_solver: str = "auto", lu_lag: int = 3, direct_dof_limit: int = DIRECT_DOF_LIMIT,
                solver_options: dict[str, Any] | None = None) -> HalfCellModel:
@@ -138,6 +101,24 @@ def make_model(inp: MeshInput, params: Parameters, *, li_kinetics: str = "butler
         linear_solver = "direct" if ncell * 0.5 < direct_dof_limit else "iterative"
     return HalfCellModel(inp, params, li_kinetics=li_kinetics, linear_solver=linear_solver, lu_lag=lu_lag,
                          solver_options=solver_options)
+
+
+def shortcut_steps(p: Parameters, c_rate: float, rest_s: float = 0.0, charge_c_rate: float | None = None,
+                   cv_cutoff_c_rate: float = 0.05) -> list[Step]:
+    """The experiment of the plain options: discharge at ``c_rate`` to ``voltage_min``, an optional rest,
+    an optional CC charge to ``voltage_max`` and CV hold there until ``cv_cutoff_c_rate``. The steps carry
+    the segment names discharge / rest / charge_cc / charge_cv of timeseries.csv."""
+    vmin, vmax = float(p.voltage_min), float(p.voltage_max)
+    steps = [Step("c_rate", float(c_rate), None, (Termination("voltage", vmin),),
+                  f"Discharge at {c_rate:g}C until {vmin:g} V", label="discharge")]
+    if rest_s > 0:
+        steps.append(Step("rest", 0.0, float(rest_s), (), f"Rest for {rest_s:g} seconds", label="rest"))
+    if charge_c_rate:
+        steps += [Step("c_rate", -float(charge_c_rate), None, (Termination("voltage", vmax),),
+                       f"Charge at {charge_c_rate:g}C until {vmax:g} V", label="charge_cc"),
+                  Step("voltage", vmax, None, (Termination("c_rate", float(cv_cutoff_c_rate)),),
+                       f"Hold at {vmax:g} V until {cv_cutoff_c_rate:g}C", label="charge_cv")]
+    return steps
 
 
 def simulate_discharge(
@@ -161,21 +142,20 @@ def simulate_discharge(
     control: StepControl | None = None,
     max_steps: int = 100_000,
 ) -> DischargeResult:
-    """Galvanostatic discharge to the cut-off (then an optional rest); outputs under ``out_dir``.
+    """Galvanostatic discharge to the cut-off (then an optional rest and CC-CV charge); outputs under ``out_dir``.
 
-    ``inp``: mesh with tags (ignored when ``model`` is given). Returns a :class:`DischargeResult`
-    (same on every rank). ``max_inert_fraction``: refuse (InputError) a mesh in which a larger
-    fraction of the active material is disconnected (None: run it, with a warning). Raises
+    The experiment of :func:`shortcut_steps`, run by :func:`tomocell.physics.protocols.run.run_experiment`
+    (one time loop for both). ``inp``: mesh with tags (ignored when ``model`` is given). Returns a
+    :class:`DischargeResult` (same on every rank). ``max_inert_fraction``: refuse (InputError) a mesh in
+    which a larger fraction of the active material is disconnected (None: run it, with a warning). Raises
     InputError before any solve on bad input, SolverError when the time stepping cannot continue,
     :class:`~tomocell.errors.Interrupted` after writing a checkpoint on SIGINT/SIGTERM.
     """
+    from tomocell.physics.protocols.run import run_experiment
+
     t_wall = time.perf_counter()
     if not (isinstance(c_rate, (int, float)) and np.isfinite(c_rate) and c_rate > 0):
         raise InputError(f"C-rate must be a finite number > 0, got {c_rate}")
-    if max_inert_fraction is not None and not 0 <= max_inert_fraction <= 1:
-        raise InputError(f"max_inert_fraction must lie in [0, 1], got {max_inert_fraction}")
-    if not 0 < max_ddod <= 0.5:
-        raise InputError(f"max_ddod must lie in (0, 0.5], got {max_ddod}")
     if rest_s < 0:
         raise InputError(f"rest duration must be >= 0 s, got {rest_s}")
     if charge_c_rate is not None and not (np.isfinite(charge_c_rate) and charge_c_rate > 0):
@@ -184,217 +164,39 @@ def simulate_discharge(
         raise InputError(f"CV cut-off C-rate must be > 0, got {cv_cutoff_c_rate}")
     if charge_c_rate is not None and li_kinetics == "ideal":
         raise InputError("CC-CV charge needs the Butler-Volmer Li electrode (li_kinetics='butler-volmer')")
-    snaps = sorted(float(d) for d in dod_snapshots)
-    if any(not 0 < d < 1 for d in snaps):
-        raise InputError(f"DoD snapshots must lie in (0, 1), got {dod_snapshots}")
     if model is None:
         p = params if isinstance(params, Parameters) else load_parameters(params)
         if inp is None:
             raise InputError("simulate_discharge needs a mesh or a model")
         model = make_model(inp, p, li_kinetics=li_kinetics, linear_solver=linear_solver)
     p = model.p
-    comm = model.comm
-    out = Path(out_dir) if out_dir is not None else None
-    ctl = control or StepControl()
-    x0, x1 = p.theta_limits()
-    i1c = model.one_c_current_A()
-    q_nom = i1c * 3600.0  # C
-    current = c_rate * i1c
-    t_1c = 3600.0 / c_rate
-    ctl.dt_max_s = min(ctl.dt_max_s, max_ddod * t_1c)
-    inert = _report_inert(model, max_inert_fraction)
-    mass_g = p.density * model.vol["active"] * model.ell**3 * 1e3  # connected active material
-    mass_total_g = p.density * (model.vol["active"] + inert["active"]["inert_volume_um3"]) * model.ell**3 * 1e3
-    area_cm2 = model.area_cc * model.ell**2 * 1e4
-    fp = _fingerprint(model, {
-        "c_rate": float(c_rate), "dod_snapshots": snaps, "rest_s": float(rest_s),
-        "charge_c_rate": None if charge_c_rate is None else float(charge_c_rate),
-        "cv_cutoff_c_rate": float(cv_cutoff_c_rate), "max_ddod": float(max_ddod), "event_tol_V": float(event_tol_V),
-        "step_control": {k: v for k, v in vars(ctl).items() if isinstance(v, (int, float, bool, str))}})
-    if resume:
-        if out is None:
-            raise InputError("--resume needs the output directory of the interrupted run")
-        arrays, meta = ckpt.read_checkpoint(comm, out, fp)  # InputError naming any mismatch, before writing
-    writer = OutputWriter(model, out) if out is not None else None
-
-    # ---- state: fresh or from checkpoint ----------------------------------------------------------
-    rows: list[dict[str, Any]] = []
-    segment, t, q_dis, step, dt = "discharge", 0.0, 0.0, 0, 2e-3 * t_1c
-    done_snaps: list[float] = []
-    seg_t0 = 0.0
-    q_chg = 0.0
-    if resume:
-        model.restore(arrays)
-        rows = meta["rows"]
-        segment, t, q_dis, step, dt = meta["segment"], meta["t"], meta["q"], meta["step"], meta["dt"]
-        q_chg = meta.get("q_chg", 0.0)
-        done_snaps, seg_t0 = meta["snapshots"], meta["seg_t0"]
-        if writer is not None:
-            writer.sol_columns = meta.get("sol_columns", [])
-            writer.particle_sol = {k: np.asarray(v) for k, v in meta.get("particle_sol", {}).items()}
-        log.info("resumed at step %d, t = %.1f s, segment %s", step, t, segment)
-    else:
-        model.set_state(x0, 1.0, 0.0)
-    q_prev = model.quantities()
-    li_prev = q_prev["li_solid_mol"] + q_prev["li_electrolyte_mol"]
-
-    def row(dt_: float, cur: float, q: dict[str, float], st: Any, li_bal: float) -> dict[str, Any]:
-        return {"step": step, "t_s": t, "dt_s": dt_, "segment": segment, "voltage_V": q["voltage_V"], "current_A": cur,
-                "current_density_A_m2": cur / (model.area_cc * model.ell**2), "capacity_Ah": q_dis / 3600.0,
-                "capacity_mAh_g": q_dis / 3.6 / mass_total_g, "capacity_mAh_cm2": q_dis / 3.6 / area_cm2,
-                "dod": q_dis / q_nom, "mean_stoichiometry": q["mean_stoichiometry"], "li_solid_mol": q["li_solid_mol"],
-                "li_electrolyte_mol": q["li_electrolyte_mol"], "li_total_mol": q["li_solid_mol"] + q["li_electrolyte_mol"],
-                "li_balance_rel": li_bal, "interface_current_A": q["interface_current_A"],
-                "c_e_min_mol_m3": q["c_e_min"], "phi_e_li_V": q["phi_e_li_V"],
-                "newton_its": getattr(st, "newton", 0), "krylov_its": getattr(st, "krylov", 0),
-                "retries": getattr(st, "retries", 0)}
-
-    if not rows:
-        rows.append(row(0.0, 0.0, q_prev, None, 0.0))
-    reason = "running"
-    newton_total = sum(int(r["newton_its"]) for r in rows)
-    krylov_total = sum(int(r["krylov_its"]) for r in rows)
-    n_steps_loop = 0
-
-    def save_checkpoint() -> None:
-        if out is None:
-            return
-        meta = {"segment": segment, "t": t, "q": q_dis, "q_chg": q_chg, "step": step, "dt": dt, "snapshots": done_snaps,
-                "seg_t0": seg_t0, "rows": rows, "fingerprint": fp,
-                "sol_columns": writer.sol_columns if writer else [],
-                "particle_sol": {k: v.tolist() for k, v in (writer.particle_sol.items() if writer else [])}}
-        ckpt.write_checkpoint(comm, out, model.snapshot(), meta)
-        write_timeseries(comm, out, rows)
-
-    with ckpt.TermFlag() as term:
-        while segment != "done":
-            if n_steps_loop >= max_steps:
-                raise SolverError(f"no cut-off after {max_steps} steps")
-            cur = {"discharge": current, "rest": 0.0, "charge_cc": -(charge_c_rate or 0.0) * i1c}.get(segment, 0.0)
-            model.set_potentiostatic(p.voltage_max if segment == "charge_cv" else None)
-            model.set_current_A(cur)
-            dt_try = min(dt, ctl.dt_max_s)
-            pending = [d for d in snaps if d not in done_snaps and d * q_nom > q_dis + 1e-9 * q_nom]
-            if segment == "discharge" and pending:
-                remaining = (pending[0] * q_nom - q_dis) / cur
-                # land on the snapshot without leaving a sliver of a step behind
-                dt_try = remaining if remaining < 1.5 * dt_try else dt_try
-            if segment == "rest":
-                dt_try = min(dt_try, seg_t0 + rest_s - t)
-            pre = model.snapshot()
-            v_before = q_prev["voltage_V"]
-            # the first step after a change of operation (start, rest, charge) jumps by the ohmic and
-            # kinetic response: not a slope, so it must not cap the next step (it cut 0.72 s to 0.12 s)
-            first_in_segment = rows[-1]["step"] == 0 or rows[-1]["segment"] != segment
-            n_switch = len(model.solver_switches)
-            st = try_step(model, dt_try, ctl)
-            dt_try = st.dt
-            for sw in model.solver_switches[n_switch:]:
-                sw.update({"t_s": t, "step": step + 1})
-            q = model.quantities()
-            event = False
-            crossed = ((segment == "discharge" and q["voltage_V"] < p.voltage_min)
-                       or (segment == "charge_cc" and q["voltage_V"] > p.voltage_max))
-            if crossed:
-                sign, limit = (1.0, p.voltage_min) if segment == "discharge" else (-1.0, p.voltage_max)
-                g_lo = sign * (q_prev["voltage_V"] - limit)
-
-                def g() -> float:
-                    return sign * (model.quantities()["voltage_V"] - limit)
-
-                model.restore(pre)
-                dt_try, st2 = locate_event(model, g, dt_try, g_lo, sign * (q["voltage_V"] - limit), ctl, event_tol_V)
-                st.newton += st2.newton
-                st.krylov += st2.krylov
-                q = model.quantities()
-                event = True
-            model.accept_step()
-            if segment == "charge_cv":
-                cur = q.get("li_face_current_A", -q["interface_current_A"])
-            t += dt_try
-            q_dis += cur * dt_try
-            if cur < 0:
-                q_chg -= cur * dt_try
-            step += 1
-            n_steps_loop += 1
-            li_now = q["li_solid_mol"] + q["li_electrolyte_mol"]
-            passed = cur * dt_try / FARADAY
-            li_bal = (li_now - li_prev - passed) / (abs(passed) if passed else max(abs(li_now), 1e-300))
-            li_prev = li_now
-            newton_total += st.newton
-            krylov_total += st.krylov
-            rows.append(row(dt_try, cur, q, st, li_bal))
-            q_prev = q
-            if segment == "discharge" and pending and abs(q_dis - pending[0] * q_nom) <= 1e-9 * q_nom:
-                done_snaps.append(pending[0])
-                if writer is not None:
-                    writer.write_snapshot(pending[0], {"t_s": t, "dod": pending[0], "voltage_V": q["voltage_V"],
-                                                       "capacity_Ah": q_dis / 3600.0})
-            # step-size control
-            dt = next_step_size(min(dt, ctl.dt_max_s), dt_try, st.newton, st.retries, ctl,
-                                dvoltage_V=0.0 if first_in_segment else q["voltage_V"] - v_before)
-            after_rest = "charge_cc" if charge_c_rate else "done"
-            if event and segment == "discharge":
-                reason = "cut-off"
-                segment = "rest" if rest_s > 0 else after_rest
-                seg_t0 = t
-                dt = 2e-3 * t_1c
-            elif event and segment == "charge_cc":
-                segment, seg_t0 = "charge_cv", t
-            elif segment == "charge_cv" and abs(cur) < cv_cutoff_c_rate * i1c:
-                segment = "done"
-            elif segment == "rest" and t >= seg_t0 + rest_s - 1e-9:
-                segment = after_rest
-            if out is not None and (step % max(checkpoint_every, 1) == 0):
-                save_checkpoint()
-            signum = int(comm.allreduce(term.signum, op=MPI.MAX))
-            if signum:
-                save_checkpoint()
-                name = signal.Signals(signum).name
-                raise Interrupted(f"stopped by {name} at step {step}, t = {t:.1f} s; checkpoint written"
-                                  + (f", continue with --resume (same settings, --out {out})" if out is not None else ""),
-                                  signum)
-            if step % 10 == 0:
-                log.info("step %d t=%.1f s V=%.4f V DoD=%.3f dt=%.3g s newton=%d", step, t, q["voltage_V"],
-                         q_dis / q_nom, dt_try, st.newton)
+    steps = shortcut_steps(p, c_rate, rest_s, charge_c_rate, cv_cutoff_c_rate)
+    settings = {"c_rate": float(c_rate), "rest_s": float(rest_s),
+                "charge_c_rate": None if charge_c_rate is None else float(charge_c_rate),
+                "cv_cutoff_c_rate": float(cv_cutoff_c_rate)}
+    ex = run_experiment(model, steps, out_dir=out_dir, control=control, event_tol_V=event_tol_V, max_ddod=max_ddod,
+                        max_steps=max_steps, dod_snapshots=dod_snapshots, checkpoint_every=checkpoint_every,
+                        resume=resume, max_inert_fraction=max_inert_fraction, settings=settings)
+    rows = ex.rows
+    q_nom = ex.one_c_current_A * 3600.0
     dis = [r for r in rows if r["segment"] == "discharge" and r["step"] > 0]
     energy = sum(r["voltage_V"] * r["current_A"] * r["dt_s"] for r in dis) / 3600.0
     cap = sum(r["current_A"] * r["dt_s"] for r in dis) / 3600.0
-    res = DischargeResult(
-        c_rate=float(c_rate), capacity_Ah=cap, capacity_mAh_g=cap * 1e3 / mass_total_g,
-        capacity_mAh_cm2=cap * 1e3 / area_cm2, capacity_mAh_g_connected=cap * 1e3 / mass_g,
+    q_chg = -sum(r["current_A"] * r["dt_s"] for r in rows[1:] if r["current_A"] < 0)
+    reason = "cut-off" if ex.steps[0]["reason"] == f"{p.voltage_min:g} V" else ex.steps[0]["reason"]
+    n = len(rows) - 1
+    return DischargeResult(
+        c_rate=float(c_rate), capacity_Ah=cap, capacity_mAh_g=cap * 1e3 / ex.mass_total_g,
+        capacity_mAh_cm2=cap * 1e3 / ex.area_cm2, capacity_mAh_g_connected=cap * 1e3 / ex.mass_g,
         # of the discharge segment alone (after a CC-CV charge the net charge is ~0)
-        nominal_capacity_Ah=q_nom / 3600.0, nominal_capacity_mAh_g=q_nom / 3.6 / mass_g, utilisation=cap * 3600.0 / q_nom,
-        utilisation_total=cap * 3600.0 / q_nom * mass_g / mass_total_g, inert=inert,
-        one_c_current_A=i1c, final_voltage_V=float(dis[-1]["voltage_V"]) if dis else float("nan"),
+        nominal_capacity_Ah=q_nom / 3600.0, nominal_capacity_mAh_g=q_nom / 3.6 / ex.mass_g,
+        utilisation=cap * 3600.0 / q_nom, utilisation_total=cap * 3600.0 / q_nom * ex.mass_g / ex.mass_total_g,
+        inert=ex.inert, one_c_current_A=ex.one_c_current_A,
+        final_voltage_V=float(dis[-1]["voltage_V"]) if dis else float("nan"),
         mean_voltage_V=energy / cap if cap > 0 else float("nan"), energy_Wh=energy,
-        discharge_time_s=float(dis[-1]["t_s"]) if dis else 0.0, reason=reason, steps=step,
-        newton_total=newton_total, krylov_total=krylov_total, newton_per_step=newton_total / max(step, 1),
-        snapshots=done_snaps, dofs=model.dof_count(), cells=model.inp.mesh.topology.index_map(3).size_global,
-        mpi_size=comm.size, wall_s=time.perf_counter() - t_wall, rows=rows, charge_Ah=q_chg / 3600.0,
-        linear_solver=model.linear_solver, solver_switches=list(model.solver_switches),
+        discharge_time_s=float(dis[-1]["t_s"]) if dis else 0.0, reason=reason, steps=n,
+        newton_total=ex.newton_total, krylov_total=ex.krylov_total, newton_per_step=ex.newton_total / max(n, 1),
+        snapshots=ex.snapshots, dofs=ex.dofs, cells=model.inp.mesh.topology.index_map(3).size_global,
+        mpi_size=model.comm.size, wall_s=time.perf_counter() - t_wall, rows=rows, charge_Ah=q_chg / 3600.0,
+        linear_solver=ex.linear_solver, solver_switches=ex.solver_switches,
     )
-    if out is not None:
-        write_timeseries(comm, out, rows)
-    return res
-
-
-def _report_inert(model: HalfCellModel, max_inert_fraction: float | None) -> dict[str, dict[str, float]]:
-    """The inert (disconnected) share of every phase: a warning when any, InputError above the limit."""
-    inert = {k: dict(v) for k, v in (model.topo.inert or {}).items()}
-    if not inert:  # a model built without the accounting (should not happen): nothing excluded known
-        inert = {"active": {"volume_um3": model.vol["active"], "inert_volume_um3": 0.0, "inert_fraction": 0.0}}
-    fa = inert["active"]["inert_fraction"]
-    parts = [f"{name} {100 * v['inert_fraction']:.1f} %" for name, v in inert.items() if v["inert_fraction"] > 0]
-    if parts and model.comm.rank == 0:  # the same figures on every rank: said once
-        c = model.topo.counts
-        log.warning("disconnected material set inert (carries no current): %s of each phase's volume "
-                    "(%d active, %d CBD, %d electrolyte cells). Capacities are given per all active material "
-                    "(capacity_mAh_g) and per its connected part (capacity_mAh_g_connected); the C-rate is "
-                    "relative to the connected part.", ", ".join(parts), c.get("isolated_active_cells", 0),
-                    c.get("isolated_cbd_cells", 0), c.get("isolated_electrolyte_cells", 0))
-    if max_inert_fraction is not None and fa > max_inert_fraction:
-        raise InputError(f"{100 * fa:.1f} % of the active material is disconnected from the current collector or "
-                         f"the electrolyte (limit {100 * max_inert_fraction:.1f} %, --max-inert): check the mesh "
-                         "(`tomocell mesh` reports percolation per phase)")
-    return inert

@@ -8,7 +8,9 @@ Run directory ``OUT/`` written by :func:`tomocell.physics.discharge.simulate_dis
                             ``results`` = DischargeResult.summary() (capacities, final voltage, steps,
                             Newton/Krylov counts, DoD snapshots written, termination reason)
     OUT/timeseries.csv      one row per accepted time step (row 0 = initial state), columns:
-        step, t_s, dt_s, segment (discharge|rest|charge_cc|charge_cv), voltage_V, current_A
+        step, t_s, dt_s, segment (discharge|rest|charge_cc|charge_cv of the plain options;
+        discharge|charge|rest|hold|profile of an experiment), protocol_step (0-based index of the
+        step in the expanded experiment), voltage_V, current_A
         (> 0 discharge), current_density_A_m2 (per projected collector area), capacity_Ah
         (discharged charge since start), capacity_mAh_g (per active-material mass),
         capacity_mAh_cm2 (per projected collector area), dod (capacity / nominal 1C capacity),
@@ -35,6 +37,9 @@ Run directory ``OUT/`` written by :func:`tomocell.physics.discharge.simulate_dis
                               c_e_mol_m3, sol (all evaluated at the facet midpoints)
         interface.csv         the same table as CSV (header = the npz keys)
         meta.json             t_s, dod, voltage_V, capacity_Ah of the snapshot
+    OUT/steps.csv           one row per experiment step (tomocell.physics.protocols.run.STEP_COLUMNS):
+                            status (done|skipped), end reason, start/end time, voltage and current,
+                            charge, energy, worst Li balance of its time steps
     OUT/checkpoint/         latest checkpoint (meta.json + rank<r>.npz), see tomocell.physics.checkpoint
 
 Coordinates in files for people are micrometres (as in the mesh); everything else is SI.
@@ -63,7 +68,7 @@ from tomocell.physics.fieldfiles import FieldSeriesWriter
 from tomocell.physics.model import HalfCellModel, exchange_current_density
 
 TIMESERIES_COLUMNS = (
-    "step", "t_s", "dt_s", "segment", "voltage_V", "current_A", "current_density_A_m2", "capacity_Ah",
+    "step", "t_s", "dt_s", "segment", "protocol_step", "voltage_V", "current_A", "current_density_A_m2", "capacity_Ah",
     "capacity_mAh_g", "capacity_mAh_cm2", "dod", "mean_stoichiometry", "li_solid_mol", "li_electrolyte_mol",
     "li_total_mol", "li_balance_rel", "interface_current_A", "c_e_min_mol_m3", "phi_e_li_V", "newton_its",
     "krylov_its", "retries",
@@ -304,11 +309,6 @@ class OutputWriter:
                 r[c] = self.particle_sol[c][k]
             rows.append(r)
         write_csv_rows(self.out / "particles.csv", cols, rows)
-
-
-def write_timeseries(comm: MPI.Comm, out_dir: Path, rows: list[dict[str, Any]]) -> None:
-    if comm.rank == 0:
-        write_csv_rows(Path(out_dir) / "timeseries.csv", TIMESERIES_COLUMNS, rows)
 
 
 def write_result_json(comm: MPI.Comm, path: Path, data: dict[str, Any]) -> None:

@@ -28,6 +28,9 @@ CASES = [
     ("Hold at 3V until C/50", "voltage", 3.0, None, [("c_rate", 0.02)]),
     ("Charge at 1 C until 4.1V", "c_rate", -1.0, None, [("voltage", 4.1)]),
     ("Rest for 2 min", "rest", 0.0, 120.0, []),
+    ("Discharge at 10 Ohm for 1 hour", "resistance", 10.0, 3600.0, []),
+    ("Discharge at 1C until < 3.5 V", "c_rate", 1.0, None, [("voltage", 3.5)]),
+    ("Charge at 1C until > 4.1 V", "c_rate", -1.0, None, [("voltage", 4.1)]),
 ]
 
 
@@ -44,14 +47,15 @@ def test_same_as_pybamm(text, kind, value, duration, until):
     pybamm = pytest.importorskip("pybamm")
     ours = parse_step(text)
     theirs = pybamm.Experiment([text]).steps[0]
-    classes = {"rest": "Rest", "c_rate": "CRate", "current": "Current", "voltage": "Voltage", "power": "Power"}
+    classes = {"rest": "Rest", "c_rate": "CRate", "current": "Current", "voltage": "Voltage", "power": "Power",
+               "resistance": "Resistance"}
     assert type(theirs).__name__ == classes[ours.kind]
     assert float(theirs.value) == pytest.approx(ours.value, abs=1e-15)
     if duration is not None:  # (without one PyBaMM sets a default duration)
         assert float(theirs.duration) == pytest.approx(duration)
     terms = {"voltage": "VoltageTermination", "current": "CurrentTermination", "c_rate": "CRateTermination"}
-    assert [(type(t).__name__, pytest.approx(float(t.value))) for t in theirs.termination] == [
-        (terms[u.kind], u.value) for u in ours.until]
+    assert [(type(t).__name__, pytest.approx(float(t.value)), t.operator) for t in theirs.termination] == [
+        (terms[u.kind], u.value, u.operator) for u in ours.until]
 
 
 def test_area_units_and_prefixes():

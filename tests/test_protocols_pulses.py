@@ -53,3 +53,25 @@ def test_hppc_pulse_resistance():
         assert t["R_10s_ohm"] == pytest.approx(table[0]["R_10s_ohm"], rel=0.3)
     with pytest.raises(InputError):
         gitt_experiment(0.0)
+
+
+@pytest.mark.parametrize("preset", ["hppc", "gitt"])
+def test_cli_presets_write_their_table_and_figure(tmp_path, preset):
+    import csv
+
+    from tomocell.cli import main
+
+    out = tmp_path / preset
+    assert main(["simulate", "box:2,2,3", "--out", str(out), "--experiment-preset", preset, "--dod", "50"]) == 0
+    with open(out / f"{preset}.csv") as f:
+        table = list(csv.DictReader(f))
+    assert (out / f"{preset}.png").stat().st_size > 10_000 and (out / "fields" / "dod050").is_dir()
+    soc = [float(r["soc"]) for r in table]
+    if preset == "hppc":
+        assert len(table) == 10 and [r["direction"] for r in table[:2]] == ["discharge", "charge"]
+        assert all(float(r["R_10s_ohm_cm2"]) > 0 for r in table) and soc[0] > 0.99 and soc[-2] == pytest.approx(0.6, abs=1e-6)
+    else:
+        assert len(table) == 18 and all(0 < float(r["D_app_m2_s"]) < 1e-12 for r in table)
+        assert soc == pytest.approx([1 - 0.05 * (i + 1) for i in range(18)], abs=0.01)
+    assert main(["simulate", "box:2,2,3", "--out", str(tmp_path / "x"), "--experiment-preset", preset,
+                 "--experiment", "Rest for 1 s"]) == 2

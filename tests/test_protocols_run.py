@@ -133,10 +133,58 @@ def test_compare_with_a_measured_curve(run, tmp_path, capsys):
     q = float(rows[-1]["capacity_mAh_g"]) * 1.1  # the end capacities are compared
     meas.write_text("time_h,E_V,Q\n" + "".join(f"{a / 3600},{b},{q}\n" for a, b in zip(t, v)))
     argv = ["compare", str(out), str(meas), "--time-col", "time_h", "--time-scale", "3600", "--voltage-col", "E_V"]
-    assert main(argv + ["--capacity-col", "Q", "--json", str(tmp_path / "c.json")]) == 0
+    assert main(argv + ["--capacity-col", "Q", "--json", str(tmp_path / "c.json"), "--figure", str(tmp_path / "o.png")]) == 0
+    assert (tmp_path / "o.png").stat().st_size > 10_000
     import json
 
     res = json.loads((tmp_path / "c.json").read_text())
     assert res["rmse_mV"] == pytest.approx(2.0, rel=1e-6) and res["mean_mV"] == pytest.approx(-2.0, rel=1e-6)
     assert res["capacity_difference_rel"] == pytest.approx(-1 / 11, rel=1e-9)
-    assert main(argv[:3] + ["--voltage-col", "nope"]) == 2
+    assert main(argv[:3] + ["--voltage-col", "nope", "--figure", str(tmp_path / "n.png")]) == 2
+    assert not (tmp_path / "n.png").exists()
+
+
+def test_resume_mid_experiment_gives_the_uninterrupted_result(tmp_path):
+    """Stopped inside step 2 (checkpoint every 4 time steps, the run cut after 30), resumed: the same
+    time series, step table and field snapshot as one uninterrupted run."""
+    from tomocell.errors import SolverError
+
+    exp = parse_experiment(["Discharge at 2C for 10 minutes", "Rest for 2 minutes", "Discharge at 2C until 3.6 V",
+                            "Charge at 1C for 5 minutes"])
+
+    def go(out, **kw):
+        m = make_model(box_cell(MPI.COMM_WORLD, n=(2, 2, 3)), load_parameters(None))
+        return run_experiment(m, exp, out_dir=out, dod_snapshots=(0.5,), checkpoint_every=4, **kw)
+
+    ref = go(tmp_path / "ref")
+    with pytest.raises(SolverError, match="no cut-off"):
+        go(tmp_path / "cut", max_steps=30)
+    import json
+
+    meta = json.loads((tmp_path / "cut" / "checkpoint" / "meta.json").read_text())
+    assert meta["step"] == 28 and meta["state"]["local"] is not None  # inside a step
+    k_cut = meta["protocol_step"]
+    assert 0 < k_cut < len(exp)
+    got = go(tmp_path / "cut", resume=True)
+    assert len(got.rows) == len(ref.rows) and got.snapshots == ref.snapshots == [0.5]
+    for a, b in zip(got.rows, ref.rows):
+        assert a["voltage_V"] == pytest.approx(b["voltage_V"], abs=1e-10) and a["t_s"] == pytest.approx(b["t_s"], rel=1e-12)
+    assert [s["reason"] for s in got.steps] == [s["reason"] for s in ref.steps]
+    assert (tmp_path / "cut" / "fields" / "dod050" / "interface.csv").is_file()
+    # a changed experiment is refused, naming it
+    m = make_model(box_cell(MPI.COMM_WORLD, n=(2, 2, 3)), load_parameters(None))
+    from tomocell.errors import InputError
+
+    with pytest.raises(InputError, match="experiment"):
+        run_experiment(m, exp[:3], out_dir=tmp_path / "cut", dod_snapshots=(0.5,), checkpoint_every=4, resume=True)
+
+
+def test_resistance_step_and_operator_ends(tmp_path):
+    """'Discharge at R Ohm' draws I = V/R (of the previous step); 'until < V' ends below the voltage."""
+    m = make_model(box_cell(MPI.COMM_WORLD, n=(2, 2, 3)), load_parameters(None))
+    r_ohm = 4.0 / (2 * m.one_c_current_A())  # about 2C at 4 V
+    res = run_experiment(m, parse_experiment([f"Discharge at {r_ohm:.6g} Ohm until < 3.8 V"]))
+    body = res.rows[1:]
+    for a, b in zip(res.rows, body):
+        assert b["current_A"] == pytest.approx(a["voltage_V"] / float(f"{r_ohm:.6g}"), rel=1e-9)
+    assert 3.8 <= body[-1]["voltage_V"] <= 3.8 + 1e-4 and res.steps[0]["reason"] == "3.8 V"

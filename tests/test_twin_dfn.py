@@ -223,3 +223,34 @@ def test_missing_extra_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "pybamm", None)  # import pybamm now raises ImportError
     with pytest.raises(InputError, match=r"tomocell\[dfn\]"):
         require_pybamm()
+
+
+def test_export_bpx_with_li_metal_negative_loads_in_pybamm(tmp_path, sim_c10):
+    """--li-metal-negative: a full-cell (DFN) BPX file that pybamm.ParameterValues.create_from_bpx loads,
+    with the positive electrode as exported and a zero-OCP, never-limiting negative for the Li metal."""
+    import pybamm
+
+    from tomocell.cli import main
+    from tomocell.physics.parameters import FARADAY
+
+    out = tmp_path / "full.json"
+    assert main(["-q", "export-bpx", str(sim_c10), "--out", str(out), "--li-metal-negative"]) == 0
+    data = json.loads(out.read_text())
+    assert data["Header"]["Model"] == "DFN"
+    pv = pybamm.ParameterValues.create_from_bpx(str(out))
+    pos = data["Parameterisation"]["Positive electrode"]
+    assert pv["Positive electrode thickness [m]"] == pytest.approx(pos["Thickness [m]"])
+    assert pv["Negative electrode thickness [m]"] == pytest.approx(1e-6)
+    assert float(pv["Negative electrode OCP [V]"]) == 0.0
+    neg = data["Parameterisation"]["Negative electrode"]
+    cell = data["Parameterisation"]["Cell"]
+    q_neg = FARADAY * neg["Maximum concentration [mol.m-3]"] * 0.5 * neg["Thickness [m]"] * 0.2 * cell["Electrode area [m2]"]
+    assert q_neg / 3600.0 == pytest.approx(20 * cell["Nominal cell capacity [A.h]"], rel=1e-9)
+    a = load_parameters("nmc111")
+    assert neg["Reaction rate constant [mol.m-2.s-1]"] * FARADAY / 2 == pytest.approx(a.li_i0, rel=1e-12)
+    # PyBaMM's own DFN on the loaded file delivers the resolved run's C/10 capacity
+    sim = pybamm.Simulation(pybamm.lithium_ion.DFN(), parameter_values=pv,
+                            experiment=pybamm.Experiment([f"Discharge at C/10 until {a.voltage_min} V"]))
+    q = float(sim.solve()["Discharge capacity [A.h]"].entries[-1])
+    ref = json.loads((sim_c10 / "run.json").read_text())["results"]["capacity_Ah"]
+    assert q == pytest.approx(ref, rel=0.02)

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sim-capacity-col", default="capacity_mAh_g",
                         help="run column the measured capacity is compared with (default capacity_mAh_g)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the numbers to FILE")
+    parser.add_argument("--figure", type=Path, default=Path("compare.png"), metavar="FILE",
+                        help="overlay figure: voltage vs time (and vs capacity with --capacity-col), measured and "
+                             "simulated, and their difference (default compare.png)")
 
 
 def _columns(path: Path, names: list[str]) -> dict[str, np.ndarray]:
@@ -55,10 +58,14 @@ def _columns(path: Path, names: list[str]) -> dict[str, np.ndarray]:
         raise InputError(f"{path}: a value is not a number ({e})") from None
 
 
-def compare(run_dir: str | Path, measured: str | Path, *, time_col: str = "time_s", voltage_col: str = "voltage_V",
-            time_scale: float = 1.0, capacity_col: str | None = None,
-            sim_capacity_col: str = "capacity_mAh_g") -> dict[str, Any]:
+def compare(run_dir: str | Path, measured: str | Path, **kw: Any) -> dict[str, Any]:
     """The numbers `tomocell compare` prints (see the module docstring)."""
+    return _compare(run_dir, measured, **kw)[0]
+
+
+def _compare(run_dir: str | Path, measured: str | Path, *, time_col: str = "time_s", voltage_col: str = "voltage_V",
+             time_scale: float = 1.0, capacity_col: str | None = None,
+             sim_capacity_col: str = "capacity_mAh_g") -> tuple[dict[str, Any], dict[str, Any]]:
     ts = Path(run_dir) / "timeseries.csv"
     if not ts.is_file():
         raise InputError(f"{run_dir}: no timeseries.csv (not a `tomocell simulate` run)")
@@ -77,21 +84,57 @@ def compare(run_dir: str | Path, measured: str | Path, *, time_col: str = "time_
     out: dict[str, Any] = {"points": int(sel.sum()), "overlap_s": [float(lo), float(hi)],
                            "rmse_mV": float(1e3 * math.sqrt(np.mean(dv**2))), "max_abs_mV": float(1e3 * np.max(np.abs(dv))),
                            "mean_mV": float(1e3 * np.mean(dv)), "duration_difference_s": float(sim["t_s"][-1] - tm[-1])}
+    curves = {"sim": sim, "meas": meas, "tm": tm, "sel": sel, "dv": dv}
     if capacity_col:
         cm, cs = float(meas[capacity_col][-1]), float(sim[sim_capacity_col][-1])
         out.update({"capacity_measured": cm, "capacity_simulated": cs, "capacity_difference": cs - cm,
                     "capacity_difference_rel": (cs - cm) / cm if cm else float("nan"), "capacity_unit": sim_capacity_col})
-    return out
+    return out, curves
+
+
+def plot_overlay(res: dict[str, Any], c: dict[str, Any], path: Path, voltage_col: str, capacity_col: str | None,
+                 sim_capacity_col: str) -> None:
+    """Measured and simulated voltage against time (and capacity), and their difference over the overlap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sim, meas, tm = c["sim"], c["meas"], c["tm"]
+    n = 3 if capacity_col else 2
+    fig, ax = plt.subplots(1, n, figsize=(4.6 * n, 4))
+    ax[0].plot(sim["t_s"] / 3600.0, sim["voltage_V"], label="simulated")
+    ax[0].plot(tm / 3600.0, meas[voltage_col], "--", label="measured")
+    ax[0].set_xlabel("time [h]")
+    ax[0].set_ylabel("voltage [V]")
+    ax[0].legend()
+    ax[0].set_title(f"RMSE {res['rmse_mV']:.1f} mV")
+    if capacity_col:
+        unit = sim_capacity_col.split("_", 1)[1].replace("_", "/") if "_" in sim_capacity_col else ""
+        ax[1].plot(sim[sim_capacity_col], sim["voltage_V"], label="simulated")
+        ax[1].plot(meas[capacity_col], meas[voltage_col], "--", label="measured")
+        ax[1].set_xlabel(f"capacity [{unit}]")
+        ax[1].set_ylabel("voltage [V]")
+        ax[1].legend()
+        ax[1].set_title(f"capacity difference {100 * res['capacity_difference_rel']:+.2f} %")
+    ax[-1].plot(tm[c["sel"]] / 3600.0, 1e3 * c["dv"])
+    ax[-1].axhline(0.0, color="0.6", lw=0.8)
+    ax[-1].set_xlabel("time [h]")
+    ax[-1].set_ylabel("simulated - measured voltage [mV]")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> int:
-    res = compare(args.run, args.measured, time_col=args.time_col, voltage_col=args.voltage_col,
+    res, curves = _compare(args.run, args.measured, time_col=args.time_col, voltage_col=args.voltage_col,
                   time_scale=args.time_scale, capacity_col=args.capacity_col, sim_capacity_col=args.sim_capacity_col)
     line = (f"tomocell compare: voltage RMSE {res['rmse_mV']:.2f} mV (max {res['max_abs_mV']:.2f} mV, mean "
             f"{res['mean_mV']:+.2f} mV) over {res['points']} points; duration difference {res['duration_difference_s']:+.1f} s")
     if "capacity_difference" in res:
         line += f"; capacity difference {res['capacity_difference']:+.4g} ({100 * res['capacity_difference_rel']:+.2f} %)"
-    print(line)
+    plot_overlay(res, curves, args.figure, args.voltage_col, args.capacity_col, args.sim_capacity_col)
+    print(line + f"; overlay in {args.figure}")
     if args.json is not None:
         args.json.write_text(json.dumps(res, indent=1))
     return 0

@@ -5,6 +5,7 @@ The step syntax is PyBaMM's (``pybamm.Experiment``), so users paste what they al
     Discharge at 1C until 3.0 V            Charge at C/2 until 4.2 V
     Rest for 10 minutes                    Hold at 4.2 V until C/50
     Discharge at 2 mA for 30 seconds       Discharge at 1 W for 1 hour or until 3.3 V
+    Discharge at 10 Ohm until 3.0 V        Discharge at 1C until < 3.5 V    (PyBaMM's operators < and >)
     Charge at 0.5 mA/cm2 until 4.2 V       (an extension: per projected area, for sub-volume meshes)
 
 plus two extensions of our own:
@@ -16,7 +17,10 @@ plus two extensions of our own:
 
 Signs follow PyBaMM: a positive current or power discharges the working electrode. Terminations:
 a voltage (``until 3.0 V``), an end current (``until C/50``, ``until 50 uA``), several joined by
-``or``. Everything that cannot be parsed raises :class:`~tomocell.errors.InputError` (exit 2) naming
+``or``; as in PyBaMM a leading ``<`` or ``>`` fixes the side a voltage end is reached from (without it
+a discharge ends below, a charge above the voltage) and makes a current end signed (without it the
+magnitude falls below the value). A resistance step (``Discharge at 10 Ohm``) draws I = V / R.
+Everything that cannot be parsed raises :class:`~tomocell.errors.InputError` (exit 2) naming
 the step and what is wrong.
 """
 
@@ -31,7 +35,7 @@ from pathlib import Path
 from tomocell.errors import InputError
 
 #: step kinds: what is imposed
-KINDS = ("current", "c_rate", "current_density", "power", "voltage", "rest", "profile")
+KINDS = ("current", "c_rate", "current_density", "power", "power_density", "resistance", "voltage", "rest", "profile")
 
 _TIME_UNITS = {
     **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1.0),
@@ -41,25 +45,28 @@ _TIME_UNITS = {
 }
 _PREFIX = {"": 1.0, "k": 1e3, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9}
 #: electrical units -> step kind (per projected area: A/m2 SI, mA/cm2 the lab's)
-_UNITS = {"A": "current", "W": "power", "V": "voltage", "A/m2": "current_density", "A/cm2": "current_density",
+_UNITS = {"A": "current", "W": "power", "V": "voltage", "Ohm": "resistance", "A/m2": "current_density", "A/cm2": "current_density",
           "W/m2": "power_density", "W/cm2": "power_density"}
 _NUM = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 
 
 @dataclass(frozen=True)
 class Termination:
-    """An end condition: ``kind`` "voltage" [V], "current" [A], "c_rate", or "current_density" [A/m2]
-    (current-like ends compare magnitudes)."""
+    """An end condition: ``kind`` "voltage" [V], "current" [A], "c_rate", or "current_density" [A/m2].
+    ``operator`` "<", ">" or None (PyBaMM's): a voltage end reached from above / below (None: from the
+    step's direction); a current end on the signed current (None: its magnitude falls below)."""
 
     kind: str
     value: float
+    operator: str | None = None
 
 
 @dataclass(frozen=True)
 class Step:
     """One operating step. ``value``: A, C-rate, A/m2, W, W/m2 or V by ``kind`` (positive = discharge;
     0 for rest). ``duration_s`` None: until a termination. ``profile``: (times_s, values) of a drive cycle,
-    ``profile_unit`` the kind of its values."""
+    ``profile_unit`` the kind of its values. ``label``: the ``segment`` name in timeseries.csv (default
+    :attr:`direction`)."""
 
     kind: str
     value: float
@@ -68,6 +75,7 @@ class Step:
     text: str = ""
     profile: tuple[tuple[float, ...], tuple[float, ...]] | None = field(default=None, repr=False)
     profile_unit: str = ""
+    label: str = ""
 
     @property
     def direction(self) -> str:
@@ -112,10 +120,10 @@ def parse_electric(text: str, step: str = "") -> tuple[str, float]:
     m = re.fullmatch(rf"({_NUM})\s*C", s)
     if m:
         return "c_rate", float(m.group(1))
-    m = re.fullmatch(rf"({_NUM})\s*([kmunµ]?)(A|W|V)(/[cm]?m2)?", s)
+    m = re.fullmatch(rf"({_NUM})\s*([kmunµ]?)(A|W|V|Ohm)(/[cm]?m2)?", s)
     if not m:
         raise _err(step or text, f"value {s!r} is not a C-rate (1C, C/2), a current (2 mA), a voltage (4.2 V), "
-                                 "a power (1 W) or a current density (0.5 mA/cm2)")
+                                 "a power (1 W), a resistance (10 Ohm) or a current density (0.5 mA/cm2)")
     val = float(m.group(1)) * _PREFIX[m.group(2)]
     unit = m.group(3) + (m.group(4) or "")
     if unit.endswith("/cm2"):
@@ -123,15 +131,17 @@ def parse_electric(text: str, step: str = "") -> tuple[str, float]:
     if unit.endswith("/mm2"):
         val, unit = val * 1e6, unit[:-4] + "/m2"
     if unit not in _UNITS:
-        raise _err(step or text, f"unit {unit!r} is not one of A, W, V, A/m2, A/cm2, W/m2, W/cm2")
+        raise _err(step or text, f"unit {unit!r} is not one of A, W, V, Ohm, A/m2, A/cm2, W/m2, W/cm2")
     return _UNITS[unit], val
 
 
 def _termination(text: str, step: str) -> Termination:
-    kind, val = parse_electric(text, step)
-    if kind == "power" or kind == "power_density":
-        raise _err(step, f"termination {text.strip()!r}: a step ends at a voltage or a current, not a power")
-    return Termination(kind, val)
+    t = text.strip()
+    op = t[0] if t[:1] in ("<", ">") else None
+    kind, val = parse_electric(t[1:] if op else t, step)
+    if kind in ("power", "power_density", "resistance"):
+        raise _err(step, f"termination {text.strip()!r}: a step ends at a voltage or a current, not a power or resistance")
+    return Termination(kind, val, op)
 
 
 def _profile(path_text: str, unit: str, step: str, base: Path | None) -> Step:
