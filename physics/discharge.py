@@ -40,7 +40,7 @@ class DischargeResult:
     """What a discharge delivered. Capacities are per active-material mass and per projected area.
 
     Active material cut off from the collector (or behind closed pores) is set inert by the model
-    (:func:`tomocell.physics.model.analyse_mesh`) and carries no current: ``capacity_mAh_g`` and
+    (:func:`tomocell.physics.topology.analyse_mesh`) and carries no current: ``capacity_mAh_g`` and
     ``utilisation_total`` are per *all* active material in the mesh (what a cell made of this
     electrode would deliver per coated mass), ``capacity_mAh_g_connected`` and ``utilisation`` per the
     connected part only (the nominal capacity and the 1C current are the connected part's).
@@ -128,7 +128,7 @@ def make_model(inp: MeshInput, params: Parameters, *, li_kinetics: str = "butler
     """The model with the linear solver chosen by size.
 
     ``linear_solver``: "direct" (MUMPS LU), "iterative" (GMRES + field-split AMG, see
-    :func:`tomocell.physics.model.iterative_options`) or "auto": direct below ``direct_dof_limit``
+    :func:`tomocell.physics.newton.iterative_options`) or "auto": direct below ``direct_dof_limit``
     DOFs (estimated as 0.5 per tet, the ratio of the voxel-route meshes), iterative above.
     ``solver_options``: PETSc options (without prefix) that override the defaults, e.g.
     ``{"fieldsplit_ps_pc_gamg_threshold": 0.05}``.

@@ -27,7 +27,6 @@ to round-off whatever the mesh.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -35,15 +34,13 @@ import numpy as np
 import tomocell.fem  # noqa: F401  (before dolfinx)
 import ufl
 from dolfinx import fem, mesh as dmesh
-from petsc4py import PETSc
 from mpi4py import MPI
 
-from tomocell.errors import InputError, TomocellError
-from tomocell.log import get_logger
+from tomocell.errors import InputError
 from tomocell.meshing import tags as T
+from tomocell.physics.newton import NewtonSolver, iterative_options, newton_convergence  # noqa: F401  (re-exported)
 from tomocell.physics.parameters import FARADAY, Parameters
-
-log = get_logger(__name__)
+from tomocell.physics.topology import MeshInput, analyse_mesh  # noqa: F401  (re-exported)
 
 IFACE = 1  # dS subdomain id of the reaction interface
 CC_SOLID = 1  # ds subdomain ids
@@ -51,67 +48,6 @@ LI = 2
 CC_ALL = 3
 
 FIELD_NAMES = ("c_s", "phi_s", "c_e", "phi_e")
-SPLIT_NAMES = ("cs", "ps", "ce", "pe")  # fieldsplit names: options prefix <prefix>fieldsplit_<name>_
-
-
-def _csr_keys(M: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """CSR of the owned rows of a PETSc AIJ matrix and one int64 key (row * N + global column) per entry."""
-    ai, aj, av = M.getValuesCSR()
-    n = np.int64(M.getSize()[1])
-    rows = np.repeat(np.arange(ai.size - 1, dtype=np.int64), np.diff(ai)) + M.getOwnershipRange()[0]
-    return ai, aj, av, rows * n + aj.astype(np.int64)
-
-
-def iterative_options() -> dict[str, Any]:
-    """PETSc options of the scalable linear solver (relative to the model's options prefix).
-
-    GMRES preconditioned by a multiplicative (block Gauss-Seidel) field split in the order
-    c_s, phi_s, c_e, phi_e, one smoothed-aggregation AMG V-cycle (GAMG) per field. This works because
-    the residual is written so that every diagonal block is an O(1)-scaled elliptic or
-    mass + diffusion operator and every off-diagonal coupling is weak against it: the Butler-Volmer
-    terms are small next to the scaled conduction/diffusion terms, and the migration coupling of the
-    electrolyte mass rows to phi_e is removed by the salt-balance row combination (see
-    ``HalfCellModel._build_forms``).
-    """
-    o: dict[str, Any] = {
-        "ksp_type": "gmres", "ksp_rtol": 1e-10, "ksp_atol": 1e-14, "ksp_max_it": 400,
-        "ksp_gmres_restart": 200, "ksp_pc_side": "right", "ksp_norm_type": "unpreconditioned",
-        "pc_type": "fieldsplit", "pc_fieldsplit_type": "multiplicative",
-        "pc_fieldsplit_off_diag_use_amat": True,
-    }
-    for name in SPLIT_NAMES:
-        f = f"fieldsplit_{name}_"
-        o.update({f + "ksp_type": "preonly", f + "pc_type": "gamg", f + "pc_gamg_threshold": 0.02})
-    return o
-
-
-def newton_convergence(it: int, xnorm: float, gnorm: float, fnorm: float, fnorms: list[float], max_it: int) -> int:
-    """PETSc SNES convergence reason for Newton iteration ``it`` (``fnorms``: residual norms so far,
-    ``fnorms[0]`` the initial one, the last ``fnorm``); > 0 converged, < 0 diverged, 0 continue.
-
-    Newton with the exact Jacobian stops on a small residual (1e-11 relative, 1e-13 absolute) with a
-    small update, or when the update is at round-off, so Li is conserved to ~1e-13. Third case: the
-    residual has reached the round-off floor of an ill-conditioned Jacobian. Once the electrolyte is
-    depleted (c_e ~ 0 somewhere) the residual stalls at ~1e-10 after one or two quadratic iterations
-    and the update stays noisy, so neither test can pass and every step size failed (measured: 75 um
-    electrode at 10C, residual 1e-4 -> 8e-10 -> 2.9e-10 -> flat for 13 iterations, down to
-    dt = 2e-4 s). Accepted when the residual fell by >= 1e5, is below 1e-8 (the scaled state is O(1))
-    and made no progress over two iterations.
-    """
-    if not np.isfinite(fnorm):
-        return -4  # SNES_DIVERGED_FNORM_NAN
-    f0 = fnorms[0]
-    if it == 0:
-        return 2 if fnorm < 1e-14 else 0  # SNES_CONVERGED_FNORM_ABS
-    if fnorm <= max(1e-13, 1e-11 * f0) and gnorm <= 1e-8 * max(1.0, xnorm):
-        return 3  # SNES_CONVERGED_FNORM_RELATIVE
-    if gnorm <= 1e-13 * max(1.0, xnorm):
-        return 4  # SNES_CONVERGED_SNORM_RELATIVE
-    if it >= 3 and fnorm <= 1e-5 * f0 and fnorm <= 1e-8 and fnorm >= 0.7 * fnorms[-3]:
-        return 5  # SNES_CONVERGED_ITS: at the round-off floor
-    if it >= max_it:
-        return -5  # SNES_DIVERGED_MAX_IT
-    return 0
 
 
 def exchange_current_density(p: Parameters, theta: Any, c: Any) -> Any:
@@ -121,237 +57,7 @@ def exchange_current_density(p: Parameters, theta: Any, c: Any) -> Any:
     return FARADAY * p.k_ct * c**p.alpha_a * (p.c_max * (1 - theta))**p.alpha_a * (p.c_max * theta)**p.alpha_c
 
 
-@dataclass
-class MeshInput:
-    """The mesh and its tags as the physics needs them (see :mod:`tomocell.meshing.tags`)."""
-
-    mesh: dmesh.Mesh
-    cell_tags: dmesh.MeshTags
-    facet_tags: dmesh.MeshTags
-    particle_tags: dmesh.MeshTags | None = None
-
-
-def _cell_values_with_ghosts(msh: dmesh.Mesh, tags: dmesh.MeshTags | None, fill: int = -1) -> np.ndarray:
-    """Tag value of every local cell (owned and ghost), filled from the owners by a DG0 scatter.
-
-    Tags read from a file may cover only owned cells; the submeshes need ghost cells too.
-    """
-    tdim = msh.topology.dim
-    imap = msh.topology.index_map(tdim)
-    n = imap.size_local + imap.num_ghosts
-    V0 = fem.functionspace(msh, ("DG", 0))
-    f = fem.Function(V0)
-    f.x.array[:] = fill
-    dofs = V0.dofmap.list[:, 0]
-    if tags is not None:
-        f.x.array[dofs[tags.indices]] = tags.values
-    f.x.scatter_forward()
-    return np.rint(f.x.array[dofs[:n]]).astype(np.int32)
-
-
-def _global_count(comm: MPI.Comm, n: int) -> int:
-    return int(comm.allreduce(int(n), op=MPI.SUM))
-
-
-@dataclass
-class Topology:
-    """Cells, interface and boundary integration data derived from the tags (owned + ghost cells)."""
-
-    cell_tag: np.ndarray
-    particle: np.ndarray
-    iface_data: np.ndarray
-    cc_solid_data: np.ndarray
-    cc_all_data: np.ndarray
-    li_data: np.ndarray
-    z_min: float
-    z_max: float
-    counts: dict[str, int] = field(default_factory=dict)
-    cell_tag_orig: np.ndarray | None = None  # tags before isolated clusters were set inert (0)
-    #: per phase (active, cbd, pore, separator): volume_um3 (whole phase in the mesh), inert_volume_um3
-    #: (cut off electronically or ionically and set inert), inert_fraction
-    inert: dict[str, dict[str, float]] = field(default_factory=dict)
-
-
-def _component_labels(msh: dmesh.Mesh, in_group: np.ndarray) -> np.ndarray:
-    """Global label (smallest global cell index) of the face-connected component of every local cell
-    of ``in_group`` (owned + ghost); -1 outside the group.
-
-    Local components by scipy's connected_components, then a min-propagation over the ranks through
-    ghost cells (a DG0 scatter per round) until nothing changes anywhere.
-    """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = in_group.size
-    f2c = msh.topology.connectivity(2, 3)
-    offs = f2c.offsets
-    two = np.nonzero(np.diff(offs) == 2)[0]
-    a = f2c.array[offs[two]]
-    b = f2c.array[offs[two] + 1]
-    keep = in_group[a] & in_group[b]
-    g = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
-    _, comp = connected_components(g, directed=False)
-    V0 = fem.functionspace(msh, ("DG", 0))
-    f = fem.Function(V0)
-    dofs = V0.dofmap.list[:n, 0]
-    gidx = msh.topology.index_map(3).local_to_global(np.arange(n, dtype=np.int32)).astype(float)
-    big = np.inf
-    label = np.where(in_group, gidx, big)
-    while True:
-        cmin = np.full(comp.max() + 1 if n else 0, big)
-        np.minimum.at(cmin, comp, label)
-        new = np.where(in_group, cmin[comp], big)
-        f.x.array[dofs] = np.where(np.isfinite(new), new, -1.0)
-        f.x.scatter_forward()
-        got = f.x.array[dofs]
-        new = np.minimum(new, np.where(got >= 0, got, big))
-        changed = bool(np.any(new != label))
-        label = new
-        if not msh.comm.allreduce(changed, op=MPI.LOR):
-            break
-    return np.where(np.isfinite(label), label, -1).astype(np.int64)
-
-
-def analyse_mesh(inp: MeshInput) -> Topology:
-    """Check the tags and build integration data; InputError (on every rank) on unusable meshes."""
-    msh = inp.mesh
-    comm = msh.comm
-    tdim = msh.topology.dim
-    if tdim != 3:
-        raise InputError(f"the physics needs a 3D tetrahedral mesh, got topological dimension {tdim}")
-    ct = _cell_values_with_ghosts(msh, inp.cell_tags)
-    pt = _cell_values_with_ghosts(msh, inp.particle_tags, fill=0) if inp.particle_tags is not None else np.zeros_like(ct)
-    n_owned = msh.topology.index_map(tdim).size_local
-    counts = {name: _global_count(comm, np.count_nonzero(ct[:n_owned] == tag)) for name, tag in T.CELL_TAGS.items()}
-    if counts["active"] == 0:
-        raise InputError("mesh has no active-material cells (cell tag ACTIVE = 1)")
-    if counts["pore"] + counts["separator"] == 0:
-        raise InputError("mesh has no electrolyte cells (cell tags PORE = 3 / SEPARATOR = 4)")
-    unknown = set(np.unique(ct[:n_owned]).tolist()) - set(T.CELL_TAGS.values())
-    unknown = set().union(*comm.allgather(unknown))
-    if unknown:
-        raise InputError(f"mesh has cells with unknown or missing tags {sorted(unknown)} (expected {T.CELL_TAGS})")
-
-    fdim = tdim - 1
-    msh.topology.create_connectivity(fdim, tdim)
-    f2c = msh.topology.connectivity(fdim, tdim)
-    fmap = msh.topology.index_map(fdim)
-    nf = fmap.size_local
-    offs = f2c.offsets
-    ncell = np.diff(offs)[:nf]
-    ft = inp.facet_tags
-    if ft is None:
-        raise InputError("mesh has no facet tags (need CURRENT_COLLECTOR = 11 and LI_FACE = 12)")
-    for tag, name in ((T.CURRENT_COLLECTOR, "CURRENT_COLLECTOR (11)"), (T.LI_FACE, "LI_FACE (12)")):
-        if _global_count(comm, np.count_nonzero(ft.values == tag)) == 0:
-            raise InputError(f"mesh has no {name} facet tags")
-
-    # Electronically isolated solid (not connected to the collector through active/CBD cells) and
-    # ionically isolated electrolyte (closed pores, not connected to the separator) cannot carry
-    # current and would make the potentials singular: they are set inert (tag 0) and reported.
-    def seeds(tag: int) -> np.ndarray:
-        fac = ft.indices[ft.values == tag]
-        fac = fac[np.diff(offs)[fac] == 1]
-        mark = np.zeros(ct.size, dtype=bool)
-        mark[f2c.array[offs[fac]]] = True
-        return mark
-
-    solid = np.isin(ct, T.SOLID_CELLS)
-    elec = np.isin(ct, T.ELECTROLYTE_CELLS)
-    lab_e = _component_labels(msh, elec)
-    seed_e = set().union(*comm.allgather(set(np.unique(lab_e[seeds(T.LI_FACE) & elec]).tolist())))
-    live_e = np.isin(lab_e, list(seed_e)) & elec
-    # Solid clusters touching the collector: the cluster holding most active cells carries the
-    # current. Other clusters there (e.g. CBD specks on the foil without active material) could only
-    # float on a Neumann collector, so they are set inert and reported (counts["solid_clusters_on_cc"]).
-    lab_s = _component_labels(msh, solid)
-    seed_s = set().union(*comm.allgather(set(np.unique(lab_s[seeds(T.CURRENT_COLLECTOR) & solid]).tolist())))
-    own_act = (ct[:n_owned] == T.ACTIVE)
-    score = {k: 0 for k in seed_s}
-    for k, c in zip(*np.unique(lab_s[:n_owned][own_act], return_counts=True)):
-        if int(k) in score:
-            score[int(k)] += int(c)
-    tot: dict[int, int] = {}
-    for d in comm.allgather(score):
-        for k, v in d.items():
-            tot[k] = tot.get(k, 0) + v
-    counts["solid_clusters_on_cc"] = len(tot)
-    best = max(tot, key=lambda k: (tot[k], -k)) if tot else -2
-    live_s = (lab_s == best) & solid
-    dead = (solid & ~live_s) | (elec & ~live_e)
-    counts["isolated_active_cells"] = _global_count(comm, np.count_nonzero(dead[:n_owned] & (ct[:n_owned] == T.ACTIVE)))
-    counts["isolated_cbd_cells"] = _global_count(comm, np.count_nonzero(dead[:n_owned] & (ct[:n_owned] == T.CBD)))
-    counts["isolated_electrolyte_cells"] = _global_count(comm, np.count_nonzero(dead[:n_owned] & elec[:n_owned]))
-    inert = _inert_volumes(msh, ct[:n_owned], dead[:n_owned])
-    ct_orig = ct.copy()
-    ct = np.where(dead, 0, ct).astype(np.int32)
-    if _global_count(comm, np.count_nonzero(ct[:n_owned] == T.ACTIVE)) == 0:
-        raise InputError("no active material is electronically connected to the current collector")
-    two = np.nonzero(ncell == 2)[0].astype(np.int32)
-    c0 = f2c.array[offs[two]]
-    c1 = f2c.array[offs[two] + 1]
-    t0, t1 = ct[c0], ct[c1]
-    is_e0 = np.isin(t0, T.ELECTROLYTE_CELLS)
-    is_e1 = np.isin(t1, T.ELECTROLYTE_CELLS)
-    react = ((t0 == T.ACTIVE) & is_e1) | ((t1 == T.ACTIVE) & is_e0)
-    rfacets = two[react]
-    data = np.asarray(fem.compute_integration_domains(fem.IntegralType.interior_facet, msh.topology, rfacets),
-                      dtype=np.int32).reshape(-1, 4)
-    swap = ct[data[:, 0]] != T.ACTIVE
-    data[swap] = data[swap][:, [2, 3, 0, 1]]
-    assert np.all(ct[data[:, 0]] == T.ACTIVE) and np.all(np.isin(ct[data[:, 2]], T.ELECTROLYTE_CELLS))
-    counts["reaction_facets"] = _global_count(comm, data.shape[0])
-    if counts["reaction_facets"] == 0:
-        raise InputError("mesh has no active/electrolyte interface facets: no reaction surface")
-
-    # boundary facets from the facet tags (owned facets only)
-    fidx, fval = ft.indices, ft.values
-    own = fidx < nf
-    fidx, fval = fidx[own], fval[own]
-
-    def ext(tag: int, phases: tuple[int, ...] | None) -> np.ndarray:
-        facets = fidx[fval == tag].astype(np.int32)
-        facets = facets[ncell[facets] == 1]
-        if phases is not None:
-            cells = f2c.array[offs[facets]]
-            facets = facets[np.isin(ct[cells], phases)]
-        return np.asarray(fem.compute_integration_domains(fem.IntegralType.exterior_facet, msh.topology, np.sort(facets)),
-                          dtype=np.int32)
-
-    cc_all = ext(T.CURRENT_COLLECTOR, None)
-    cc_solid = ext(T.CURRENT_COLLECTOR, T.SOLID_CELLS)
-    li = ext(T.LI_FACE, T.ELECTROLYTE_CELLS)
-    counts["cc_facets"] = _global_count(comm, cc_all.size // 2)
-    counts["cc_solid_facets"] = _global_count(comm, cc_solid.size // 2)
-    counts["li_facets"] = _global_count(comm, li.size // 2)
-    if counts["cc_facets"] == 0:
-        raise InputError("mesh has no CURRENT_COLLECTOR (11) facet tags")
-    if counts["cc_solid_facets"] == 0:
-        raise InputError("no active/CBD cell touches the current collector: the electrode is not connected")
-    if counts["li_facets"] == 0:
-        raise InputError("mesh has no LI_FACE (12) facet tags on electrolyte cells")
-    x = msh.geometry.x
-    z_min = comm.allreduce(float(x[:, 2].min()) if x.size else np.inf, op=MPI.MIN)
-    z_max = comm.allreduce(float(x[:, 2].max()) if x.size else -np.inf, op=MPI.MAX)
-    return Topology(ct, pt, data.flatten(), cc_solid, cc_all, li, z_min, z_max, counts, ct_orig, inert)
-
-
-def _inert_volumes(msh: dmesh.Mesh, tags_owned: np.ndarray, dead_owned: np.ndarray) -> dict[str, dict[str, float]]:
-    """Volume of each phase and of its part set inert (owned cells, summed over ranks), in mesh units^3."""
-    x = msh.geometry.x
-    dm = np.asarray(msh.geometry.dofmaps[0])[: tags_owned.size, :4]
-    a = x[dm[:, 0]]
-    vol = np.abs(np.einsum("ij,ij->i", np.cross(x[dm[:, 1]] - a, x[dm[:, 2]] - a), x[dm[:, 3]] - a)) / 6.0
-    out: dict[str, dict[str, float]] = {}
-    for name, tag in T.CELL_TAGS.items():
-        sel = tags_owned == tag
-        tot = float(msh.comm.allreduce(float(vol[sel].sum()), op=MPI.SUM))
-        dv = float(msh.comm.allreduce(float(vol[sel & dead_owned].sum()), op=MPI.SUM))
-        out[name] = {"volume_um3": tot, "inert_volume_um3": dv, "inert_fraction": dv / tot if tot > 0 else 0.0}
-    return out
-
-
-class HalfCellModel:
+class HalfCellModel(NewtonSolver):
     """The coupled four-field problem; one backward-Euler step per :meth:`solve_step`.
 
     Parameters
@@ -624,124 +330,6 @@ class HalfCellModel:
             bcs.append(fem.dirichletbc(self.v_set, dofs, self.spaces[1]))
         return bcs
 
-    def _build_solver(self, prefix: str) -> None:
-        from dolfinx.fem.petsc import NonlinearProblem
-
-        # options left in PETSc's global database by an earlier model with the same prefix (the split
-        # options stay there until a preconditioner is set up) would silently apply to this one: a direct
-        # model built after an iterative one inherited right preconditioning and an unpreconditioned
-        # norm, and its lagged-LU GMRES then failed after a current switch
-        db = PETSc.Options()
-        for key in list(db.getAll()):
-            if key.startswith(prefix):
-                db.delValue(key)
-        opts: dict[str, Any] = {
-            "snes_type": "newtonls",
-            "snes_linesearch_type": "basic",
-            "snes_max_it": 15,
-            "snes_rtol": 1e-11,
-            "snes_atol": 1e-13,
-            "snes_stol": 0.0,
-        }
-        if self.linear_solver == "direct":
-            # LU (MUMPS) refactorised every `lag` Jacobians and used as the preconditioner of GMRES
-            # in between: the Newton steps still use the exact Jacobian, the factorisation (the
-            # dominant cost) is reused across Newton iterations and time steps.
-            opts.update({"ksp_type": "gmres", "ksp_rtol": 1e-12, "ksp_atol": 1e-16, "ksp_max_it": 50,
-                         "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
-                         "snes_lag_preconditioner": self.lu_lag, "snes_lag_preconditioner_persists": True})
-            kind = "mpi"
-            P = None
-        else:
-            opts.update({k: v for k, v in iterative_options().items() if not k.startswith("fieldsplit_")})
-            kind = "nest"
-            P = None  # the Jacobian itself is the preconditioning matrix (no second assembly)
-        # user overrides last; options of the split solvers stay in the options database, because
-        # PETSc reads them only when the preconditioner is first set up (after this returns)
-        nested = {k: v for k, v in iterative_options().items() if k.startswith("fieldsplit_")}
-        for k, v in self.solver_options.items():
-            (nested if k.startswith("fieldsplit_") else opts)[k] = v
-        self.bcs = self._dirichlet()
-        self._prefix = prefix
-        self.problem = NonlinearProblem(
-            self.F_blocks, self.u, bcs=self.bcs, P=P, kind=kind, petsc_options_prefix=prefix,
-            petsc_options=opts, entity_maps=self.entity_maps,
-        )
-        if kind == "nest":
-            pc = self.problem.solver.getKSP().getPC()
-            if pc.getType() == "fieldsplit":
-                db = PETSc.Options()
-                for k, v in nested.items():
-                    db[prefix + k] = v
-                isets = self.problem.A.getNestISs()[0]
-                pc.setFieldSplitIS(*[(SPLIT_NAMES[i], isets[i]) for i in range(4)])
-                self._use_compressed_blocks(self.problem)
-        snes = self.problem.solver
-
-        def converged(snes, it, norms):  # noqa: ANN001
-            xnorm, gnorm, fnorm = norms
-            if it == 0:
-                self._fhist = []
-            self._fhist.append(fnorm)
-            return newton_convergence(it, xnorm, gnorm, fnorm, self._fhist, snes.getTolerances()[3])
-
-        snes.setConvergenceTest(converged)
-
-    def _use_compressed_blocks(self, problem: Any) -> None:
-        """Give the field split diagonal blocks without the spurious sparsity entries.
-
-        DOLFINx 0.11 builds the sparsity of an interface (``dS``) block from both cells of every
-        facet, also where one side is not in the field's submesh; such entries are never written
-        (they stay exactly zero) but couple dofs far apart. Smoothed-aggregation AMG then forms
-        Galerkin products over them: the coarse operators become dense (operator complexity 5-15 on
-        the 96 k-tet demo mesh). Each diagonal block is therefore copied, every Jacobian, into a matrix
-        holding only the couplings of dofs that share a cell of the field's submesh, and that copy
-        is the preconditioning matrix of the split (values identical; the off-diagonal blocks of the
-        Gauss-Seidel sweep and GMRES use the Jacobian itself).
-        """
-        from dolfinx.fem.petsc import assemble_jacobian, assemble_matrix
-
-        A = problem.A
-        A.zeroEntries()
-        assemble_matrix(A, problem.J, self.bcs, diag=1.0)  # the pattern (values are not used)
-        A.assemble()
-        isets = A.getNestISs()[0]
-        masks, comp = [], []
-        domains = ((T.ACTIVE,), T.SOLID_CELLS, T.ELECTROLYTE_CELLS, T.ELECTROLYTE_CELLS)
-        for i, V in enumerate(self.spaces):
-            B = A.getNestSubMatrix(i, i)
-            # the P1 mass matrix of the field's cells is > 0 exactly for dof pairs sharing a cell,
-            # including couplings assembled on other ranks
-            M = assemble_matrix(fem.form(ufl.TrialFunction(V) * ufl.TestFunction(V) * self.dx(domains[i]),
-                                         entity_maps=self.entity_maps))
-            M.assemble()
-            _, _, mv, mkeys = _csr_keys(M)
-            M.destroy()
-            ai, aj, _, keys = _csr_keys(B)
-            masks.append(np.isin(keys, mkeys[mv != 0]))
-            rows = np.repeat(np.arange(ai.size - 1), np.diff(ai))[masks[-1]]
-            ai2 = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=ai.size - 1))]).astype(PETSc.IntType)
-            C = PETSc.Mat().createAIJ(B.getSizes(), csr=(ai2, aj[masks[-1]].astype(PETSc.IntType),
-                                                         np.zeros(rows.size)), comm=B.getComm())
-            C.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
-            comp.append((C, ai2, aj[masks[-1]].astype(PETSc.IntType)))
-        P = PETSc.Mat().createNest([[comp[i][0] if i == j else None for j in range(4)] for i in range(4)],
-                                   isrows=isets, iscols=isets, comm=A.getComm())
-        self._P_comp = (P, comp, masks)
-        ctx = {"u": problem.u, "jacobian": problem.J, "preconditioner": None, "bcs": self.bcs}
-
-        def jacobian(snes, x, J, Pm):  # noqa: ANN001
-            assemble_jacobian(snes, x, J, None, **ctx)
-            for i in range(4):
-                _, _, av = J.getNestSubMatrix(i, i).getValuesCSR()
-                C, ai2, aj2 = comp[i]
-                C.zeroEntries()
-                C.setValuesCSR(ai2, aj2, av[masks[i]])
-                C.assemble()
-            Pm.assemble()
-
-        problem.solver.setJacobian(jacobian, A, P)
-
     # ---- state ------------------------------------------------------------------------------------
     def set_state(self, cs: float, ce: float = 1.0, pe: float = 0.0, ps: float | None = None) -> None:
         """Uniform equilibrium state: cs = x, ce = c/c_e0, phi_e = pe, phi_s = U(x) + pe."""
@@ -763,23 +351,6 @@ class HalfCellModel:
         hist.append(([f.x.array.copy() for f in self.u], getattr(self, "_last_dt", None), self._operating_key()))
         self._history = hist[-2:]
 
-    def _predict(self, dt: float) -> None:
-        """Newton's initial guess: linear extrapolation in time from the last two accepted states when
-        the operating condition (current or voltage) is unchanged and the model sits at the accepted
-        state. It only moves the starting point (the solution is the same), and saves about one
-        Newton iteration per step: the old state with a new step leaves an O(1) residual."""
-        hist = getattr(self, "_history", [])
-        if not self.predictor or len(hist) < 2 or hist[1][1] is None:
-            return
-        (a_prev, _, key_prev), (a_n, dt_n, key) = hist
-        here = all(np.array_equal(f.x.array, a) for f, a in zip(self.u, a_n))
-        # both states under the present condition: after a switch the potentials jump, no trend
-        if not key_prev == key == self._operating_key() or not bool(self.comm.allreduce(here, op=MPI.LAND)):
-            return
-        r = min(dt / dt_n, 3.0)
-        for f, a, b in zip(self.u, a_n, a_prev):
-            f.x.array[:] = a + r * (a - b)
-
     def snapshot(self) -> list[np.ndarray]:
         """Copies of the current and the accepted state (c_s, phi_s, c_e, phi_e, c_s_old, c_e_old)."""
         return [f.x.array.copy() for f in (*self.u, self.cs_n, self.ce_n)]
@@ -787,75 +358,6 @@ class HalfCellModel:
     def restore(self, snap: list[np.ndarray]) -> None:
         for f, a in zip((*self.u, self.cs_n, self.ce_n), snap):
             f.x.array[:] = a
-
-    def _reset_reused_lu(self, snes: Any) -> None:
-        """A reused LU may come from a state that led nowhere: refactorise on the next try. (Only an
-        LU preconditioner: resetting the field split would drop its index sets; its AMG is rebuilt for
-        every Jacobian anyway.)"""
-        pc = snes.getKSP().getPC()
-        if pc.getType() == "lu":
-            pc.reset()
-
-    def switch_to_direct(self, why: str) -> None:
-        """Use MUMPS LU (reused over ``lu_lag`` Jacobians) from now on, for the galvanostatic problem and
-        any potentiostatic one built later. Collective."""
-        if self.linear_solver == "direct":
-            return
-        log.warning("iterative linear solver failed (%s): switching to MUMPS LU for the rest of the run "
-                    "(%d DOFs)", why, self.dof_count())
-        old = self.problem
-        self.linear_solver = "direct"
-        user, self.solver_options = self.solver_options, {}  # they were options of the iterative solver
-        try:
-            self._build_solver(self._prefix + "lu_")
-        finally:
-            self.solver_options = user
-        try:
-            old.solver.destroy()
-        except Exception:  # noqa: BLE001 - best effort; the objects are also collected with the problem
-            pass
-        PETSc.garbage_cleanup(self.comm)
-        self.solver_switches.append({"dt_s": float(self.dt.value), "reason": why})
-
-    def solve_step(self, dt: float) -> tuple[bool, int, int]:
-        """One backward-Euler step of length dt [s] from the accepted state. (converged, newton, krylov).
-
-        With the iterative solver, a failed linear solve switches to LU (``direct_fallback_dof_limit``)
-        and the step is redone from the same start; the returned counts include both tries."""
-        fallback = (self.linear_solver == "iterative" and not self.potentiostatic
-                    and 0 < self.dof_count() <= self.direct_fallback_dof_limit)
-        start = [f.x.array.copy() for f in self.u] if fallback else None
-        ok, its, kits, reason = self._solve_once(dt)
-        if not ok and fallback and reason in (-3, -11):  # SNES_DIVERGED_LINEAR_SOLVE / PETSc error in KSP
-            for f, a in zip(self.u, start):
-                f.x.array[:] = a
-            self.switch_to_direct("GMRES did not converge" if reason == -3 else "PETSc error in the linear solve")
-            ok2, its2, kits2, _ = self._solve_once(dt)
-            return ok2, its + its2, kits + kits2
-        return ok, its, kits
-
-    def _solve_once(self, dt: float) -> tuple[bool, int, int, int]:
-        self.dt.value = dt
-        self._predict(dt)
-        self._last_dt = dt
-        problem = self._problem_cv if self.potentiostatic else self.problem
-        snes = problem.solver
-        try:
-            problem.solve()
-        except (KeyboardInterrupt, TomocellError):
-            raise  # Ctrl-C / a signal raised in a callback is not a failed step (issue 15)
-        except Exception:  # noqa: BLE001 - PETSc errors (e.g. NaN in a factorisation) mean a failed step
-            self._reset_reused_lu(snes)
-            return False, snes.getIterationNumber(), snes.getLinearSolveIterations(), -11
-        reason = snes.getConvergedReason()
-        its = snes.getIterationNumber()
-        kits = snes.getLinearSolveIterations()
-        ok = reason > 0 and all(np.all(np.isfinite(f.x.array)) for f in self.u)
-        ok = bool(self.comm.allreduce(ok, op=MPI.LAND))
-        reason = int(self.comm.allreduce(reason, op=MPI.MIN))
-        if not ok:
-            self._reset_reused_lu(snes)
-        return ok, its, kits, reason
 
     # ---- integrated quantities -----------------------------------------------------------------
     def _assemble(self, form_ufl: Any) -> float:

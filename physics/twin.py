@@ -6,7 +6,7 @@ electrode thickness and projected collector area, the volume fractions of active
 (electrolyte porosity) and CBD, the active/electrolyte interface area per electrode volume (the
 reaction area the resolved model uses: CBD-covered surface excluded), the per-particle equivalent
 radii, and the separator thickness of the mesh. Only the connected part (what carries current in the
-resolved model, :func:`tomocell.physics.model.analyse_mesh`) counts, so both models have the same 1C.
+resolved model, :func:`tomocell.physics.topology.analyse_mesh`) counts, so both models have the same 1C.
 
 The translation (:func:`pybamm_parameters`) keeps the physics identical:
 
@@ -127,7 +127,8 @@ def mesh_geometry(inp: Any, length_unit: float = 1e-6) -> TwinGeometry:
     from mpi4py import MPI
 
     from tomocell.meshing import tags as T
-    from tomocell.physics.model import IFACE, analyse_mesh
+    from tomocell.physics.model import IFACE
+    from tomocell.physics.topology import analyse_mesh
 
     topo = analyse_mesh(inp)
     msh = inp.mesh

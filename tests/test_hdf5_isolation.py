@@ -43,8 +43,8 @@ ORDERS = {
 }
 
 
-def _run(cmd: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _run(cmd: list[str], tmp_path: Path, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **extra_env}
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -63,8 +63,21 @@ def test_without_the_fix_the_bug_is_real(tmp_path: Path) -> None:
     if importlib.util.find_spec("dolfinx_solver") is None:
         pytest.skip("not the dolfinx-solver-real wheel stack (one HDF5 for PETSc and h5py)")
     code = "import dolfinx_solver, dolfinx.fem.petsc\n" + ROUND_TRIP.format(d=tmp_path)
-    r = _run([sys.executable, "-c", code], tmp_path)
+    r = _run([sys.executable, "-c", code], tmp_path, TOMOCELL_NO_H5PY_HOOK="1")
     assert r.returncode != 0 and "Not a datatype" in r.stderr
+
+
+def test_environment_hook_fixes_code_that_never_imports_tomocell(tmp_path: Path) -> None:
+    """A notebook's ``import dolfinx.fem.petsc, h5py`` (no tomocell, no dolfinx_solver) works in the
+    environment scripts/install made: the site hook (scripts/site/tomocell_h5py_deepbind.py) binds
+    h5py to its own HDF5 and bootstraps the wheel's MPI before dolfinx."""
+    made_by_install = Path(sys.prefix).resolve() == (REPO / ".venv").resolve()
+    if importlib.util.find_spec("tomocell_h5py_deepbind") is None:
+        assert not made_by_install, "scripts/install did not install the site hook into .venv"
+        pytest.skip("environment not made by scripts/install (no site hook): tomocell/_hdf5.py covers tomocell's own imports")
+    code = "import dolfinx.fem.petsc\n" + ROUND_TRIP.format(d=tmp_path)
+    r = _run([sys.executable, "-c", code], tmp_path)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr[-3000:]
 
 
 def test_h5py_round_trip_under_mpirun(tmp_path: Path) -> None:
