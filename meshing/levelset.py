@@ -13,7 +13,8 @@
    surfaces within ``hausd``; sizes from ``hmin`` to ``hmax`` graded by ``hgrad``), which removes
    the slivers of the split and sets the element count.
 5. Points are snapped back onto the box planes, facet tags follow from the cell tags, and particle
-   tags are taken from the voxel at each active tet's centroid.
+   tags are taken from the voxel at each active tet's centroid; the local pass of
+   :mod:`tomocell.meshing.improve` (as on the surface route) then works on the last flat tets.
 
 Mmg (LGPL-3.0) comes from the ``mmgpy`` wheel.
 """
@@ -121,6 +122,7 @@ def levelset_mesh(
     hausd_vox: float = 0.1,
     hgrad: float = 1.4,
     mmg_options: dict | None = None,
+    improve: bool = True,
     particle_labels: np.ndarray | None = None,
     verbose: int = -1,
 ) -> TetMesh:
@@ -198,10 +200,20 @@ def levelset_mesh(
     p3 = _snap_to_box(p3, box, L, 1e-6 * dmin)
     facets, ftags, _ = tag_facets(p3, k3, r3, box, tol_um=1e-9 * max(box))
     ptags = _particle_tags(p3, k3, r3, particle_labels, volume)
+    sliver_info: dict = {}
+    if improve:  # the same local pass as the surface route, on Mmg's last flat tets
+        from tomocell.meshing.improve import remove_slivers
+
+        t_imp = time.perf_counter()
+        p3, k3, r3, ptags, sliver_info = remove_slivers(p3, k3, r3, ptags, facets, box_um=box)
+        used, inv = np.unique(k3, return_inverse=True)
+        p3, k3 = p3[used], inv.reshape(-1, 4)
+        facets, ftags, _ = tag_facets(p3, k3, r3, box, tol_um=1e-6 * max(box))
+        sliver_info["time_s"] = time.perf_counter() - t_imp
     mesh = TetMesh(p3, k3, r3, facets, ftags, ptags, box, float(L), info={
         "route": "levelset", "separator_um": float(separator_um), "sigma_vox": sigma_vox,
         "thresholds": {"pore": float(t1), "cbd_minus_active": None if t2 is None else float(t2)},
-        "mmg": {k: v for k, v in opts.items() if k != "verbose"},
+        "mmg": {k: v for k, v in opts.items() if k != "verbose"}, "sliver_removal": sliver_info,
         "voxel_size_um": list(volume.voxel_size_um), "volume_shape": list(lab.shape),
         "time_split_s": t_split, "time_split_pore_s": t_split1, "time_s": time.perf_counter() - t0,
     })
