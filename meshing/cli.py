@@ -48,8 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("volume", help="labelled volume (TIFF, TIFF directory, .npy, .h5, .raw; see tomocell segment)")
     add_voxel_size(parser)
     add_labels(parser)
-    parser.add_argument("--route", choices=("surface", "voxel"), default="surface",
-                        help="meshing route (default: surface, with automatic fallback to voxel)")
+    parser.add_argument("--route", choices=("surface", "levelset", "voxel"), default="surface",
+                        help="meshing route (default: surface, with automatic fallback to voxel; levelset: Mmg "
+                             "multi-material level set of the smoothed, volume-matched labels, needs mmgpy, "
+                             "see docs/meshing.md)")
     parser.add_argument("--h-interface", type=float, default=0.3, metavar="UM",
                         help="target element size at interfaces, um (default 0.3)")
     parser.add_argument("--h-bulk", type=float, default=1.0, metavar="UM",
@@ -80,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="when the mesh changes a phase fraction (1 %%, CBD 2 %%) or the pore D_eff/D0 (5 %%: P1 FE "
                              "on the mesh vs characterise on the voxels) beyond the bounds: warn (default), refuse "
                              "(exit with an error), off (skip the transport solves); see fidelity.json 'transport'")
+    parser.add_argument("--hausd", type=float, default=0.2, metavar="VOXELS",
+                        help="levelset route: Hausdorff distance of the remeshed interfaces, voxels (default 0.2)")
     parser.add_argument("--no-msh", action="store_true", help="do not write the gmsh .msh copy")
     add_out(parser, what="mesh.xdmf/.h5, mesh.msh, fidelity.json, run.json")
 
@@ -114,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
                               separator_um=args.separator, coarsen=args.coarsen, particle_labels=part,
                               fallback=not args.no_fallback, smoothing_iterations=args.smoothing_iterations,
                               threads=args.threads, area_tol=args.area_tol, geometry_check=args.geometry_check,
+                              hausd_vox=args.hausd,
                               gmsh_formulation="tetgen" if args.mesher == "tetgen" else "regions")
         with man.timed("write"):
             paths = write_outputs(res, args.out, write_msh=not args.no_msh)

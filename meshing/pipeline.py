@@ -24,7 +24,7 @@ from tomocell.microstructure.volume import Volume
 
 log = get_logger("meshing")
 
-ROUTES = ("surface", "voxel")
+ROUTES = ("surface", "levelset", "voxel")
 GEOMETRY_CHECKS = ("warn", "refuse", "off")
 
 
@@ -51,6 +51,7 @@ def mesh_volume(
     gmsh_formulation: str = "regions",
     gmsh_algorithm: int | None = None,
     geometry_check: str = "warn",
+    hausd_vox: float = 0.2,
 ) -> MeshResult:
     """Mesh ``volume`` and check it (see module docstring).
 
@@ -66,6 +67,9 @@ def mesh_volume(
     voxels) or the pore D_eff/D0 (P1 FE on the mesh vs `characterise` on the voxels) beyond the bounds
     of :mod:`tomocell.meshing.transport`: 'warn' (default; listed in ``report['geometry_changes']``),
     'refuse' (raise :class:`FidelityError`) or 'off' (no transport solve).
+    Route 'levelset' (:mod:`tomocell.meshing.levelset`, needs mmgpy): ``h_interface_um`` is Mmg's smallest
+    edge, ``h_bulk_um`` its largest, ``hausd_vox`` the Hausdorff distance of the interfaces in voxels;
+    it falls back to the voxel route like 'surface'.
     Raises :class:`FidelityError` if the final mesh fails its checks.
     """
     from tomocell.meshing.gmsh_volume import surface_mesh
@@ -77,7 +81,7 @@ def mesh_volume(
         raise InputError(f"unknown geometry check {geometry_check!r} (choose from {', '.join(GEOMETRY_CHECKS)})")
     volume.require_phases("pore", "active")
     mc = marching_cubes_areas(volume)
-    if route == "surface":
+    if route in ("surface", "levelset"):
         try:
             vol_s, part_s = volume, particle_labels
             if coarsen > 1:
@@ -90,10 +94,20 @@ def mesh_volume(
                 vol_s = volume.with_labels(lab)
                 vol_s = Volume(lab, vs, vol_s.metadata)
                 part_s = block_mode(particle_labels, coarsen, ignore_zero=True) if particle_labels is not None else None
-            mesh = surface_mesh(vol_s, h_interface_um=h_interface_um, h_bulk_um=h_bulk_um,
-                                separator_um=separator_um, particle_labels=part_s,
-                                smoothing_iterations=smoothing_iterations, threads=threads,
-                                formulation=gmsh_formulation, algorithm3d=gmsh_algorithm)
+            if route == "levelset":
+                from tomocell.meshing.levelset import levelset_mesh
+
+                if coarsen > 1:
+                    raise InputError("the level-set route sets its sizes with --h-interface / --h-bulk, not --coarsen")
+                dmin = min(volume.voxel_size_um)
+                mesh = levelset_mesh(volume, separator_um=separator_um, h_max_um=h_bulk_um,
+                                     h_min_vox=h_interface_um / dmin, hausd_vox=hausd_vox,
+                                     particle_labels=particle_labels)
+            else:
+                mesh = surface_mesh(vol_s, h_interface_um=h_interface_um, h_bulk_um=h_bulk_um,
+                                    separator_um=separator_um, particle_labels=part_s,
+                                    smoothing_iterations=smoothing_iterations, threads=threads,
+                                    formulation=gmsh_formulation, algorithm3d=gmsh_algorithm)
             report = fidelity_report(mesh, volume, mc_reference=mc)
             check_fidelity(report, area_tol=area_tol, min_sicn=min_sicn)
             return _check_geometry(MeshResult(mesh, report), volume, geometry_check)
@@ -103,7 +117,7 @@ def mesh_volume(
             if not fallback:
                 raise
             reason = f"{type(exc).__name__}: {exc}"
-            log.warning("surface route failed (%s); falling back to the exact voxel route", reason)
+            log.warning("%s route failed (%s); falling back to the exact voxel route", route, reason)
     else:
         reason = None
     mesh = voxel_mesh(volume, separator_um=separator_um, coarsen=coarsen, particle_labels=particle_labels)

@@ -1,18 +1,15 @@
 #!/usr/bin/env python
-"""Mmg multi-material level-set discretisation of a labelled volume, with tomocell's fidelity report
-(figures printed, no asserts; needs ``pip install mmgpy``, LGPL, which tomocell does not install).
+"""Level-set route (tomocell.meshing.levelset: Mmg multi-material discretisation of a smoothed,
+volume-matched label field) on a volume or on analytic CBD-shell phantoms, with tomocell's fidelity
+report (figures printed, no asserts; needs ``pip install mmgpy``, LGPL).
 
-    .venv/bin/python scripts/bench_mmg_levelset.py electrode.tif --sigma 0 --hausd 0.5 --hmax 1.0 --separator 5
+    .venv/bin/python scripts/bench_mmg_levelset.py electrode.tif --hausd 0.2 --separator 5
+    .venv/bin/python scripts/bench_mmg_levelset.py --phantoms      # areas against the analytic truth
 
-Background mesh: the exact voxel mesh (tomocell.meshing.voxel, with its separator slab), on a grid
-``--refine`` times finer than the voxels. Pass 1
-discretises pore | solid (level 0.5 of the pore indicator, trilinear at the nodes, optionally
-Gaussian-smoothed by ``--sigma`` voxels) inside the electrode, the separator unsplit; pass 2
-discretises active | CBD (sign of indicator_active - indicator_CBD) inside the solid only, pore and
-separator unsplit, so the triple lines stay shared. Mmg remeshes after each pass with ``--hmax``
-(um), ``--hmin`` and ``--hausd`` (fractions of the voxel). Facet tags come from the cell tags
-(tomocell.meshing.tagging), then the report of tomocell.meshing.fidelity and the mesh's own pore
-transport against `characterise` (tomocell.meshing.transport).
+The phantoms are one sphere (radius r voxels) with a CBD shell (thickness t voxels), whole or on the
+upper half only, in pore: their interface areas are known exactly, so they show how far the mesh and
+the two marching-cubes references of tomocell.meshing.fidelity (binary mask; Gaussian sigma 0.7 at
+level 0.5) are from the truth on one- and two-voxel CBD films.
 """
 
 from __future__ import annotations
@@ -23,88 +20,71 @@ import time
 import numpy as np
 
 import tomocell  # noqa: F401  (HDF5 / PETSc order)
-from tomocell.meshing import tags
-from tomocell.meshing.fidelity import fidelity_report
-from tomocell.meshing.tagging import tag_facets
-from tomocell.meshing.tetmesh import TetMesh
-from tomocell.meshing.transport import transport_comparison
-from tomocell.meshing.voxel import voxel_mesh
-from tomocell.microstructure.io import read_volume
-from tomocell.microstructure.volume import ACTIVE, CBD, PORE
-
-SOLID = 50  # temporary reference of active + CBD between the two passes
+from tomocell.meshing.fidelity import fidelity_report, marching_cubes_areas
+from tomocell.meshing.levelset import levelset_mesh
+from tomocell.microstructure.volume import ACTIVE, CBD, PORE, Volume
 
 
-def _pass(points, tets, refs, ls, materials, opts):
-    import mmgpy
+def shell_phantom(r: float, t: float, half: bool) -> tuple[Volume, dict[str, float]]:
+    """Sphere of radius r with a CBD shell of thickness t (voxels; 1 um voxels) and its exact areas."""
+    n = int(2 * (r + t) + 6)
+    z, y, x = np.mgrid[:n, :n, :n] + 0.5
+    c = n / 2 + 0.17  # off the voxel grid
+    rho = np.sqrt((x - c - 0.11) ** 2 + (y - c + 0.07) ** 2 + (z - c) ** 2)
+    lab = np.full((n, n, n), PORE, np.uint8)
+    lab[(rho < r + t) & ((z > c) if half else True)] = CBD
+    lab[rho < r] = ACTIVE
+    if half:
+        truth = {"active|pore": 2 * np.pi * r * r, "active|cbd": 2 * np.pi * r * r,
+                 "cbd|pore": 2 * np.pi * (r + t) ** 2 + np.pi * ((r + t) ** 2 - r * r)}
+    else:
+        truth = {"active|pore": 0.0, "active|cbd": 4 * np.pi * r * r, "cbd|pore": 4 * np.pi * (r + t) ** 2}
+    return Volume(lab, 1.0), truth
 
-    m = mmgpy.MmgMesh3D()
-    m.set_mesh_size(vertices=len(points), tetrahedra=len(tets))
-    m.set_vertices(points)
-    m.set_tetrahedra(tets.astype(np.int32), refs.astype(np.int32))
-    m.set_multi_materials([{"ref": r, "split": int(s), "ref_minus": a, "ref_plus": b} for r, s, a, b in materials])
-    m.remesh_levelset(ls.reshape(-1, 1), verbose=-1, **opts)
-    t, r = m.get_tetrahedra_with_refs()
-    return m.get_vertices(), np.asarray(t, np.int64), np.asarray(r, np.int32)
+
+def report(vol: Volume, a, truth: dict[str, float] | None = None) -> None:
+    t0 = time.perf_counter()
+    mesh = levelset_mesh(vol, separator_um=a.separator, sigma_vox=a.sigma, h_max_um=a.hmax,
+                         h_min_vox=a.hmin, hausd_vox=a.hausd, hgrad=a.hgrad)
+    wall = time.perf_counter() - t0
+    rep = fidelity_report(mesh, vol)
+    q = rep["quality_sicn"]
+    print(f"level-set: {wall:.1f} s (split {mesh.info['time_split_s']:.1f} s), {rep['tets']} tets, SICN min "
+          f"{q['min']:.2e} p01 {q['p01']:.3f}, slivers {rep['slivers']}, conformal {rep['conformity'].get('ok')}")
+    print("  phase volumes: " + ", ".join(f"{k} {100 * v['rel_error']:+.2f} %" for k, v in rep["phase_volumes"].items()))
+    print("  areas vs binary marching cubes: " + ", ".join(f"{k} {100 * v['rel_error']:+.1f} %"
+                                                          for k, v in rep["interface_areas"].items()))
+    if truth:
+        mcb, mcs = marching_cubes_areas(vol), marching_cubes_areas(vol, 0.7)
+        for k, v in rep["interface_areas"].items():
+            if truth[k] > 0:
+                print(f"  {k}: truth {truth[k]:.1f} um2; mesh {100 * (v['mesh_um2'] / truth[k] - 1):+.1f} %, binary MC "
+                      f"{100 * (mcb[k] / truth[k] - 1):+.1f} %, smoothed MC {100 * (mcs[k] / truth[k] - 1):+.1f} %")
 
 
 def main() -> None:
-    from scipy.ndimage import gaussian_filter, map_coordinates
+    from tomocell.microstructure.io import read_volume
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("volume")
-    ap.add_argument("--sigma", type=float, default=0.0, help="Gaussian smoothing of the indicators, voxels")
-    ap.add_argument("--hmax", type=float, default=1.0, help="largest edge, um")
+    ap.add_argument("volume", nargs="?")
+    ap.add_argument("--phantoms", action="store_true", help="run the analytic CBD-shell phantoms instead")
+    ap.add_argument("--sigma", type=float, default=0.7, help="Gaussian smoothing of the indicators, voxels")
+    ap.add_argument("--hmax", type=float, default=None, help="largest edge, um (default 4 voxels)")
     ap.add_argument("--hmin", type=float, default=0.3, help="smallest edge, voxels")
-    ap.add_argument("--hausd", type=float, default=0.5, help="Hausdorff distance, voxels")
+    ap.add_argument("--hausd", type=float, default=0.2, help="Hausdorff distance, voxels")
+    ap.add_argument("--hgrad", type=float, default=1.4, help="size gradation")
     ap.add_argument("--separator", type=float, default=5.0, help="separator slab, um")
-    ap.add_argument("--refine", type=int, default=1,
-                    help="background voxel mesh on an N-times finer grid (2: nodes also at voxel centres)")
     a = ap.parse_args()
-    vol = read_volume(a.volume)
-    d = vol.voxel_size_um
-    t0 = time.perf_counter()
-    fine = vol
-    if a.refine > 1:
-        from tomocell.microstructure.volume import Volume
-
-        lab = vol.labels
-        for ax in range(3):
-            lab = np.repeat(lab, a.refine, axis=ax)
-        fine = Volume(lab, tuple(v / a.refine for v in d))
-    bg = voxel_mesh(fine, separator_um=a.separator)
-    L = bg.electrode_thickness_um
-
-    def indicator(code, pts):  # mesh z grows from the collector; volume axis 0 from the separator
-        f = (vol.labels == code).astype(np.float64)
-        if a.sigma > 0:
-            f = gaussian_filter(f, a.sigma, mode="nearest")
-        c = np.stack([(L - pts[:, 2]) / d[0] - 0.5, pts[:, 1] / d[1] - 0.5, pts[:, 0] / d[2] - 0.5])
-        return map_coordinates(f, c, order=1, mode="nearest")
-
-    opts = {"hmax": a.hmax, "hmin": a.hmin * d[0], "hausd": a.hausd * d[0]}
-    sep = tags.SEPARATOR
-    refs = np.where(bg.cell_tags == sep, sep, 1)
-    ls1 = 0.5 - indicator(PORE, bg.points)
-    ls1[bg.points[:, 2] > L + 1e-9] = 1.0
-    p1, t1, r1 = _pass(bg.points, bg.tets, refs, ls1, [(sep, 0, 0, 0), (1, 1, tags.PORE, SOLID)], opts)
-    t_pass1 = time.perf_counter() - t0
-    ls2 = indicator(ACTIVE, p1) - indicator(CBD, p1)
-    p2, t2, r2 = _pass(p1, t1, r1, ls2, [(sep, 0, 0, 0), (tags.PORE, 0, 0, 0), (SOLID, 1, tags.CBD, tags.ACTIVE)], opts)
-    wall = time.perf_counter() - t0
-    facets, ftags, _ = tag_facets(p2, t2, r2, bg.box_um)
-    mesh = TetMesh(p2, t2, r2, facets, ftags, None, bg.box_um, L, {"route": "mmg-levelset", **opts})
-    rep = fidelity_report(mesh, vol)
-    tp = transport_comparison(mesh, vol)["pore"]
-    q = rep["quality_sicn"]
-    print(f"mmg level-set: {wall:.1f} s (pass 1 {t_pass1:.1f} s), {rep['tets']} tets, SICN min {q['min']:.2e} "
-          f"p01 {q['p01']:.3f}, slivers {rep['slivers']}, conformal {rep['conformity'].get('ok')}")
-    print("  phase volumes: " + ", ".join(f"{k} {100 * v['rel_error']:+.2f} %" for k, v in rep["phase_volumes"].items()))
-    print("  interface areas vs marching cubes: " + ", ".join(f"{k} {100 * v['rel_error']:+.1f} %"
-                                                             for k, v in rep["interface_areas"].items()))
-    if tp["mesh"] and tp["voxels"]:
-        print(f"  pore D_eff/D0: mesh {tp['mesh']['D_eff_over_D0']:.4f}, voxels {tp['voxels']['D_eff_over_D0']:.4f} "
-              f"({100 * tp['D_eff_rel_change']:+.0f} %)")
+    if a.phantoms:
+        a.separator = 0.0
+        for r, t, half in [(6, 1, False), (6, 1, True), (8, 1.5, True), (5, 2, True)]:
+            print(f"phantom: sphere r {r}, CBD shell {t} voxels, {'upper half' if half else 'whole'}")
+            vol, truth = shell_phantom(r, t, half)
+            report(vol, a, truth)
+    elif a.volume:
+        report(read_volume(a.volume), a)
+    else:
+        ap.error("give a volume or --phantoms")
 
 
 if __name__ == "__main__":
