@@ -23,11 +23,24 @@ from tomocell.errors import InputError
 from tomocell.studies.analysis_run import FieldData, RunData
 
 ROWS = (
-    ("SoL", "state of lithiation", "viridis"),
-    ("c_e", "c_e (mol/m^3)", "plasma"),
-    ("N_mag", "|N| Li+ flux (mol/m^2/s)", "inferno"),
-    ("J_ct", "J_ct (A/m^2)", "coolwarm"),
+    ("SoL", "particle state of lithiation (-)", "viridis"),
+    ("c_e", "electrolyte concentration (mol/m^3)", "plasma"),
+    ("N_mag", "Li+ flux magnitude (mol/m^2/s)", "inferno"),
+    ("J_ct", "charge-transfer current density (A/m^2)", "coolwarm"),
 )
+
+
+def bar_format(lo: float, hi: float) -> str:
+    """printf format for colour-bar ticks of the range [lo, hi]: one notation for all ticks, enough digits
+    to tell the ticks apart (``%.3g`` printed 997 / 999 / 1e+03 on one bar)."""
+    big = max(abs(lo), abs(hi))
+    span = hi - lo
+    if big == 0.0 or span <= 0.0:
+        return "%.3g"
+    if big >= 1e4 or big < 1e-2:
+        return "%.2e"
+    decimals = max(0, int(np.ceil(-np.log10(span / 10.0))))
+    return f"%.{min(decimals, 6)}f"
 
 
 def use_headless_backend() -> None:
@@ -116,7 +129,7 @@ def render_fields(runs: list[RunData], dod: float, path: str | Path, *, col_px: 
             pl.add_mesh(mesh, scalars=arr, clim=clim[name], cmap=cmap, nan_color="lightgrey",
                         scalar_bar_args={"title": title, "vertical": False, "title_font_size": 14, "label_font_size": 11,
                                          "position_x": 0.15, "position_y": 0.02, "width": 0.7, "height": 0.08,
-                                         "n_labels": 3, "fmt": "%.3g"})
+                                         "n_labels": 3, "fmt": bar_format(*clim[name])})
             pl.add_text(f"{run.c_rate:g}C, {100 * dod:.0f} % DoD: {title}", font_size=10, position="upper_left")
             _camera(pl)
     for bar in pl.scalar_bars.values():
@@ -132,7 +145,7 @@ def _camera(pl: Any) -> None:
     pl.view_xz()
     pl.camera.Azimuth(-35)
     pl.camera.Elevation(20)
-    pl.camera.Zoom(0.95)
+    pl.camera.Zoom(0.8)  # leaves the bottom strip (colour bar and its tick labels) clear of the mesh
 
 
 def _save(pl: Any, path: str | Path) -> None:
