@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from types import ModuleType
 
@@ -37,20 +36,9 @@ SUBCOMMANDS: dict[str, str] = {
 ALIASES = {"characterize": "characterise", "analyze": "analyse"}
 
 
-def _available() -> dict[str, ModuleType]:
-    """Import the stage modules that exist in this installation (stages land one by one)."""
-    mods: dict[str, ModuleType] = {}
-    for name, modname in SUBCOMMANDS.items():
-        if importlib.util.find_spec(modname.rsplit(".", 1)[0]) is None:
-            continue
-        try:
-            spec = importlib.util.find_spec(modname)
-        except ModuleNotFoundError:
-            spec = None
-        if spec is None:
-            continue
-        mods[name] = importlib.import_module(modname)
-    return mods
+def stage_modules() -> dict[str, ModuleType]:
+    """The CLI module of every subcommand (each defines HELP, DESCRIPTION, EPILOG, add_arguments, run)."""
+    return {name: importlib.import_module(modname) for name, modname in SUBCOMMANDS.items()}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -72,7 +60,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                         help="show the Python traceback of an error (for bug reports) instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="<command>", title="commands")
     subparsers: dict[str, argparse.ArgumentParser] = {}
-    for name, mod in _available().items():
+    for name, mod in stage_modules().items():
         p = sub.add_parser(
             name,
             help=getattr(mod, "HELP", ""),

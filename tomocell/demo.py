@@ -2,14 +2,12 @@
 
 generate -> characterise -> mesh -> 1C discharge -> plots, everything under ``--out``
 (default ``results/demo/``), with a short summary printed at the end. Each step is a plain function
-call into its stage package (no subprocesses); a step whose stage is not installed is reported as
-skipped rather than faked. Re-running reuses finished steps (``--fresh`` recomputes everything).
+call into its stage package (no subprocesses). Re-running reuses finished steps (``--fresh`` recomputes everything).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -51,20 +49,13 @@ class DemoContext:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+#: (step name, function), in pipeline order
+STEPS: list[tuple[str, Callable[[DemoContext], None]]] = []
 
 
-#: (step name, module that must exist, function)
-STEPS: list[tuple[str, str, Callable[[DemoContext], None]]] = []
-
-
-def step(name: str, requires: str) -> Callable[[Callable[[DemoContext], None]], Callable[[DemoContext], None]]:
+def step(name: str) -> Callable[[Callable[[DemoContext], None]], Callable[[DemoContext], None]]:
     def deco(fn: Callable[[DemoContext], None]) -> Callable[[DemoContext], None]:
-        STEPS.append((name, requires, fn))
+        STEPS.append((name, fn))
         return fn
 
     return deco
@@ -102,7 +93,7 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {"demo": (DEMO_GENERAT
                                                            "tiny": (TINY_GENERATOR, TINY_MESH)}
 
 
-@step("generate", "tomocell.microstructure.synthetic")
+@step("generate")
 def _generate(ctx: DemoContext) -> None:
     from tomocell.microstructure.io import read_volume, write_volume
     from tomocell.microstructure.report_slices import save_slices_png
@@ -127,7 +118,7 @@ def _generate(ctx: DemoContext) -> None:
     ctx.summary["phase fractions"] = vol.fractions()
 
 
-@step("characterise", "tomocell.microstructure.characterise")
+@step("characterise")
 def _characterise(ctx: DemoContext) -> None:
     import numpy as np
 
@@ -166,7 +157,7 @@ def _pore_taus(metrics: dict[str, Any]) -> dict[str, float | str]:
     return out
 
 
-@step("mesh", "tomocell.meshing.pipeline")
+@step("mesh")
 def _mesh(ctx: DemoContext) -> None:
     from tomocell.meshing.pipeline import mesh_volume, write_outputs
 
@@ -186,7 +177,7 @@ def _mesh(ctx: DemoContext) -> None:
         ctx.summary["mesh changed the electrode"] = "; ".join(report["geometry_changes"])
 
 
-@step("simulate", "tomocell.physics.cli")
+@step("simulate")
 def _simulate(ctx: DemoContext) -> None:
     from tomocell.meshing.meshfile import mesh_sha256
     from tomocell.physics.cli import simulate_file
@@ -208,7 +199,7 @@ def _simulate(ctx: DemoContext) -> None:
     )
 
 
-@step("plots", "tomocell.studies.analyse")
+@step("plots")
 def _plots(ctx: DemoContext) -> None:
     from tomocell.studies.analyse import analyse_runs
 
@@ -238,17 +229,13 @@ def run_demo(
                       dict(meshing or DEMO_MESH), tuple(snapshots))
     # the demo continues its own earlier run in --out (finished steps are reused), never a foreign directory
     with run_manifest("demo", ctx.out, {"seed": seed, "c_rate": c_rate}, guard=True, rerun_ok=True) as man:
-        for name, requires, fn in STEPS:
-            if not _has(requires):
-                ctx.summary.setdefault("skipped", []).append(f"{name} (stage {requires} not installed)")
-                log.info("step %s: skipped, %s is not available yet", name, requires)
-                continue
+        for name, fn in STEPS:
             log.info("step %s ...", name)
             t0 = time.perf_counter()
             with man.timed(name):
                 fn(ctx)
             log.info("step %s done in %.1f s", name, time.perf_counter() - t0)
-        man.set_result(**{k: v for k, v in ctx.summary.items() if k != "skipped"})
+        man.set_result(**ctx.summary)
         if mpi.rank() == 0:
             write_json(ctx.out / "summary.json", ctx.summary)
     return ctx.summary
@@ -257,15 +244,11 @@ def run_demo(
 def format_summary(summary: dict[str, Any], out: Path) -> str:
     lines = [f"tomocell demo: results in {out}/"]
     for key, value in summary.items():
-        if key == "skipped":
-            continue
         if isinstance(value, float):
             value = f"{value:.4g}"
         elif isinstance(value, dict):
             value = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
         lines.append(f"  {key}: {value}")
-    for s in summary.get("skipped", []):
-        lines.append(f"  skipped: {s}")
     return "\n".join(lines)
 
 
@@ -289,7 +272,3 @@ def run(args: argparse.Namespace) -> int:
     if mpi.rank() == 0:
         print(format_summary(summary, args.out))
     return 0
-
-
-def _load_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
