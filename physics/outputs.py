@@ -62,7 +62,7 @@ from dolfinx import fem
 from dolfinx import mesh as dmesh
 from mpi4py import MPI
 
-from tomocell.atomic import write_csv_rows as _write_csv, write_json
+from tomocell.atomic import write_csv_rows as _write_csv
 from tomocell.meshing import tags as T
 from tomocell.physics.fieldfiles import FieldSeriesWriter
 from tomocell.physics.model import HalfCellModel, exchange_current_density
@@ -309,8 +309,3 @@ class OutputWriter:
                 r[c] = self.particle_sol[c][k]
             rows.append(r)
         write_csv_rows(self.out / "particles.csv", cols, rows)
-
-
-def write_result_json(comm: MPI.Comm, path: Path, data: dict[str, Any]) -> None:
-    if comm.rank == 0:
-        write_json(path, data)
