@@ -36,7 +36,7 @@ from tomocell.errors import InputError
 FARADAY = 96485.33212  # C/mol
 GAS_CONSTANT = 8.314462618  # J/(mol K)
 
-BUNDLED = {"nmc111": "nmc111_lipf6_ecemc.json", "xu2019": "xu2019_nmc_li.json"}
+BUNDLED = {"nmc111": "nmc111_lipf6_ecemc.json", "nmc111-bpx": "nmc111_bpx_lipf6_ecemc.json", "xu2019": "xu2019_nmc_li.json"}
 DEFAULT_SET = "nmc111"
 
 _ALLOWED_FUNCS = ("exp", "tanh", "cosh", "sinh", "sqrt", "log", "abs")
@@ -262,9 +262,24 @@ class Parameters:
         return float(brentq(lambda x: float(self.ocp(x=x)) - voltage, xs[i], xs[i + 1], xtol=1e-14))
 
     def theta_limits(self) -> tuple[float, float]:
-        """(x at voltage_max = charged initial state, x at voltage_min = OCV-implied end of discharge)."""
+        """(x at voltage_max = charged initial state, x at voltage_min = OCV-implied end of discharge).
+
+        An OCP whose valid range ends (at full lithiation) above voltage_min ends the discharge there:
+        the NMC111 fit of the default set stops at 3.147 V at x = 1, above the 3.0 V cut-off."""
         x0 = self.initial_stoichiometry if self.initial_stoichiometry is not None else self.stoichiometry_at(self.voltage_max)
+        hi = self.ocp_valid[1]
+        if float(np.asarray(self.ocp(x=hi))) > self.voltage_min:
+            return x0, float(hi)
         return x0, self.stoichiometry_at(self.voltage_min)
+
+    def molar_mass(self) -> float | None:
+        """Molar mass of the active material [kg/mol] if the set gives one (active.molar_mass)."""
+        m = self.raw.get("active", {}).get("molar_mass")
+        return None if m is None else float(Func(m, "active.molar_mass")())
+
+    def theoretical_capacity_mAh_g(self) -> float:
+        """F c_max / density [mAh/g]: the capacity the set implies for x from 0 to 1."""
+        return FARADAY * self.c_max / self.density / 3600.0
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "raw": self.raw}

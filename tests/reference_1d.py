@@ -39,7 +39,7 @@ DATA = Path(__file__).resolve().parents[1] / "physics" / "parameters"
 def _value(entry, **var):
     if "value" in entry:
         return float(entry["value"])
-    ns = {"exp": np.exp, "sqrt": np.sqrt, "log": np.log, "__builtins__": {}}
+    ns = {"exp": np.exp, "sqrt": np.sqrt, "log": np.log, "tanh": np.tanh, "__builtins__": {}}
     return eval(entry["expression"], ns, dict(var))  # noqa: S307 - our own data file
 
 
