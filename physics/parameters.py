@@ -35,6 +35,10 @@ from tomocell.errors import InputError
 
 FARADAY = 96485.33212  # C/mol
 GAS_CONSTANT = 8.314462618  # J/(mol K)
+# A cut-off below the OCP at full lithiation is reached through the kinetic and ohmic drop as the
+# particle surfaces saturate (the default NMC111 fit ends at 3.147 V, the cut-off is 3.0 V); further
+# than this below it, the run can only end in a failed solve, so the set is refused up front [V].
+CUTOFF_BELOW_OCP_MAX_V = 0.5
 
 BUNDLED = {"nmc111": "nmc111_lipf6_ecemc.json", "nmc111-bpx": "nmc111_bpx_lipf6_ecemc.json", "xu2019": "xu2019_nmc_li.json"}
 DEFAULT_SET = "nmc111"
@@ -268,7 +272,14 @@ class Parameters:
         the NMC111 fit of the default set stops at 3.147 V at x = 1, above the 3.0 V cut-off."""
         x0 = self.initial_stoichiometry if self.initial_stoichiometry is not None else self.stoichiometry_at(self.voltage_max)
         hi = self.ocp_valid[1]
-        if float(np.asarray(self.ocp(x=hi))) > self.voltage_min:
+        u_full = float(np.asarray(self.ocp(x=hi)))
+        if u_full > self.voltage_min:
+            if u_full - self.voltage_min > CUTOFF_BELOW_OCP_MAX_V:
+                raise InputError(
+                    f"voltage_min {self.voltage_min} V is outside the OCP range of {self.name}: the OCP ends at "
+                    f"{u_full:.3f} V at full lithiation (x = {hi}), and a cut-off more than "
+                    f"{CUTOFF_BELOW_OCP_MAX_V} V below that is reached only by saturating the particle surfaces "
+                    "(the exchange current vanishes there and the solve fails)")
             return x0, float(hi)
         return x0, self.stoichiometry_at(self.voltage_min)
 
