@@ -80,6 +80,7 @@ def mesh_volume(
     if geometry_check not in GEOMETRY_CHECKS:
         raise InputError(f"unknown geometry check {geometry_check!r} (choose from {', '.join(GEOMETRY_CHECKS)})")
     volume.require_phases("pore", "active")
+    isolated = check_meshable(volume, refuse_isolated=route != "voxel")
     mc = marching_cubes_areas(volume)
     if route in ("surface", "levelset"):
         try:
@@ -110,6 +111,7 @@ def mesh_volume(
                                     formulation=gmsh_formulation, algorithm3d=gmsh_algorithm)
             report = fidelity_report(mesh, volume, mc_reference=mc)
             check_fidelity(report, area_tol=area_tol, min_sicn=min_sicn)
+            report["isolated_voxels"] = isolated  # single voxels of a phase (kept; see check_meshable)
             return _check_geometry(MeshResult(mesh, report), volume, geometry_check)
         except InputError:
             raise
@@ -134,7 +136,46 @@ def mesh_volume(
         report["phase_volumes"] = fidelity_report(mesh, ref, mc_reference=mc)["phase_volumes"]
     # voxel interfaces are stair-stepped: their excess area is reported, not a failure
     check_fidelity(report, area_tol=None)
+    report["isolated_voxels"] = isolated
     return _check_geometry(MeshResult(mesh, report), volume, geometry_check)
+
+
+def isolated_voxels(labels: np.ndarray) -> dict[str, int]:
+    """Per phase, the voxels with no face neighbour of the same phase."""
+    from tomocell.microstructure.volume import PHASE_CODES
+
+    out = {}
+    for name, code in PHASE_CODES.items():
+        m = labels == code
+        same = np.zeros(m.shape, dtype=bool)
+        for ax in range(3):
+            n = m.shape[ax]
+            a = [slice(None)] * 3
+            b = [slice(None)] * 3
+            a[ax], b[ax] = slice(0, n - 1), slice(1, n)
+            pair = m[tuple(a)] & m[tuple(b)]
+            same[tuple(a)] |= pair
+            same[tuple(b)] |= pair
+        out[name] = int(np.count_nonzero(m & ~same))
+    return out
+
+
+def check_meshable(volume: Volume, *, refuse_isolated: bool = True) -> dict[str, int]:
+    """InputError for a volume thinner than 2 voxels along an axis, or (``refuse_isolated``: the
+    conformal routes, which smooth single voxels away) a phase present only as isolated voxels (no two
+    face-adjacent; the voxel route meshes them exactly). Returns the isolated-voxel counts per phase."""
+    if min(volume.shape) < 2:
+        raise InputError(f"volume {volume.shape} is too thin to mesh: it needs at least 2 voxels along every axis")
+    iso = isolated_voxels(volume.labels)
+    counts = np.bincount(volume.labels.ravel(), minlength=4)
+    from tomocell.microstructure.volume import PHASE_CODES
+
+    for name, n in iso.items():
+        total = int(counts[PHASE_CODES[name]])
+        if refuse_isolated and total > 0 and n == total:
+            raise InputError(f"phase {name} is present only as {n} isolated voxel(s) (none face-adjacent to "
+                             "another of its phase): relabel them (e.g. to the neighbouring phase) before meshing")
+    return iso
 
 
 def _check_geometry(result: MeshResult, volume: Volume, mode: str) -> MeshResult:

@@ -62,3 +62,29 @@ def test_levelset_route_refuses_a_volume_too_thin():
 
     with pytest.raises(InputError, match="too thin"):
         levelset_mesh(Volume(np.zeros((1, 5, 5), np.uint8), 0.5))
+
+
+def _labels(shape, fill):
+    from tomocell.microstructure.volume import PORE
+
+    lab = np.full(shape, PORE, np.uint8)
+    lab[:, : shape[1] // 2] = fill
+    return lab
+
+
+def test_mesh_volume_refuses_a_volume_too_thin_and_a_phase_of_isolated_voxels():
+    from tomocell.meshing.pipeline import isolated_voxels, mesh_volume
+    from tomocell.microstructure.volume import ACTIVE, CBD, Volume
+
+    with pytest.raises(InputError, match="too thin"):
+        mesh_volume(Volume(_labels((1, 6, 6), ACTIVE), 0.5), route="voxel")
+    lab = _labels((6, 6, 6), ACTIVE)
+    lab[4, 4, 1] = lab[2, 5, 4] = CBD  # two CBD voxels inside the pore, not face-adjacent
+    assert isolated_voxels(lab)["cbd"] == 2
+    with pytest.raises(InputError, match="cbd is present only as 2 isolated"):
+        mesh_volume(Volume(lab, 0.5), route="levelset")
+    assert mesh_volume(Volume(lab, 0.5), route="voxel", separator_um=0.0,  # exact: kept and reported
+                       geometry_check="off").report["isolated_voxels"]["cbd"] == 2
+    lab[4, 4, 2] = CBD  # now two of them touch: meshed, and the last single voxel is reported
+    res = mesh_volume(Volume(lab, 0.5), route="voxel", separator_um=0.0, geometry_check="off")
+    assert res.report["isolated_voxels"] == {"pore": 0, "active": 0, "cbd": 1}
