@@ -150,3 +150,21 @@ class TermFlag:
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+class deferred_signals:
+    """Hold SIGTERM and SIGINT back while a block runs, deliver them when it ends.
+
+    Used around the construction of PETSc objects: an ``Interrupted`` raised by the CLI's handler inside
+    ``NonlinearProblem.__init__`` left a half-built object whose ``__del__`` printed an AttributeError
+    traceback on a clean SIGTERM exit. Blocked signals stay pending and are handled as soon as the mask
+    is restored, so the run still stops at once after the block."""
+
+    _SIGS = {signal.SIGTERM, signal.SIGINT}
+
+    def __enter__(self) -> deferred_signals:
+        self._old = signal.pthread_sigmask(signal.SIG_BLOCK, self._SIGS)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._old)

@@ -95,6 +95,8 @@ class NewtonSolver:
     def _build_solver(self, prefix: str) -> None:
         from dolfinx.fem.petsc import NonlinearProblem
 
+        from tomocell.physics.checkpoint import deferred_signals  # here: checkpoint -> outputs -> model -> newton
+
         # options left in PETSc's global database by an earlier model with the same prefix (the split
         # options stay there until a preconditioner is set up) would silently apply to this one: a direct
         # model built after an iterative one inherited right preconditioning and an unpreconditioned
@@ -131,10 +133,11 @@ class NewtonSolver:
             (nested if k.startswith("fieldsplit_") else opts)[k] = v
         self.bcs = self._dirichlet()
         self._prefix = prefix
-        self.problem = NonlinearProblem(
-            self.F_blocks, self.u, bcs=self.bcs, P=P, kind=kind, petsc_options_prefix=prefix,
-            petsc_options=opts, entity_maps=self.entity_maps,
-        )
+        with deferred_signals():  # a signal mid-construction left a half-built object (see there)
+            self.problem = NonlinearProblem(
+                self.F_blocks, self.u, bcs=self.bcs, P=P, kind=kind, petsc_options_prefix=prefix,
+                petsc_options=opts, entity_maps=self.entity_maps,
+            )
         if kind == "nest":
             pc = self.problem.solver.getKSP().getPC()
             if pc.getType() == "fieldsplit":
