@@ -149,12 +149,19 @@ class NewtonSolver:
                 self._use_compressed_blocks(self.problem)
         snes = self.problem.solver
 
+        # the callback must not reference the model: PETSc holds it, so a closure over `self` made a
+        # reference cycle the garbage collector cannot see through the SNES, and every model leaked its
+        # mesh and MPI communicators (MPICH aborted with "too many communicators", MPI_ERR_OTHER = exit
+        # 15, after a few hundred models in one process: a notebook or a study running in-process)
+        fhist: list[float] = []
+        self._fhist = fhist
+
         def converged(snes, it, norms):  # noqa: ANN001
             xnorm, gnorm, fnorm = norms
             if it == 0:
-                self._fhist = []
-            self._fhist.append(fnorm)
-            return newton_convergence(it, xnorm, gnorm, fnorm, self._fhist, snes.getTolerances()[3])
+                fhist.clear()
+            fhist.append(fnorm)
+            return newton_convergence(it, xnorm, gnorm, fnorm, fhist, snes.getTolerances()[3])
 
         snes.setConvergenceTest(converged)
 
