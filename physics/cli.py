@@ -155,11 +155,14 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
                 model = make_model(inp, params, li_kinetics=kw.pop("li_kinetics", "butler-volmer"),
                                    linear_solver=kw.pop("linear_solver", "auto"))
                 kw.pop("cv_cutoff_c_rate", None)
-                res = run_experiment(model, experiment, out_dir=out, cell_area_m2=cell_area_m2, **kw)
-                if preset is not None:
-                    from tomocell.physics.protocols.presets import write_preset_outputs
+                try:
+                    res = run_experiment(model, experiment, out_dir=out, cell_area_m2=cell_area_m2, **kw)
+                    if preset is not None:
+                        from tomocell.physics.protocols.presets import write_preset_outputs
 
-                    write_preset_outputs(preset, model, res.rows, out)
+                        write_preset_outputs(preset, model, res.rows, out)
+                finally:
+                    model.close()  # collectively, on every rank (see NewtonSolver.close)
             else:
                 res = simulate_discharge(inp, c_rate, params=params, out_dir=out, **kw)
         man.set_result(**res.summary())

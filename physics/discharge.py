@@ -164,6 +164,7 @@ def simulate_discharge(
         raise InputError(f"CV cut-off C-rate must be > 0, got {cv_cutoff_c_rate}")
     if charge_c_rate is not None and li_kinetics == "ideal":
         raise InputError("CC-CV charge needs the Butler-Volmer Li electrode (li_kinetics='butler-volmer')")
+    owned = model is None  # a model made here is freed here (collectively, see NewtonSolver.close)
     if model is None:
         p = params if isinstance(params, Parameters) else load_parameters(params)
         if inp is None:
@@ -174,9 +175,14 @@ def simulate_discharge(
     settings = {"c_rate": float(c_rate), "rest_s": float(rest_s),
                 "charge_c_rate": None if charge_c_rate is None else float(charge_c_rate),
                 "cv_cutoff_c_rate": float(cv_cutoff_c_rate)}
-    ex = run_experiment(model, steps, out_dir=out_dir, control=control, event_tol_V=event_tol_V, max_ddod=max_ddod,
-                        max_steps=max_steps, dod_snapshots=dod_snapshots, checkpoint_every=checkpoint_every,
-                        resume=resume, max_inert_fraction=max_inert_fraction, settings=settings)
+    try:
+        ex = run_experiment(model, steps, out_dir=out_dir, control=control, event_tol_V=event_tol_V,
+                            max_ddod=max_ddod, max_steps=max_steps, dod_snapshots=dod_snapshots,
+                            checkpoint_every=checkpoint_every, resume=resume,
+                            max_inert_fraction=max_inert_fraction, settings=settings)
+    finally:
+        if owned:
+            model.close()
     rows = ex.rows
     q_nom = ex.one_c_current_A * 3600.0
     dis = [r for r in rows if r["segment"] == "discharge" and r["step"] > 0]

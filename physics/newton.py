@@ -10,6 +10,8 @@ to LU when GMRES fails. It uses the model's forms, spaces, measures and state (`
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any
 
 import numpy as np
@@ -89,13 +91,44 @@ def newton_convergence(it: int, xnorm: float, gnorm: float, fnorm: float, fnorms
     return 0
 
 
+@functools.cache
+def _problem_class() -> type:
+    """DOLFINx's NonlinearProblem without its eager ``__del__``.
+
+    Its ``__del__`` destroys the SNES, matrices and vectors at once, which is collective (MUMPS and
+    communicator teardown communicate). A model sits in reference cycles, so the garbage collector
+    frees it at a moment that differs between ranks: one rank destroying while the other was in a
+    collective of the next model deadlocked ``mpirun -n 2`` (tests/test_protocols_mpi.py, once models
+    were freed at all). Without the eager destroy, petsc4py's own deallocation destroys serial objects
+    at once and stashes parallel ones for PETSc's collective delayed destruction; a run frees its
+    model deterministically with :meth:`NewtonSolver.close` on every rank."""
+    from dolfinx.fem.petsc import NonlinearProblem
+
+    class Problem(NonlinearProblem):
+        def __del__(self) -> None:  # see _problem_class
+            pass
+
+    return Problem
+
+
 class NewtonSolver:
     """Solver methods of :class:`~tomocell.physics.model.HalfCellModel` (a mixin: see the module)."""
 
-    def _build_solver(self, prefix: str) -> None:
-        from dolfinx.fem.petsc import NonlinearProblem
+    def close(self) -> None:
+        """Destroy the solver's PETSc objects now (collective: call it on every rank together). The
+        model cannot solve afterwards; calling it twice is harmless."""
+        pr = getattr(self, "problem", None)
+        if pr is None:
+            return
+        for name in ("_snes", "_A", "_b", "_x", "_P_mat"):  # what NonlinearProblem.__del__ destroys
+            obj = getattr(pr, name, None)
+            if obj is not None:
+                obj.destroy()
 
+    def _build_solver(self, prefix: str) -> None:
         from tomocell.physics.checkpoint import deferred_signals  # here: checkpoint -> outputs -> model -> newton
+
+        NonlinearProblem = _problem_class()
 
         # options left in PETSc's global database by an earlier model with the same prefix (the split
         # options stay there until a preconditioner is set up) would silently apply to this one: a direct
