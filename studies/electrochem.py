@@ -270,15 +270,15 @@ def _portable(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _finished_discharge(sim_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The recorded summary of a finished discharge with these settings, else None."""
-    try:
-        data = json.loads((sim_dir / "run.json").read_text())
-        recorded = json.loads((sim_dir / SETTINGS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if data.get("status") != "ok" or _portable(recorded) != _portable(settings):
-        return None
-    return data.get("results")
+    """The recorded summary of a finished discharge with these settings (the pipeline's step cache,
+    :func:`tomocell.pipeline.finished_run`, on the study's settings file next to run.json), else None."""
+    from tomocell.pipeline import finished_run
+
+    def recorded(_data: dict[str, Any]) -> dict[str, Any]:
+        return _portable(json.loads((sim_dir / SETTINGS_FILE).read_text()))
+
+    data = finished_run(sim_dir, parameters=_portable(settings), key=recorded)
+    return None if data is None else data.get("results")
 
 
 def _reuse_from_other_studies(sim_dir: Path, settings: dict[str, Any], study_dirs: list[str]) -> dict[str, Any] | None:

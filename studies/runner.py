@@ -45,6 +45,7 @@ from tomocell.atomic import atomic_path
 from tomocell.errors import InputError
 from tomocell.log import get_logger
 from tomocell.manifest import run_manifest
+from tomocell.pipeline import canonical, finished_run
 
 log = get_logger(__name__)
 
@@ -100,34 +101,6 @@ class StudyResult:
 
 
 # ------------------------------------------------------------------ parameters and results
-def canonical(params: dict[str, Any]) -> Any:
-    """Parameters as they round-trip through run.json (tuples -> lists, numpy -> Python,
-    non-finite floats -> None, as :func:`tomocell.atomic.write_json` stores them)."""
-
-    def clean(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        return x
-
-    return clean(json.loads(json.dumps(params, default=_json_default, allow_nan=True)))
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, (np.integer, np.floating, np.bool_)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"parameter of type {type(obj).__name__} is not JSON serialisable")
-
-
 def flatten(results: dict[str, Any], prefix: str = "") -> list[tuple[str, int | None, Any]]:
     """(metric, index, value) rows: nested dicts join keys with '.', lists give one row per item."""
     rows: list[tuple[str, int | None, Any]] = []
@@ -164,21 +137,10 @@ def flatten_scalars(d: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ resume
 def finished_results(run_dir: Path, params: dict[str, Any]) -> dict[str, Any] | None:
-    """Results of a finished run with these parameters, or None (absent, failed, changed, corrupt)."""
-    rj = run_dir / "run.json"
-    if not rj.is_file():
-        return None
-    try:
-        data = json.loads(rj.read_text())
-    except (OSError, ValueError):
-        log.warning("%s is unreadable: the run is redone", rj)
-        return None
-    if data.get("status") != "ok":
-        return None
-    if data.get("parameters") != canonical(params):
-        log.info("run %s: parameters changed since it finished: rerunning", run_dir.name)
-        return None
-    return data.get("results", {})
+    """Results of a finished run with these parameters, or None (absent, failed, changed, corrupt):
+    the pipeline's step cache, :func:`tomocell.pipeline.finished_run`."""
+    data = finished_run(run_dir, parameters=params)
+    return None if data is None else data.get("results", {})
 
 
 def _recorded_timings(run_dir: Path) -> tuple[float | None, float | None]:

@@ -170,7 +170,7 @@ class SimulationResult:
         return Path(out_dir)
 
 
-def simulate(mesh: Any, *, out: PathLike, c_rate: float = 1.0, **kw: Any) -> SimulationResult:
+def simulate(mesh: Any, *, out: PathLike, c_rate: float = 1.0, reuse: bool = False, **kw: Any) -> SimulationResult:
     """Particle-resolved half-cell discharge of ``mesh`` against Li metal, outputs in ``out``.
 
     ``mesh``: a mesh file (``mesh.xdmf``), ``"box:NX,NY,NZ"`` (the built-in cell), or the result of
@@ -179,6 +179,9 @@ def simulate(mesh: Any, *, out: PathLike, c_rate: float = 1.0, **kw: Any) -> Sim
     ``dod_snapshots``, and the options of ``simulate_discharge``; ``experiment=["Discharge at 1C until
     3.0 V", "Rest for 10 minutes", ...]`` (PyBaMM step strings, :mod:`tomocell.physics.protocols`) runs
     those steps instead (``cell_area_m2`` scales their absolute currents); ``summary["experiment_steps"]``.
+    ``reuse=True``: if ``out`` already holds a finished ``simulate`` run of the same mesh (sha256) with
+    the same C-rate and options, return it instead of running again (the pipeline's step cache,
+    :func:`tomocell.pipeline.finished_run`; ``-v`` logs why a run is not reused).
     """
     from tomocell.physics.cli import simulate_file
 
@@ -194,8 +197,33 @@ def simulate(mesh: Any, *, out: PathLike, c_rate: float = 1.0, **kw: Any) -> Sim
             write_outputs(mesh, mesh_dir, write_msh=False, comm=MPI.COMM_SELF)
         mpi.world().barrier()
         mesh = mesh_dir / "mesh.xdmf"
+    if reuse and (done := _finished_simulation(Path(mesh), out, c_rate, kw)) is not None:
+        return SimulationResult(out, done["results"])
     res = simulate_file(mesh, c_rate, out, **kw)
     return SimulationResult(out, res.summary())
+
+
+def _finished_simulation(mesh: Path, out: Path, c_rate: float, kw: dict[str, Any]) -> dict[str, Any] | None:
+    """run.json of a finished simulate run in ``out`` of this mesh file and these options, else None."""
+    from tomocell import mpi
+    from tomocell.pipeline import finished_run
+
+    done = None
+    if mpi.is_root() and mesh.is_file() and (out / "run.json").is_file():
+        from tomocell.meshing.meshfile import mesh_sha256
+
+        wanted = {"c_rate": c_rate, "overrides": kw.get("overrides") or {}, "experiment": kw.get("experiment"),
+                  **{k: v for k, v in kw.items() if k not in ("overrides", "experiment", "params")}}
+        if kw.get("params") is not None:
+            wanted["parameter_set"] = str(kw["params"])
+
+        def recorded(data: dict[str, Any]) -> dict[str, Any]:
+            got = data.get("parameters", {})
+            return {k: got.get(k) for k in wanted}
+
+        done = finished_run(out, stage="simulate", parameters=wanted, key=recorded,
+                            inputs={"mesh": mesh_sha256(mesh)}, outputs=("timeseries.csv",))
+    return mpi.world().bcast(done, root=0)
 
 
 # ---- homogenised twin (PyBaMM DFN) and BPX export, optional extra tomocell[dfn] ----------------------

@@ -129,25 +129,28 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def json_ready(x: Any) -> Any:
+    """``x`` with non-finite floats as None, tuples as lists, arrays as lists and keys as strings:
+    what :func:`write_json` stores (numpy scalars and Paths are converted by :func:`_json_default`)."""
+    if isinstance(x, dict):
+        return {str(k): json_ready(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_ready(v) for v in x]
+    if isinstance(x, (float, np.floating)) and not np.isfinite(x):
+        return None
+    if isinstance(x, np.ndarray):
+        return json_ready(x.tolist())
+    return x
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically; numpy scalars/arrays and Paths are converted.
 
     Non-finite floats are written as null (strict JSON), so a missing value never reads as a number.
     """
 
-    def clean(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        if isinstance(x, (float, np.floating)) and not np.isfinite(x):
-            return None
-        if isinstance(x, np.ndarray):
-            return clean(x.tolist())
-        return x
-
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(clean(data), indent=2, default=_json_default, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(json_ready(data), indent=2, default=_json_default, allow_nan=False) + "\n")
     return Path(path)
 
 

@@ -61,19 +61,16 @@ def step(name: str) -> Callable[[Callable[[DemoContext], None]], Callable[[DemoC
     return deco
 
 
-def _done(run_dir: Path, ctx: DemoContext) -> bool:
-    """True if ``run_dir`` holds a finished run of the same demo settings (resume)."""
+def _done(run_dir: Path, ctx: DemoContext, *outputs: str, inputs: dict[str, str] | None = None) -> bool:
+    """True if ``run_dir`` holds a finished step of the same demo settings whose ``outputs`` exist and
+    whose ``inputs`` have these sha256 (resume; the pipeline's step cache,
+    :func:`tomocell.pipeline.finished_run`)."""
+    from tomocell.pipeline import finished_run
+
     if ctx.fresh:
         return False
-    rj = run_dir / "run.json"
-    if not rj.is_file():
-        return False
-    try:
-        data = json.loads(rj.read_text())
-    except json.JSONDecodeError:
-        return False
-    got = data.get("parameters", {}).get("demo")
-    return data.get("status") == "ok" and (got is None or got == json.loads(json.dumps(_key(ctx))))
+    return finished_run(run_dir, parameters=_key(ctx), key=lambda data: data.get("parameters", {}).get("demo"),
+                        inputs=inputs, outputs=outputs) is not None
 
 
 def _key(ctx: DemoContext) -> dict[str, Any]:
@@ -101,7 +98,7 @@ def _generate(ctx: DemoContext) -> None:
 
     d = ctx.out / "volume"
     path = d / "volume.tif"
-    if _done(d, ctx) and path.is_file():
+    if _done(d, ctx, path.name):
         ctx.state["volume"] = read_volume(path)
     else:
         with run_manifest("generate", d, {**ctx.generator, "seed": ctx.seed, "demo": _key(ctx)}) as man:
@@ -126,7 +123,7 @@ def _characterise(ctx: DemoContext) -> None:
 
     d = ctx.out / "characterisation"
     labels_path = d / "particle_labels.npy"
-    if _done(d, ctx) and labels_path.is_file() and (d / "metrics.json").is_file():
+    if _done(d, ctx, labels_path.name, "metrics.json"):
         metrics = json.loads((d / "metrics.json").read_text())
         ctx.state["particle_labels"] = np.load(labels_path)
     else:
@@ -163,7 +160,7 @@ def _mesh(ctx: DemoContext) -> None:
 
     d = ctx.out / "mesh"
     mesh_path = d / "mesh.xdmf"
-    if _done(d, ctx) and mesh_path.is_file():
+    if _done(d, ctx, mesh_path.name, "fidelity.json"):
         report = json.loads((d / "fidelity.json").read_text())
     else:
         with run_manifest("mesh", d, {**ctx.meshing, "demo": _key(ctx)}) as man:
@@ -182,13 +179,14 @@ def _simulate(ctx: DemoContext) -> None:
     from tomocell.meshing.meshfile import mesh_sha256
     from tomocell.physics.cli import simulate_file
 
+    from tomocell.pipeline import finished_run
+
     d = ctx.out / f"simulation-{ctx.c_rate:g}C"
-    same_mesh = False
-    if _done(d, ctx) and (d / "timeseries.csv").is_file():
-        recorded = json.loads((d / "run.json").read_text()).get("inputs", {}).get("mesh", {}).get("sha256")
-        same_mesh = recorded == mesh_sha256(ctx.state["mesh"])
-    if same_mesh:
-        results = json.loads((d / "run.json").read_text())["results"]
+    done = None if ctx.fresh else finished_run(
+        d, stage="simulate", parameters=ctx.c_rate, key=lambda data: data.get("parameters", {}).get("c_rate"),
+        inputs={"mesh": mesh_sha256(ctx.state["mesh"])}, outputs=("timeseries.csv",))
+    if done is not None:
+        results = done["results"]
     else:
         res = simulate_file(ctx.state["mesh"], ctx.c_rate, d, dod_snapshots=ctx.snapshots)
         results = res.summary()
