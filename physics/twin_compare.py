@@ -162,19 +162,15 @@ def _step_current(path: Path, k: int) -> float:
 def read_timeseries(path: Path, k: int = 0) -> dict[str, np.ndarray]:
     """t_s, voltage_V, capacity_mAh_g of experiment step ``k`` (from the row it starts at), time and
     capacity counted from the step's start."""
+    from tomocell.physics.protocols.compare import select_step
+
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    if rows and "protocol_step" in rows[0]:
-        idx = [i for i, r in enumerate(rows) if i > 0 and int(r["protocol_step"]) == k]
-        rows = rows[idx[0] - 1: idx[-1] + 1] if idx else []
-    else:
+    names = ("t_s", "voltage_V", "capacity_mAh_g")
+    if rows and "protocol_step" not in rows[0]:  # before experiments: the discharge segment
         rows = [r for r in rows if r.get("segment", "discharge") == "discharge"]
-    if len(rows) < 2:
-        raise InputError(f"{path}: no time steps of experiment step {k}")
-    out = {k_: np.array([float(r[k_]) for r in rows]) for k_ in ("t_s", "voltage_V", "capacity_mAh_g")}
-    out["t_s"] -= out["t_s"][0]
-    out["capacity_mAh_g"] -= out["capacity_mAh_g"][0]
-    return out
+        return {n: np.array([float(r[n]) for r in rows]) for n in names}
+    return select_step({n: np.array([float(r[n]) for r in rows]) for n in (*names, "protocol_step")}, k, str(path))
 
 
 def discharge_metrics(cap_mAh_g: np.ndarray, v: np.ndarray) -> dict[str, float]:
