@@ -38,6 +38,7 @@ def run(tmp_path_factory):
     return model, run_experiment(model, parse_experiment(EXPERIMENT))
 
 
+@pytest.mark.mpi
 def test_lithium_balance_per_step_on_a_generated_mesh(run):
     model, res = run
     assert model.inp.mesh.topology.index_map(3).size_global > 10_000  # the size at which differencing failed
