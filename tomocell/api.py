@@ -202,8 +202,10 @@ def simulate(mesh: Any, *, out: PathLike, c_rate: float = 1.0, **kw: Any) -> Sim
 def twin(run: PathLike | SimulationResult, *, out: PathLike, tau: float | None = None,
          bruggeman: float | None = None, psd: bool = False) -> dict[str, Any]:
     """The PyBaMM DFN twin of a finished simulate run, at its C-rate, compared with it in ``out``
-    (timeseries.csv, comparison.csv, overlay.png). Returns the capacities, energies, mean voltages,
-    ``voltage_rmse_mV``, ``capacity_diff_rel`` and the measured ``geometry``."""
+    (timeseries.csv, comparison.csv, overlay.png); of an experiment its first constant-current discharge
+    step (``protocol`` says which; any other first step raises InputError naming it). Returns the
+    capacities, energies, mean voltages, ``voltage_rmse_mV``, ``capacity_diff_rel``, ``protocol`` and the
+    measured ``geometry``."""
     from tomocell.physics.twin_compare import twin_of_run
 
     return twin_of_run(run.path if isinstance(run, SimulationResult) else run, out, tau=tau, bruggeman=bruggeman,
