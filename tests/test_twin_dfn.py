@@ -154,6 +154,20 @@ def test_twin_of_an_experiment_runs_its_first_constant_current_step(tmp_path, ca
     assert abs(res["capacity_diff_rel"]) < 1e-6  # same current for the same time
 
 
+def test_twin_of_a_current_step_draws_the_run_s_current(tmp_path):
+    """A step given as a current (density): the twin's C-rate is the current the run drew over its 1C."""
+    from tomocell.cli import main
+
+    sim, twin = tmp_path / "sim", tmp_path / "twin"
+    assert main(["-q", "simulate", "box:2,2,3", "--dod", "50", "--out", str(sim), "--experiment",
+                 "Discharge at 0.4 mA/cm2 for 1 minute"]) == 0
+    one_c = json.loads((sim / "run.json").read_text())["results"]["one_c_current_A"]
+    assert main(["-q", "twin", str(sim), "--out", str(twin)]) == 0
+    res = json.loads((twin / "run.json").read_text())["results"]
+    assert res["c_rate"] * one_c == pytest.approx(4.0 * 1e-10, rel=1e-9)  # 4 A/m2 on the 10 um x 10 um box
+    assert abs(res["capacity_diff_rel"]) < 1e-6
+
+
 @pytest.mark.parametrize("steps, names", [
     (["Discharge at 20 W/m2 for 30 seconds", "Discharge at 1C until 3 V"], "step 0 ('Discharge at 20 W/m2 for 30 seconds')"),
     (["Rest for 1 minute", "Charge at 1C until 4.2 V"], "step 1 ('Charge at 1C until 4.2 V')"),
