@@ -137,7 +137,8 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
                              "('Rest for 10 minutes', 'Charge at 1C until 4.2 V', 'Hold at 4.2 V until C/20')")
     params = load_parameters(pset, overrides)
     out = Path(out)
-    settings = {"mesh": str(mesh), "c_rate": c_rate, "parameter_set": params.name, "overrides": overrides,
+    settings = {"mesh": str(mesh), "c_rate": c_rate if experiment is None else None,  # an experiment: its steps
+                "parameter_set": params.name, "overrides": overrides,
                 **{k: v for k, v in kw.items() if isinstance(v, (int, float, str, tuple, list, bool))}}
     with run_manifest("simulate", out, settings, **guard) as man:
         if Path(str(mesh)).exists():

@@ -140,7 +140,9 @@ def test_twin_of_an_experiment_runs_its_first_constant_current_step(tmp_path, ca
     sim, twin = tmp_path / "sim", tmp_path / "twin"
     assert main(["-q", "simulate", "box:2,2,3", "--dod", "50", "--out", str(sim), "--experiment", "Rest for 1 minute",
                  "(Discharge at 2C for 2 minutes, Rest for 1 minute) x 2"]) == 0
-    exp = json.loads((sim / "run.json").read_text())["parameters"]["experiment"]
+    par = json.loads((sim / "run.json").read_text())["parameters"]
+    assert par["c_rate"] is None  # no single C-rate, not the option's default 1C
+    exp = par["experiment"]
     assert [s["text"] for s in exp] == ["Rest for 1 minute"] + ["Discharge at 2C for 2 minutes", "Rest for 1 minute"] * 2
     assert [s["protocol_step"] for s in exp] == list(range(5))
     assert exp[1]["kind"] == "c_rate" and exp[1]["value"] == 2.0 and exp[1]["duration_s"] == 120.0
