@@ -137,14 +137,16 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
                              "('Rest for 10 minutes', 'Charge at 1C until 4.2 V', 'Hold at 4.2 V until C/20')")
     params = load_parameters(pset, overrides)
     out = Path(out)
-    settings = {"mesh": str(mesh), "c_rate": c_rate, "parameter_set": params.name, "overrides": overrides,
+    settings = {"mesh": str(mesh), "c_rate": c_rate if experiment is None else None,  # an experiment: its steps
+                "parameter_set": params.name, "overrides": overrides,
                 **{k: v for k, v in kw.items() if isinstance(v, (int, float, str, tuple, list, bool))}}
     with run_manifest("simulate", out, settings, **guard) as man:
         if Path(str(mesh)).exists():
             from tomocell.meshing.meshfile import mesh_sha256
 
             man.add_input("mesh", mesh, sha256=mesh_sha256(mesh))
-        man.set_parameters(parameters=params.raw)
+        man.set_parameters(parameters=params.raw, cell_area_m2=cell_area_m2,
+                           experiment=_experiment_record(experiment, params, c_rate, kw))
         with man.timed("load_mesh"):
             inp = load_mesh(str(mesh), MPI.COMM_WORLD)
         with man.timed("simulate"):
@@ -171,6 +173,16 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
             if (out / name).exists():
                 man.add_output(name, out / name)
     return res
+
+
+def _experiment_record(experiment: list[Any] | None, params: Any, c_rate: float, kw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The expanded experiment of a run for run.json: the given steps, or those of the shortcut options."""
+    from tomocell.physics.discharge import shortcut_steps
+    from tomocell.physics.protocols.experiment import step_record
+
+    steps = experiment if experiment is not None else shortcut_steps(
+        params, c_rate, kw.get("rest_s", 0.0), kw.get("charge_c_rate"), kw.get("cv_cutoff_c_rate", 0.05))
+    return [step_record(s, k) for k, s in enumerate(steps)]
 
 
 def run(args: argparse.Namespace) -> int:

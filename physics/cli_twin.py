@@ -11,7 +11,9 @@ DESCRIPTION = (
     "Builds a PyBaMM DFN half-cell (positive working electrode, Li-metal counter electrode) from the mesh of a "
     "finished `tomocell simulate` run: its thickness, porosity, active and CBD fractions, active/electrolyte "
     "interface area, particle radii and separator thickness, with the run's own parameter set (same OCP, "
-    "kinetics, electrolyte functions, protocol and cut-off). Runs it at the run's C-rate and writes "
+    "kinetics, electrolyte functions). Runs the run's first constant-current discharge step (after any rests; "
+    "a run of --experiment whose first step is a power, resistance, hold, charge or drive-cycle step is refused, "
+    "exit 2, naming it) at its C-rate, voltage end and duration, compares it with that step of the run, and writes "
     "timeseries.csv (simulate's column names), comparison.csv (capacity, energy, mean voltage, voltage "
     "RMSE) and overlay.png (voltage against capacity, both models). Layout: tomocell.physics.twin_compare."
 )
@@ -40,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     res = twin_of_run(args.sim_dir, args.out, tau=args.tau, bruggeman=args.bruggeman, psd=args.psd, guard=True,
                       overwrite=args.overwrite)
     if mpi.rank() == 0:
-        r, d = res["resolved"], res["dfn"]
-        print(f"tomocell twin: resolved {r['capacity_mAh_g']:.2f} mAh/g, DFN {d['capacity_mAh_g']:.2f} mAh/g "
+        r, d, pr = res["resolved"], res["dfn"], res["protocol"]
+        what = f"{pr['text']!r}" + (f" (experiment step {pr['protocol_step']} of {pr['steps']}; the twin runs this "
+                                    "step only)" if pr["steps"] > 1 else "")
+        print(f"tomocell twin: {what}: resolved {r['capacity_mAh_g']:.2f} mAh/g, DFN {d['capacity_mAh_g']:.2f} mAh/g "
               f"({100 * res['capacity_diff_rel']:+.2f} %), voltage RMSE {res['voltage_rmse_mV']:.1f} mV; "
               f"results in {args.out}/")
     return 0

@@ -374,6 +374,12 @@ class HalfCellModel(NewtonSolver):
         forms = {
             "li_solid_mol": p.c_max * ell3 * cs * self.dx(T.ACTIVE),
             "li_electrolyte_mol": p.c_e0 * ell3 * (ce * self.dx(T.PORE) + eps * ce * self.dx(T.SEPARATOR)),
+            # the change since the accepted state, integrated from (c - c_old) itself: differencing the
+            # totals above loses ~1e-12 of them to summation round-off, which is ~1e-10 of a short
+            # step's charge on a mesh of ~1e4 cells
+            "dli_solid_mol": p.c_max * ell3 * (cs - self.cs_n) * self.dx(T.ACTIVE),
+            "dli_electrolyte_mol": p.c_e0 * ell3 * ((ce - self.ce_n) * self.dx(T.PORE)
+                                                    + eps * (ce - self.ce_n) * self.dx(T.SEPARATOR)),
             "interface_current_A": self.ell**2 * i_n * self.dS(IFACE),
             "phi_s_cc_int": ps * self.ds(CC_SOLID),
             "cs_int": cs * self.dx(T.ACTIVE),
@@ -392,6 +398,7 @@ class HalfCellModel(NewtonSolver):
             "voltage_V": vals["phi_s_cc_int"] / self.area_cc_solid,
             "li_solid_mol": vals["li_solid_mol"],
             "li_electrolyte_mol": vals["li_electrolyte_mol"],
+            "dli_mol": vals["dli_solid_mol"] + vals["dli_electrolyte_mol"],
             "interface_current_A": vals["interface_current_A"],
             "mean_stoichiometry": vals["cs_int"] / self.vol["active"],
             "phi_e_li_V": vals["phi_e_li_int"] / self.area_li,

@@ -15,7 +15,8 @@ Run directory ``OUT/`` written by :func:`tomocell.physics.discharge.simulate_dis
         (discharged charge since start), capacity_mAh_g (per active-material mass),
         capacity_mAh_cm2 (per projected collector area), dod (capacity / nominal 1C capacity),
         mean_stoichiometry (volume mean of c_s/c_max), li_solid_mol, li_electrolyte_mol, li_total_mol,
-        li_balance_rel (Li change minus charge passed over F, relative to the charge of the step),
+        li_balance_rel (Li change of the step, integrated from c - c_old, minus charge passed over F,
+        relative to the charge of the step),
         interface_current_A (integral of Butler-Volmer current; = -current_A at convergence),
         c_e_min_mol_m3, phi_e_li_V (phi_e at the Li face), newton_its, krylov_its, retries
     OUT/particles.csv       per-particle mean state of lithiation: particle (label from the mesh's

@@ -306,8 +306,10 @@ def pybamm_parameters(p: Parameters, g: TwinGeometry, *, bruggeman: float | None
 
 
 def run_dfn(p: Parameters, g: TwinGeometry, c_rate: float, *, bruggeman: float | None = None, psd: bool = False,
-            n_points: int = 200) -> list[dict[str, Any]]:
-    """Galvanostatic discharge of the twin from the charged state to voltage_min at ``c_rate``.
+            n_points: int = 200, voltage_end_V: float | None = None,
+            duration_s: float | None = None) -> list[dict[str, Any]]:
+    """Galvanostatic discharge of the twin from the charged state at ``c_rate`` to ``voltage_end_V``
+    (default voltage_min), or for ``duration_s`` if it ends first.
 
     Returns rows with the resolved model's timeseries column names (t_s, voltage_V, current_A,
     current_density_A_m2, capacity_Ah, capacity_mAh_g, capacity_mAh_cm2, dod)."""
@@ -317,12 +319,14 @@ def run_dfn(p: Parameters, g: TwinGeometry, c_rate: float, *, bruggeman: float |
     pv = pybamm_parameters(p, g, bruggeman=bruggeman, psd=psd)
     q_nom = float(pv["Nominal cell capacity [A.h]"])
     pv["Current function [A]"] = c_rate * q_nom
+    if voltage_end_V is not None:
+        pv["Lower voltage cut-off [V]"] = float(voltage_end_V)
     options = {"working electrode": "positive"}
     if psd:
         options["particle size"] = "distribution"
     model = pybamm.lithium_ion.DFN(options)
     var_pts = {"x_n": 10, "x_s": 10, "x_p": 20, "r_n": 10, "r_p": 20, "R_n": 10, "R_p": 20}
-    t_end = 1.3 * 3600.0 / c_rate
+    t_end = 1.3 * 3600.0 / c_rate if duration_s is None else float(duration_s)
     sim = pybamm.Simulation(model, parameter_values=pv, var_pts=var_pts)
     sol = sim.solve(np.linspace(0.0, t_end, n_points))
     t = np.asarray(sol["Time [s]"].entries)

@@ -1,5 +1,10 @@
 """The twin of a finished ``tomocell simulate`` run: DFN at the same C-rate, side by side.
 
+The twin runs the run's first constant-current discharge step (:func:`twin_protocol`, read from the
+expanded experiment in run.json; a plain ``--c-rate`` run is the experiment of its options) with the same
+voltage end and duration, and compares it with that step of the run. A run whose first step (after rests)
+is anything else is refused, naming the step.
+
 Output directory ``OUT/`` of :func:`twin_of_run` / ``tomocell twin SIM_DIR --out OUT``::
 
     OUT/run.json          manifest: the simulate run it twins, geometry, tortuosity source, results
@@ -97,11 +102,75 @@ def run_parameters(run: dict[str, Any]) -> Parameters:
     return from_dict(raw)
 
 
-def read_timeseries(path: Path) -> dict[str, np.ndarray]:
+#: step kinds the twin reproduces: a constant current, however it is given
+CC_KINDS = ("c_rate", "current", "current_density")
+
+
+def twin_protocol(run: dict[str, Any], sim_dir: Path) -> dict[str, Any]:
+    """The step of the run the twin reproduces: its first constant-current discharge, after any leading
+    rests (no-ops from equilibrium), with its C-rate, voltage end and duration. InputError (exit 2) naming
+    the step when that step is something else (PyBaMM's DFN is not given a protocol the run did not run).
+
+    Returns {protocol_step, text, c_rate, voltage_end_V, duration_s, steps}: ``steps`` the number of
+    steps of the experiment (the twin reproduces only ``protocol_step`` of them)."""
+    par = run.get("parameters", {})
+    exp = par.get("experiment")
+    if exp is None:
+        if "experiment_steps" in run.get("results", {}):
+            raise InputError(f"{sim_dir}: run.json records no expanded experiment (made by an older tomocell): "
+                             "run the experiment again to twin it")
+        c = float(par["c_rate"])  # a plain discharge of an older run
+        return {"protocol_step": 0, "text": f"Discharge at {c:g}C", "c_rate": c, "voltage_end_V": None,
+                "duration_s": None, "steps": 1}
+    k = 0
+    while k < len(exp) - 1 and exp[k]["kind"] == "rest":
+        k += 1
+    st = exp[k]
+    status = {int(s["protocol_step"]): s.get("status") for s in run.get("results", {}).get("experiment_steps", [])}
+
+    def refuse(why: str) -> InputError:
+        return InputError(f"the twin cannot express experiment step {k} ({st['text']!r}): {why}; it reproduces a "
+                          "constant-current discharge from the charged state (the first step after any rests)")
+
+    if st["kind"] not in CC_KINDS or st["value"] <= 0:
+        raise refuse(f"a {st['direction']} step ({st['kind']}), not a constant-current discharge")
+    if status.get(k, "done") != "done":
+        raise refuse(f"the run {status[k]} it")
+    ends = st.get("until", [])
+    if any(u["kind"] != "voltage" or u.get("operator") not in (None, "<") for u in ends):
+        raise refuse("only voltage ends reached from above are expressed")
+    one_c = float(run.get("results", {}).get("one_c_current_A", math.nan))
+    if st["kind"] == "c_rate":
+        c = float(st["value"])
+    elif math.isfinite(one_c) and one_c > 0:  # the current the run drew in that step, in its own 1C
+        c = float(_step_current(sim_dir / "timeseries.csv", k)) / one_c
+    else:
+        raise refuse("run.json gives no 1C current to convert its current")
+    return {"protocol_step": k, "text": st["text"], "c_rate": c,
+            "voltage_end_V": max((float(u["value"]) for u in ends), default=None),
+            "duration_s": st.get("duration_s"), "steps": len(exp)}
+
+
+def _step_current(path: Path, k: int) -> float:
+    with open(path, newline="") as fh:
+        cur = [float(r["current_A"]) for r in csv.DictReader(fh) if r.get("protocol_step") == str(k)]
+    if not cur:
+        raise InputError(f"{path}: no rows of experiment step {k}")
+    return cur[-1]
+
+
+def read_timeseries(path: Path, k: int = 0) -> dict[str, np.ndarray]:
+    """t_s, voltage_V, capacity_mAh_g of experiment step ``k`` (from the row it starts at), time and
+    capacity counted from the step's start."""
+    from tomocell.physics.protocols.compare import select_step
+
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    rows = [r for r in rows if r.get("segment", "discharge") == "discharge"]
-    return {k: np.array([float(r[k]) for r in rows]) for k in ("t_s", "voltage_V", "capacity_mAh_g")}
+    names = ("t_s", "voltage_V", "capacity_mAh_g")
+    if rows and "protocol_step" not in rows[0]:  # before experiments: the discharge segment
+        rows = [r for r in rows if r.get("segment", "discharge") == "discharge"]
+        return {n: np.array([float(r[n]) for r in rows]) for n in names}
+    return select_step({n: np.array([float(r[n]) for r in rows]) for n in (*names, "protocol_step")}, k, str(path))
 
 
 def discharge_metrics(cap_mAh_g: np.ndarray, v: np.ndarray) -> dict[str, float]:
@@ -157,11 +226,12 @@ def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = Non
     run = read_run(sim_dir)
     params = run_parameters(run)
     mesh_spec = run_mesh_spec(run, sim_dir)
-    c_rate = float(run["parameters"]["c_rate"])
+    proto = twin_protocol(run, sim_dir)
+    c_rate = proto["c_rate"]
     if tau is not None and not (math.isfinite(tau) and tau >= 1):
         raise InputError(f"--tau must be a finite tortuosity factor >= 1, got {tau}")
     out = Path(out)
-    settings = {"simulate_run": str(sim_dir), "mesh": mesh_spec, "c_rate": c_rate, "tau": tau, "bruggeman": bruggeman, "psd": psd}
+    settings = {"simulate_run": str(sim_dir), "mesh": mesh_spec, "c_rate": c_rate, "protocol": proto, "tau": tau, "bruggeman": bruggeman, "psd": psd}
     with run_manifest("twin", out, settings, guard=guard, overwrite=overwrite) as man:
         man.add_input("simulate_run", sim_dir / "run.json")
         inp = load_mesh(mesh_spec, MPI.COMM_WORLD)
@@ -175,8 +245,10 @@ def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = Non
             b = params.sep_bruggeman if bruggeman is None else bruggeman
             g.tau_source = f"Bruggeman porosity^{b:g} ({g.tau_source or 'no image behind the mesh'})"
         with man.timed("dfn"):
-            rows = run_dfn(params, g, c_rate, bruggeman=bruggeman, psd=psd)
-        res = read_timeseries(sim_dir / "timeseries.csv")
+            v_end = params.voltage_min - 0.5 if proto["voltage_end_V"] is None else proto["voltage_end_V"]
+            rows = run_dfn(params, g, c_rate, bruggeman=bruggeman, psd=psd, voltage_end_V=v_end,
+                           duration_s=proto["duration_s"])
+        res = read_timeseries(sim_dir / "timeseries.csv", proto["protocol_step"])
         cap_d = np.array([r["capacity_mAh_g"] for r in rows])
         v_d = np.array([r["voltage_V"] for r in rows])
         m_res = discharge_metrics(res["capacity_mAh_g"], res["voltage_V"])
@@ -192,10 +264,10 @@ def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = Non
             write_json(out / "geometry.json", g.as_dict())
             overlay_figure(out / "overlay.png", [("resolved (tomocell)", res["capacity_mAh_g"], res["voltage_V"]),
                                                  ("homogenised DFN (PyBaMM)", cap_d, v_d)],
-                           f"{c_rate:g}C: resolved vs DFN twin")
+                           f"{proto['text']}: resolved vs DFN twin")
         man.set_parameters(geometry=g.as_dict(), parameters=params.raw)
-        man.set_result(c_rate=c_rate, resolved=m_res, dfn=m_dfn, voltage_rmse_mV=1e3 * rmse, capacity_diff_rel=dcap)
+        man.set_result(c_rate=c_rate, protocol=proto, resolved=m_res, dfn=m_dfn, voltage_rmse_mV=1e3 * rmse, capacity_diff_rel=dcap)
         for name in ("timeseries.csv", "comparison.csv", "geometry.json", "overlay.png"):
             man.add_output(name, out / name)
-    return {"resolved": m_res, "dfn": m_dfn, "voltage_rmse_mV": 1e3 * rmse, "capacity_diff_rel": dcap,
+    return {"protocol": proto, "resolved": m_res, "dfn": m_dfn, "voltage_rmse_mV": 1e3 * rmse, "capacity_diff_rel": dcap,
             "geometry": g, "out": out}

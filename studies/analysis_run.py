@@ -210,7 +210,8 @@ class RunData:
     def c_rate(self) -> float:
         v = self.manifest.get("results", {}).get("c_rate", self.manifest.get("parameters", {}).get("c_rate"))
         if v is None:
-            raise InputError(f"{self.path}/run.json: no c_rate in results or parameters")
+            raise InputError(f"{self.path}/run.json: no c_rate in results or parameters (a run of --experiment "
+                             "has no single C-rate: its steps are in parameters.experiment)")
         return float(v)
 
     @property

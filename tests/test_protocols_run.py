@@ -117,16 +117,21 @@ def test_cli_experiment_file_and_refusals(tmp_path, capsys):
         assert not bad.exists()
 
 
-def test_compare_with_a_measured_curve(run, tmp_path, capsys):
-    from tomocell.cli import main
-
-    _, rows, _ = run
-    out = tmp_path / "sim"
+def _write_run(rows, out):
+    """A run directory holding just these timeseries rows (what `tomocell compare` reads)."""
     out.mkdir()
     with open(out / "timeseries.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    return out
+
+
+def test_compare_with_a_measured_curve(run, tmp_path, capsys):
+    from tomocell.cli import main
+
+    _, rows, _ = run
+    out = _write_run(rows, tmp_path / "sim")
     meas = tmp_path / "m.csv"
     t = [float(r["t_s"]) for r in rows[:40]]
     v = [float(r["voltage_V"]) + 0.002 for r in rows[:40]]  # the curve shifted by 2 mV
@@ -142,6 +147,32 @@ def test_compare_with_a_measured_curve(run, tmp_path, capsys):
     assert res["capacity_difference_rel"] == pytest.approx(-1 / 11, rel=1e-9)
     assert main(argv[:3] + ["--voltage-col", "nope", "--figure", str(tmp_path / "n.png")]) == 2
     assert not (tmp_path / "n.png").exists()
+
+
+def test_compare_with_one_step_of_the_experiment(run, tmp_path):
+    """A measured curve of one step (its own clock and capacity from 0) against that step (--step K)."""
+    import json
+
+    from tomocell.cli import main
+
+    res, rows, _ = run
+    out = _write_run(rows, tmp_path / "sim")
+    i0 = next(i for i, r in enumerate(rows) if r["protocol_step"] == "2") - 1  # the charge starts here
+    step = [rows[i0]] + _of(rows, 2)
+    t0, q0 = float(step[0]["t_s"]), float(step[0]["capacity_mAh_g"])
+    meas = tmp_path / "m.csv"
+    meas.write_text("t,E,Q\n" + "".join(f"{float(r['t_s']) - t0},{float(r['voltage_V']) - 0.003},"
+                                        f"{float(r['capacity_mAh_g']) - q0}\n" for r in step))
+    argv = ["compare", str(out), str(meas), "--time-col", "t", "--voltage-col", "E", "--capacity-col", "Q",
+            "--figure", str(tmp_path / "o.png"), "--json", str(tmp_path / "c.json")]
+    assert main(argv + ["--step", "2"]) == 0
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert c["rmse_mV"] == pytest.approx(3.0, rel=1e-6) and c["points"] == len(step)
+    assert c["duration_difference_s"] == pytest.approx(0.0, abs=1e-9)
+    assert c["capacity_simulated"] < 0 and c["capacity_difference"] == pytest.approx(0.0, abs=1e-9)
+    assert main(argv) == 0  # the whole run: its clock starts at the discharge
+    assert json.loads((tmp_path / "c.json").read_text())["rmse_mV"] > 10.0
+    assert main(argv + ["--step", "9"]) == 2
 
 
 def test_resume_mid_experiment_gives_the_uninterrupted_result(tmp_path):

@@ -107,6 +107,8 @@ def test_twin_cli_agrees_at_c10(tmp_path, sim_c10):
     geometry homogenised) within 2 % capacity and 15 mV voltage RMSE (measured: 0.07 %, 3.1 mV)."""
     from tomocell.cli import main
 
+    exp = json.loads((sim_c10 / "run.json").read_text())["parameters"]["experiment"]
+    assert [(s["kind"], s["value"], s["text"]) for s in exp] == [("c_rate", 0.1, "Discharge at 0.1C until 3 V")]
     twin = tmp_path / "twin"
     assert main(["-q", "twin", str(sim_c10), "--out", str(twin)]) == 0
     rows = list(csv.DictReader(open(twin / "comparison.csv")))
@@ -127,6 +129,84 @@ def test_twin_refuses_unfinished_run(tmp_path):
     sim.mkdir()
     (sim / "run.json").write_text(json.dumps({"stage": "simulate", "status": "running"}))
     assert main(["-q", "twin", str(sim), "--out", str(tmp_path / "twin")]) == 2
+    assert not (tmp_path / "twin").exists()
+
+
+def test_twin_of_an_experiment_runs_its_first_constant_current_step(tmp_path, capsys):
+    """run.json records the expanded experiment; the twin runs its first CC discharge (after the rest) for
+    that step's duration, not a discharge to the cut-off at the default C-rate."""
+    from tomocell.cli import main
+
+    sim, twin = tmp_path / "sim", tmp_path / "twin"
+    assert main(["-q", "simulate", "box:2,2,3", "--dod", "50", "--out", str(sim), "--experiment", "Rest for 1 minute",
+                 "(Discharge at 2C for 2 minutes, Rest for 1 minute) x 2"]) == 0
+    par = json.loads((sim / "run.json").read_text())["parameters"]
+    assert par["c_rate"] is None  # no single C-rate, not the option's default 1C
+    exp = par["experiment"]
+    assert [s["text"] for s in exp] == ["Rest for 1 minute"] + ["Discharge at 2C for 2 minutes", "Rest for 1 minute"] * 2
+    assert [s["protocol_step"] for s in exp] == list(range(5))
+    assert exp[1]["kind"] == "c_rate" and exp[1]["value"] == 2.0 and exp[1]["duration_s"] == 120.0
+    capsys.readouterr()
+    assert main(["twin", str(sim), "--out", str(twin)]) == 0
+    assert "experiment step 1 of 5" in capsys.readouterr().out
+    res = json.loads((twin / "run.json").read_text())["results"]
+    assert res["protocol"]["protocol_step"] == 1 and res["c_rate"] == 2.0
+    ts = list(csv.DictReader(open(twin / "timeseries.csv")))
+    assert float(ts[-1]["t_s"]) == pytest.approx(120.0)  # the step's duration
+    assert abs(res["capacity_diff_rel"]) < 1e-6  # same current for the same time
+
+
+def test_twin_of_a_current_step_draws_the_run_s_current(tmp_path):
+    """A step given as a current (density): the twin's C-rate is the current the run drew over its 1C."""
+    from tomocell.cli import main
+
+    sim, twin = tmp_path / "sim", tmp_path / "twin"
+    assert main(["-q", "simulate", "box:2,2,3", "--dod", "50", "--out", str(sim), "--experiment",
+                 "Discharge at 0.4 mA/cm2 for 1 minute"]) == 0
+    one_c = json.loads((sim / "run.json").read_text())["results"]["one_c_current_A"]
+    assert main(["-q", "twin", str(sim), "--out", str(twin)]) == 0
+    res = json.loads((twin / "run.json").read_text())["results"]
+    assert res["c_rate"] * one_c == pytest.approx(4.0 * 1e-10, rel=1e-9)  # 4 A/m2 on the 10 um x 10 um box
+    assert abs(res["capacity_diff_rel"]) < 1e-6
+
+
+@pytest.mark.parametrize("steps, names", [
+    (["Discharge at 20 W/m2 for 30 seconds", "Discharge at 1C until 3 V"], "step 0 ('Discharge at 20 W/m2 for 30 seconds')"),
+    (["Rest for 1 minute", "Charge at 1C until 4.2 V"], "step 1 ('Charge at 1C until 4.2 V')"),
+    (["Hold at 4.2 V until C/50"], "step 0 ('Hold at 4.2 V until C/50')"),
+    (["Discharge at 1C until > 3.5 V"], "step 0"),
+])
+def test_twin_refuses_a_step_it_cannot_express(tmp_path, capsys, steps, names):
+    from tomocell.cli import main
+    from tomocell.physics.parameters import load_raw
+    from tomocell.physics.protocols.experiment import parse_experiment, step_record
+
+    sim = tmp_path / "sim"
+    sim.mkdir()
+    (sim / "timeseries.csv").write_text("t_s,voltage_V\n")
+    exp = [step_record(s, k) for k, s in enumerate(parse_experiment(steps))]
+    (sim / "run.json").write_text(json.dumps({"stage": "simulate", "status": "ok", "results": {"one_c_current_A": 1e-10},
+                                               "parameters": {"mesh": "box:2,2,3", "c_rate": 1.0, "experiment": exp,
+                                                              "parameters": load_raw("nmc111")}}))
+    assert main(["-q", "twin", str(sim), "--out", str(tmp_path / "twin")]) == 2
+    assert f"cannot express experiment {names}" in capsys.readouterr().err
+    assert not (tmp_path / "twin").exists()
+
+
+def test_twin_refuses_an_experiment_run_without_its_steps(tmp_path, capsys):
+    """A run of --experiment whose run.json has no expanded experiment (older tomocell): its c_rate entry is
+    not what it ran."""
+    from tomocell.cli import main
+    from tomocell.physics.parameters import load_raw
+
+    sim = tmp_path / "sim"
+    sim.mkdir()
+    (sim / "timeseries.csv").write_text("t_s,voltage_V\n")
+    (sim / "run.json").write_text(json.dumps({
+        "stage": "simulate", "status": "ok", "results": {"experiment_steps": [{"protocol_step": 0, "status": "done"}]},
+        "parameters": {"mesh": "box:2,2,3", "c_rate": 1.0, "parameters": load_raw("nmc111")}}))
+    assert main(["-q", "twin", str(sim), "--out", str(tmp_path / "twin")]) == 2
+    assert "no expanded experiment" in capsys.readouterr().err
     assert not (tmp_path / "twin").exists()
 
 

@@ -230,8 +230,10 @@ def _finished_simulation(mesh: Path, out: Path, c_rate: float, kw: dict[str, Any
 def twin(run: PathLike | SimulationResult, *, out: PathLike, tau: float | None = None,
          bruggeman: float | None = None, psd: bool = False) -> dict[str, Any]:
     """The PyBaMM DFN twin of a finished simulate run, at its C-rate, compared with it in ``out``
-    (timeseries.csv, comparison.csv, overlay.png). Returns the capacities, energies, mean voltages,
-    ``voltage_rmse_mV``, ``capacity_diff_rel`` and the measured ``geometry``."""
+    (timeseries.csv, comparison.csv, overlay.png); of an experiment its first constant-current discharge
+    step (``protocol`` says which; any other first step raises InputError naming it). Returns the
+    capacities, energies, mean voltages, ``voltage_rmse_mV``, ``capacity_diff_rel``, ``protocol`` and the
+    measured ``geometry``."""
     from tomocell.physics.twin_compare import twin_of_run
 
     return twin_of_run(run.path if isinstance(run, SimulationResult) else run, out, tau=tau, bruggeman=bruggeman,

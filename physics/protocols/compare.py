@@ -4,7 +4,9 @@ The simulated voltage (RUN/timeseries.csv) is interpolated onto the measured tim
 reported are the RMSE and the largest deviation of the voltage [mV] over that overlap, and the
 capacity difference: the measured end capacity (``--capacity-col``, in the unit of the run's column
 ``capacity_mAh_g`` unless ``--sim-capacity-col`` says otherwise) minus the simulated one, or without a
-capacity column the difference of the curves' durations.
+capacity column the difference of the curves' durations. With ``--step K`` the measured curve is one
+step of the run's experiment (``protocol_step`` K of timeseries.csv, see steps.csv): the run's time and
+capacity are then counted from that step's start.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ DESCRIPTION = __doc__.split("\n\n", 1)[1]
 EPILOG = """examples:
   tomocell compare results/1C measured.csv --time-col time_s --voltage-col Ewe_V
   tomocell compare results/1C measured.csv --capacity-col "Q_mAh_g" --json cmp.json
+  tomocell compare results/exp discharge.csv --step 2 --time-col "Time (h)" --time-scale 3600   # one step
 """
 
 
@@ -38,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--capacity-col", default=None, help="measured capacity column (optional)")
     parser.add_argument("--sim-capacity-col", default="capacity_mAh_g",
                         help="run column the measured capacity is compared with (default capacity_mAh_g)")
+    parser.add_argument("--step", type=int, default=None, metavar="K",
+                        help="compare with experiment step K of the run only (protocol_step in timeseries.csv; "
+                             "time and capacity from its start); default: the whole run")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the numbers to FILE")
     parser.add_argument("--figure", type=Path, default=Path("compare.png"), metavar="FILE",
                         help="overlay figure: voltage vs time (and vs capacity with --capacity-col), measured and "
@@ -58,6 +64,20 @@ def _columns(path: Path, names: list[str]) -> dict[str, np.ndarray]:
         raise InputError(f"{path}: a value is not a number ({e})") from None
 
 
+def select_step(sim: dict[str, np.ndarray], k: int, what: str) -> dict[str, np.ndarray]:
+    """The rows of experiment step ``k`` (``sim["protocol_step"]``) from the row it starts at (the previous
+    step's last, or the initial state), with time and capacity columns counted from that start."""
+    ps = sim["protocol_step"]
+    idx = np.nonzero(ps[1:] == k)[0] + 1
+    if idx.size == 0:
+        raise InputError(f"{what}: no time steps of experiment step {k} (the run has steps 0-{int(ps.max())})")
+    out = {n: v[idx[0] - 1: idx[-1] + 1].copy() for n, v in sim.items()}
+    for n in out:
+        if n == "t_s" or n.startswith("capacity_"):
+            out[n] -= out[n][0]
+    return out
+
+
 def compare(run_dir: str | Path, measured: str | Path, **kw: Any) -> dict[str, Any]:
     """The numbers `tomocell compare` prints (see the module docstring)."""
     return _compare(run_dir, measured, **kw)[0]
@@ -65,11 +85,13 @@ def compare(run_dir: str | Path, measured: str | Path, **kw: Any) -> dict[str, A
 
 def _compare(run_dir: str | Path, measured: str | Path, *, time_col: str = "time_s", voltage_col: str = "voltage_V",
              time_scale: float = 1.0, capacity_col: str | None = None,
-             sim_capacity_col: str = "capacity_mAh_g") -> tuple[dict[str, Any], dict[str, Any]]:
+             sim_capacity_col: str = "capacity_mAh_g", step: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     ts = Path(run_dir) / "timeseries.csv"
     if not ts.is_file():
         raise InputError(f"{run_dir}: no timeseries.csv (not a `tomocell simulate` run)")
-    sim = _columns(ts, ["t_s", "voltage_V", sim_capacity_col])
+    sim = _columns(ts, ["t_s", "voltage_V", sim_capacity_col] + (["protocol_step"] if step is not None else []))
+    if step is not None:
+        sim = select_step(sim, step, str(ts))
     meas = _columns(existing_file(str(measured), "measured curve"),
                     [time_col, voltage_col] + ([capacity_col] if capacity_col else []))
     tm = meas[time_col] * time_scale
@@ -128,7 +150,8 @@ def plot_overlay(res: dict[str, Any], c: dict[str, Any], path: Path, voltage_col
 
 def run(args: argparse.Namespace) -> int:
     res, curves = _compare(args.run, args.measured, time_col=args.time_col, voltage_col=args.voltage_col,
-                  time_scale=args.time_scale, capacity_col=args.capacity_col, sim_capacity_col=args.sim_capacity_col)
+                           time_scale=args.time_scale, capacity_col=args.capacity_col,
+                           sim_capacity_col=args.sim_capacity_col, step=args.step)
     line = (f"tomocell compare: voltage RMSE {res['rmse_mV']:.2f} mV (max {res['max_abs_mV']:.2f} mV, mean "
             f"{res['mean_mV']:+.2f} mV) over {res['points']} points; duration difference {res['duration_difference_s']:+.1f} s")
     if "capacity_difference" in res:

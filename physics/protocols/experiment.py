@@ -292,3 +292,16 @@ def read_experiment_file(path: str | Path) -> list[Step]:
     if not p.is_file():
         raise InputError(f"experiment file {str(path)!r} does not exist")
     return parse_experiment(p.read_text(), base=p.parent)
+
+
+def step_record(step: Step, index: int) -> dict[str, object]:
+    """One expanded step as JSON-ready data (run.json's ``experiment``): what it imposes (``kind``,
+    ``value`` in SI or C, positive = discharge), ``duration_s``, its ``until`` ends, ``direction``,
+    ``label`` and, for a drive cycle, the (time_s, value) points of its ``profile``."""
+    rec: dict[str, object] = {"protocol_step": index, "text": step.text, "kind": step.kind, "value": step.value,
+                              "direction": step.direction, "duration_s": step.duration_s,
+                              "until": [{"kind": u.kind, "value": u.value, "operator": u.operator} for u in step.until],
+                              "label": step.label or step.direction}
+    if step.profile is not None:
+        rec.update(profile_unit=step.profile_unit, profile={"time_s": list(step.profile[0]), "value": list(step.profile[1])})
+    return rec

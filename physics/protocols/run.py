@@ -263,7 +263,7 @@ def run_experiment(model: HalfCellModel, steps: list[Step], *, out_dir: str | Pa
         model.set_current_A(0.0)
         q0 = model.quantities()
         S = {"k": 0, "local": None, "t": 0.0, "q_dis": 0.0, "n": 0, "summaries": [], "snaps": [], "q_prev": q0,
-             "li_prev": q0["li_solid_mol"] + q0["li_electrolyte_mol"], "newton": 0, "krylov": 0}
+             "newton": 0, "krylov": 0}
         S["rows"] = [row(0, steps[0].label or steps[0].direction, 0.0, 0.0, q0, None, 0.0)]
     rows, summaries = S["rows"], S["summaries"]
 
@@ -375,10 +375,9 @@ def run_experiment(model: HalfCellModel, steps: list[Step], *, out_dir: str | Pa
             S["q_dis"] += cur * dt_try
             S["n"] += 1
             n_loop += 1
-            li_now = q["li_solid_mol"] + q["li_electrolyte_mol"]
-            passed = cur * dt_try / FARADAY
-            bal = (li_now - S["li_prev"] - passed) / (abs(passed) if passed else max(abs(li_now), 1e-300))
-            S["li_prev"] = li_now
+            passed = cur * dt_try / FARADAY  # Li change of the step (integrated from c - c_old) vs charge / F
+            bal = (q["dli_mol"] - passed) / (abs(passed) if passed else
+                                             max(abs(q["li_solid_mol"] + q["li_electrolyte_mol"]), 1e-300))
             S["newton"] += st.newton
             S["krylov"] += st.krylov
             rows.append(row(k, seg, dt_try, cur, q, st, bal))
