@@ -106,3 +106,11 @@ def test_simulate_reuses_a_finished_run_of_the_same_mesh(tmp_path):
     other = tc.simulate(mesh, out=tmp_path / "run", c_rate=8.0, reuse=True)
     assert other.summary["capacity_mAh_g"] != first.summary["capacity_mAh_g"]
     assert (out / "timeseries.csv").stat().st_mtime_ns != mtime
+    # an experiment run is reused for the same steps only
+    exp = tmp_path / "exp"
+    tc.simulate(mesh, out=exp, experiment=["Discharge at 5C for 60 seconds"], reuse=True)
+    mtime = (exp / "timeseries.csv").stat().st_mtime_ns
+    tc.simulate(mesh, out=exp, experiment=["Discharge at 5C for 60 seconds"], reuse=True)
+    assert (exp / "timeseries.csv").stat().st_mtime_ns == mtime
+    tc.simulate(mesh, out=exp, experiment=["Discharge at 5C for 30 seconds"], reuse=True)
+    assert (exp / "timeseries.csv").stat().st_mtime_ns != mtime

@@ -212,8 +212,14 @@ def _finished_simulation(mesh: Path, out: Path, c_rate: float, kw: dict[str, Any
     if mpi.is_root() and mesh.is_file() and (out / "run.json").is_file():
         from tomocell.meshing.meshfile import mesh_sha256
 
-        wanted = {"c_rate": c_rate, "overrides": kw.get("overrides") or {}, "experiment": kw.get("experiment"),
+        wanted = {"c_rate": c_rate, "overrides": kw.get("overrides") or {},
                   **{k: v for k, v in kw.items() if k not in ("overrides", "experiment", "params")}}
+        if kw.get("experiment") is not None:  # run.json holds the expanded steps (and c_rate null)
+            from tomocell.physics.protocols.experiment import Step, parse_experiment, step_record
+
+            steps = kw["experiment"]
+            steps = steps if all(isinstance(e, Step) for e in steps) else parse_experiment(steps)
+            wanted.update(c_rate=None, experiment=[step_record(s, k) for k, s in enumerate(steps)])
         if kw.get("params") is not None:
             wanted["parameter_set"] = str(kw["params"])
 
