@@ -167,9 +167,11 @@ def discharge_metrics(cap_mAh_g: np.ndarray, v: np.ndarray) -> dict[str, float]:
     return {"capacity_mAh_g": cap, "energy_Wh_kg": energy, "mean_voltage_V": energy / cap if cap > 0 else math.nan}
 
 
-def voltage_rmse(cap_a: np.ndarray, v_a: np.ndarray, cap_b: np.ndarray, v_b: np.ndarray, n: int = 400) -> float:
-    """RMS of V_b - V_a [V] on the common capacity range (both curves interpolated on n points)."""
-    hi = min(cap_a[-1], cap_b[-1])
+def voltage_rmse(cap_a: np.ndarray, v_a: np.ndarray, cap_b: np.ndarray, v_b: np.ndarray, n: int = 400,
+                 upto: float = 1.0) -> float:
+    """RMS of V_b - V_a [V] on the common capacity range, or its first ``upto`` fraction (both curves
+    interpolated on n points)."""
+    hi = upto * min(cap_a[-1], cap_b[-1])
     if hi <= 0:
         return math.nan
     q = np.linspace(0.0, hi, n)
