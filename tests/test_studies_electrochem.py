@@ -311,7 +311,7 @@ def test_tiny_rate_study_end_to_end_resume_and_cli(tmp_path, monkeypatch):
     twin = read_table(tmp_path / "twin.csv")
     assert [float(t["c_rate"]) for t in twin] == [1.0, 3.0, 10.0] and not any(t["note"] for t in twin), twin
     for t in twin:
-        assert float(t["capacity_resolved_mAh_g"]) == pytest.approx(r[float(t["c_rate"])]["capacity_mAh_g"], rel=1e-6)
+        assert float(t["capacity_resolved_mAh_g"]) == pytest.approx(r[float(t["c_rate"])]["capacity_mAh_g"], rel=1e-5)  # 6 digits
         assert float(t["capacity_twin_mAh_g"]) > 0 and float(t["voltage_rmse_mV"]) >= 0 and float(t["tau"]) >= 1
     assert (tmp_path / "runs/base-1C/twin/timeseries.csv").is_file()
 
