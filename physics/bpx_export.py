@@ -63,16 +63,18 @@ def li_metal_negative(p: Parameters, q_nom_C_m2: float) -> dict[str, Any]:
             "Reaction rate constant [mol.m-2.s-1]": 2.0 * p.li_i0 / FARADAY}
 
 
-def to_bpx(p: Parameters, g: Any, *, bruggeman: float | None = None, title: str = "tomocell electrode",
+def to_bpx(p: Parameters, g: Any, *, bruggeman: float | str | None = None, title: str = "tomocell electrode",
            li_negative: bool = False) -> dict[str, Any]:
     """A BPX 1.x mapping (Model "Partial") of parameter set ``p`` and measured geometry ``g``; with
     ``li_negative`` a full-cell file (Model "DFN") whose negative electrode stands for the Li metal
-    (:func:`li_metal_negative`)."""
+    (:func:`li_metal_negative`). Transport efficiency porosity^b with b of
+    :func:`tomocell.physics.twin.electrode_bruggeman` (porosity/tau with a measured tau); ``"fit"``
+    also records that b as ``tomocell fitted Bruggeman exponent``."""
+    from tomocell.physics.twin import electrode_bruggeman
+
     x0, x1 = p.theta_limits()
-    if g.tau is not None and bruggeman is None:
-        te = g.porosity / g.tau
-    else:
-        te = g.porosity ** (p.sep_bruggeman if bruggeman is None else bruggeman)
+    b_el = electrode_bruggeman(p, g, bruggeman)
+    te = g.porosity / g.tau if g.tau is not None and not isinstance(bruggeman, (int, float)) else g.porosity**b_el
     lo, hi = p.ocp_valid
     xs = np.linspace(lo, hi, N_TABLE)
     cs = np.linspace(*p.c_e_valid, N_TABLE)
@@ -105,6 +107,8 @@ def to_bpx(p: Parameters, g: Any, *, bruggeman: float | None = None, title: str 
         "tomocell separator Bruggeman coefficient": p.sep_bruggeman,
         "tomocell OCP valid minimum stoichiometry": lo, "tomocell OCP valid maximum stoichiometry": hi,
     }
+    if bruggeman == "fit":
+        user["tomocell fitted Bruggeman exponent"] = b_el
     out = {
         "Header": {"BPX": "1.0.0", "Title": title, "Model": "DFN" if li_negative else "Partial",
                    "Description": ("Half-cell (Li-metal counter electrode) positive electrode with effective parameters "
@@ -152,15 +156,19 @@ def validate_bpx(data: dict[str, Any]) -> Any:
         raise InputError(f"the exported parameters are not valid BPX: {exc}") from None
 
 
-def export_bpx(sim_dir: str | Path, out: str | Path, *, tau: float | None = None, bruggeman: float | None = None,
-               li_negative: bool = False) -> Path:
-    """Write the BPX file of a finished simulate run's electrode (validated before it is written)."""
+def export_bpx(sim_dir: str | Path, out: str | Path, *, tau: float | None = None,
+               bruggeman: float | str | None = None, li_negative: bool = False) -> Path:
+    """Write the BPX file of a finished simulate run's electrode (validated before it is written).
+
+    The transport efficiency is porosity/tau with the tortuosity factor measured on the image behind the
+    run's mesh (:func:`tomocell.physics.twin_compare.resolve_tau`) unless ``tau`` or a number ``bruggeman``
+    is given."""
     from mpi4py import MPI
 
     from tomocell.atomic import write_json
     from tomocell.physics.cli import load_mesh
     from tomocell.physics.twin import mesh_geometry
-    from tomocell.physics.twin_compare import read_run, run_mesh_spec, run_parameters
+    from tomocell.physics.twin_compare import read_run, resolve_tau, run_mesh_spec, run_parameters
 
     sim_dir, out = Path(sim_dir), Path(out)
     if out.suffix.lower() != ".json":
@@ -169,9 +177,10 @@ def export_bpx(sim_dir: str | Path, out: str | Path, *, tau: float | None = None
         raise InputError(f"--tau must be a finite tortuosity factor >= 1, got {tau}")
     run = read_run(sim_dir)
     params = run_parameters(run)
-    g = mesh_geometry(load_mesh(run_mesh_spec(run, sim_dir), MPI.COMM_WORLD))
-    if tau is not None:
-        g.tau = float(tau)
+    mesh_spec = run_mesh_spec(run, sim_dir)
+    tau_info = resolve_tau(mesh_spec, params, tau, bruggeman)
+    g = mesh_geometry(load_mesh(mesh_spec, MPI.COMM_WORLD))
+    g.tau, g.tau_source, g.tau_mesh = tau_info
     data = to_bpx(params, g, bruggeman=bruggeman, title=f"tomocell electrode of {sim_dir.name}", li_negative=li_negative)
     validate_bpx(data)
     if MPI.COMM_WORLD.rank == 0:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tomocell.physics.cli_twin import add_transport_options
+
 HELP = "write a BPX JSON of a simulate run's measured effective electrode parameters (needs tomocell[dfn])"
 DESCRIPTION = (
     "Writes a BPX 1.x file (Model 'Partial': a half-cell has no negative electrode) with the effective "
@@ -22,13 +24,10 @@ EPILOG = """examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sim_dir", metavar="SIM_DIR", help="directory of a finished `tomocell simulate` run")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE.json", help="BPX file to write")
-    parser.add_argument("--tau", type=float, default=None, metavar="TAU",
-                        help="through-thickness tortuosity factor: transport efficiency = porosity/TAU")
+    add_transport_options(parser)
     parser.add_argument("--li-metal-negative", action="store_true",
                         help="add a negative electrode standing for the Li metal (Model DFN), so full-cell readers "
                              "such as pybamm.ParameterValues.create_from_bpx load the file")
-    parser.add_argument("--bruggeman", type=float, default=None, metavar="B",
-                        help="transport efficiency porosity^B instead (default without --tau: the separator's exponent)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,10 @@ The translation (:func:`pybamm_parameters`) keeps the physics identical:
   the DFN's spheres of radius R then react over the resolved electrode's true area;
 * Li metal: i0_Li = i0_ref (c_e/c_e0)^b;
 * electrolyte transport efficiency eps/tau through a Bruggeman exponent b = 1 - ln(tau)/ln(eps)
-  (``tau`` = a measured tortuosity factor; without one, the ``bruggeman`` exponent is used);
+  (``tau`` = the image-measured through-thickness tortuosity factor; ``bruggeman="fit"`` reports that b
+  as the fitted exponent, the same transport; a number B uses porosity^B instead);
+* particles: PyBaMM's particle-size distribution of the per-particle radii by default
+  (:meth:`TwinGeometry.psd`), or one radius (``psd=False``);
 * solid conductivity: the volume-weighted active + CBD conductivity with no Bruggeman correction (the
   solid potential drop is tiny at these sizes in both models).
 """
@@ -63,6 +66,8 @@ class TwinGeometry:
     particle_volumes_m3: list[float] = field(default_factory=list)
     tau: float | None = None
     tau_source: str = ""
+    #: the same tortuosity factor measured on the mesh's pore tets (meshing's fidelity report), for reference
+    tau_mesh: float | None = None
 
     @property
     def specific_area_m(self) -> float:
@@ -91,6 +96,12 @@ class TwinGeometry:
             raise InputError("the mesh has no particle labels: cannot give the twin a particle-size distribution")
         return float(np.sum(r**3) / np.sum(r**2))
 
+    def reaction_area_factor(self, psd: bool = True) -> float:
+        """The i0 scale of the twin: mesh interface area over the area of its spheres (the Sauter radius's
+        with a particle-size distribution, :attr:`radius_m`'s with one radius)."""
+        r = self.sauter_radius_m if psd else self.radius_m
+        return self.specific_area_m * r / (3.0 * self.active_fraction)
+
     def psd(self) -> tuple[Any, float, float]:
         """Area-weighted particle-size distribution of the per-particle radii for PyBaMM: a sum of
         Gaussian kernels (width 0.25 std + 0.05 mean) weighted by R^2, normalised on [R_min, R_max]."""
@@ -114,7 +125,8 @@ class TwinGeometry:
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(specific_area_m=self.specific_area_m, radius_m=self.radius_m, area_factor=self.area_factor)
+        d.update(specific_area_m=self.specific_area_m, radius_m=self.radius_m, area_factor=self.area_factor,
+                 sauter_radius_m=self.sauter_radius_m, area_factor_psd=self.reaction_area_factor(True))
         return d
 
 
@@ -242,20 +254,34 @@ def functions(p: Parameters, area_factor: float = 1.0) -> dict[str, Any]:
             "D_e": electrolyte(p.D_e), "t_plus": electrolyte(p.t_plus), "tdf": electrolyte(p.tdf)}
 
 
-def pybamm_parameters(p: Parameters, g: TwinGeometry, *, bruggeman: float | None = None, psd: bool = False) -> Any:
+def electrode_bruggeman(p: Parameters, g: TwinGeometry, bruggeman: float | str | None = None) -> float:
+    """The electrolyte Bruggeman exponent b of the electrode (transport efficiency porosity^b).
+
+    ``None`` or ``"fit"``: b with porosity^b = porosity / ``g.tau`` (the measured tortuosity factor;
+    ``"fit"`` refuses without one), else the separator's exponent of the set when nothing is measured
+    (a mesh with no image behind it, ``box:``); a number: that exponent."""
+    if isinstance(bruggeman, str):
+        if bruggeman != "fit":
+            raise InputError(f"--bruggeman must be a number or 'fit', got {bruggeman!r}")
+        if g.tau is None:
+            raise InputError("--bruggeman fit needs a measured tortuosity factor (none for this mesh: pass --tau)")
+        return bruggeman_from_tau(g.tau, g.porosity)
+    if bruggeman is not None:
+        return float(bruggeman)
+    if g.tau is not None:
+        return bruggeman_from_tau(g.tau, g.porosity)
+    return float(p.sep_bruggeman)
+
+
+def pybamm_parameters(p: Parameters, g: TwinGeometry, *, bruggeman: float | str | None = None, psd: bool = True) -> Any:
     """``pybamm.ParameterValues`` of the half-cell DFN twin (``working electrode: positive``).
 
-    Electrolyte transport efficiency in the electrode: from ``g.tau`` when measured, else
-    ``porosity^bruggeman`` (``bruggeman`` defaults to the separator's exponent of the set).
-    ``psd``: PyBaMM's particle-size distribution from the per-particle radii (:meth:`TwinGeometry.psd`;
-    the area factor then refers to the Sauter radius) instead of one radius."""
+    Electrolyte transport efficiency in the electrode: :func:`electrode_bruggeman`.
+    ``psd`` (default): PyBaMM's particle-size distribution from the per-particle radii
+    (:meth:`TwinGeometry.psd`; the area factor then refers to the Sauter radius); False: one radius."""
     pybamm = require_pybamm()
-    r_area = g.sauter_radius_m if psd else g.radius_m
-    f = functions(p, g.specific_area_m * r_area / (3.0 * g.active_fraction))
-    if g.tau is not None and bruggeman is None:
-        b_el = bruggeman_from_tau(g.tau, g.porosity)
-    else:
-        b_el = float(p.sep_bruggeman if bruggeman is None else bruggeman)
+    f = functions(p, g.reaction_area_factor(psd))
+    b_el = electrode_bruggeman(p, g, bruggeman)
     x0, _ = p.theta_limits()
     sigma = (p.sigma_active * g.active_fraction + p.sigma_cbd * g.cbd_fraction) / (g.active_fraction + g.cbd_fraction)
     side = math.sqrt(g.area_m2)
@@ -305,7 +331,7 @@ def pybamm_parameters(p: Parameters, g: TwinGeometry, *, bruggeman: float | None
     return pv
 
 
-def run_dfn(p: Parameters, g: TwinGeometry, c_rate: float, *, bruggeman: float | None = None, psd: bool = False,
+def run_dfn(p: Parameters, g: TwinGeometry, c_rate: float, *, bruggeman: float | str | None = None, psd: bool = True,
             n_points: int = 200, voltage_end_V: float | None = None,
             duration_s: float | None = None) -> list[dict[str, Any]]:
     """Galvanostatic discharge of the twin from the charged state at ``c_rate`` to ``voltage_end_V``

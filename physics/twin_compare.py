@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,31 +67,86 @@ def run_mesh_spec(run: dict[str, Any], sim_dir: Path) -> str:
     return str(path)
 
 
-def measured_tau(mesh_spec: str) -> tuple[float | None, str]:
-    """Through-thickness pore tortuosity factor of the volume the mesh was made from (axis 0 of the
-    volume), measured by :func:`tomocell.microstructure.tortuosity.tortuosity_factor`; (None, why)
-    when the mesh has no such volume on disk or its pores do not percolate."""
+def _fidelity_transport(mdir: Path) -> dict[str, Any]:
+    """The pore transport record of the mesh's fidelity report ({} when absent)."""
+    try:
+        rep = json.loads((mdir / "fidelity.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return (rep.get("transport") or {}).get("pore") or {}
+
+
+def mesh_tau(mesh_spec: str) -> float | None:
+    """The through-thickness pore tortuosity factor measured on the mesh's own pore tets at meshing
+    (``fidelity.json``; what the resolved model's electrolyte sees), None when not recorded."""
+    if mesh_spec.startswith("box:"):
+        return None
+    tau = (_fidelity_transport(Path(mesh_spec).parent).get("mesh") or {}).get("tau")
+    return float(tau) if isinstance(tau, (int, float)) and math.isfinite(tau) else None
+
+
+def measured_tau(mesh_spec: str) -> tuple[float, str]:
+    """Through-thickness pore tortuosity factor of the image the mesh was made from (axis 0), with where
+    it comes from. Followed from the mesh's directory:
+
+    * the mesh's ``run.json`` names its source volume (``tomocell mesh VOLUME``): measured on that volume
+      by :func:`tomocell.microstructure.tortuosity.tortuosity_factor` (InputError naming the file when
+      it is gone: no silent fallback to Bruggeman);
+    * otherwise (a study's structure, the demo's mesh) the value measured on the voxels at meshing,
+      recorded in the mesh's ``fidelity.json``;
+    * neither: InputError (pass ``--tau`` or ``--bruggeman B``)."""
     mdir = Path(mesh_spec).parent
     try:
         mrun = json.loads((mdir / "run.json").read_text())
     except (OSError, json.JSONDecodeError):
-        return None, "no mesh run.json next to the mesh"
-    src = (mrun.get("inputs") or {}).get("volume", {}).get("path")
-    if not src or not Path(src).exists():
-        return None, "the mesh's volume is not on disk"
-    from tomocell.config import parse_labels
-    from tomocell.microstructure.io import read_volume
-    from tomocell.microstructure.tortuosity import tortuosity_factor
+        mrun = {}
+    src = ((mrun.get("inputs") or {}).get("volume") or {}).get("path")
+    if src:
+        if not Path(src).exists():
+            raise InputError(f"the volume the mesh {mesh_spec} was made from is gone ({src} does not exist): "
+                             "the twin measures its tortuosity factor on it (or pass --tau TAU / --bruggeman B)")
+        from tomocell.config import parse_labels
+        from tomocell.microstructure.io import read_volume
+        from tomocell.microstructure.tortuosity import tortuosity_factor
 
-    mp = mrun.get("parameters", {})
-    vs = mp.get("voxel_size")
-    labels = mp.get("labels")
-    vol = read_volume(src, voxel_size_um=None if vs in (None, "None") else vs,
-                      labels=None if labels in (None, "None") else parse_labels(labels))
-    r = tortuosity_factor(vol, "pore", 0, raise_if_not_percolating=False)
-    if r.tau is None:
-        return None, f"the pores of {src} do not percolate through the thickness"
-    return float(r.tau), f"measured on {src} (pore, through thickness)"
+        mp = mrun.get("parameters", {})
+        vs = mp.get("voxel_size")
+        labels = mp.get("labels")
+        vol = read_volume(src, voxel_size_um=None if vs in (None, "None") else vs,
+                          labels=None if labels in (None, "None") else parse_labels(labels))
+        r = tortuosity_factor(vol, "pore", 0, raise_if_not_percolating=False)
+        if r.tau is None:
+            raise InputError(f"the pores of {src} do not percolate through the thickness: no tortuosity factor "
+                             "for the twin (pass --tau TAU or --bruggeman B)")
+        return float(r.tau), f"measured on {src} (pore, through thickness)"
+    vox = _fidelity_transport(mdir).get("voxels") or {}
+    if isinstance(vox.get("tau"), (int, float)) and math.isfinite(vox["tau"]):
+        return float(vox["tau"]), f"measured on the voxels the mesh was made from (pore, through thickness; {mdir / 'fidelity.json'})"
+    raise InputError(f"the mesh {mesh_spec} records neither its source volume (run.json) nor an image-measured "
+                     "tortuosity factor (fidelity.json transport): pass --tau TAU (e.g. from `tomocell characterise`) "
+                     "or --bruggeman B")
+
+
+def resolve_tau(mesh_spec: str, params: Parameters, tau: float | None,
+                bruggeman: float | str | None) -> tuple[float | None, str, float | None]:
+    """(tau, where it comes from, tau of the mesh's own pores or None): ``--tau``; none with a numeric
+    ``--bruggeman``; the set's Bruggeman exponent for a ``box:`` mesh (no image behind it); else
+    :func:`measured_tau`. Called before anything is written: a missing volume leaves nothing behind."""
+    if tau is not None and not (math.isfinite(tau) and tau >= 1):
+        raise InputError(f"--tau must be a finite tortuosity factor >= 1, got {tau}")
+    if isinstance(bruggeman, str) and bruggeman != "fit":
+        raise InputError(f"--bruggeman must be a number or 'fit', got {bruggeman!r}")
+    t_mesh = mesh_tau(mesh_spec)
+    if tau is not None:
+        return float(tau), "--tau", t_mesh
+    if isinstance(bruggeman, (int, float)):
+        return None, f"Bruggeman porosity^{bruggeman:g} (--bruggeman)", t_mesh
+    if mesh_spec.startswith("box:"):
+        if bruggeman == "fit":
+            raise InputError("--bruggeman fit needs a measured tortuosity factor: a box: mesh has no image (pass --tau)")
+        return None, f"Bruggeman porosity^{params.sep_bruggeman:g} (a box: mesh has no image)", t_mesh
+    t, src = measured_tau(mesh_spec)
+    return t, src, t_mesh
 
 
 def run_parameters(run: dict[str, Any]) -> Parameters:
@@ -180,9 +236,11 @@ def discharge_metrics(cap_mAh_g: np.ndarray, v: np.ndarray) -> dict[str, float]:
     return {"capacity_mAh_g": cap, "energy_Wh_kg": energy, "mean_voltage_V": energy / cap if cap > 0 else math.nan}
 
 
-def voltage_rmse(cap_a: np.ndarray, v_a: np.ndarray, cap_b: np.ndarray, v_b: np.ndarray, n: int = 400) -> float:
-    """RMS of V_b - V_a [V] on the common capacity range (both curves interpolated on n points)."""
-    hi = min(cap_a[-1], cap_b[-1])
+def voltage_rmse(cap_a: np.ndarray, v_a: np.ndarray, cap_b: np.ndarray, v_b: np.ndarray, n: int = 400,
+                 upto: float = 1.0) -> float:
+    """RMS of V_b - V_a [V] on the common capacity range, or its first ``upto`` fraction (both curves
+    interpolated on n points)."""
+    hi = upto * min(cap_a[-1], cap_b[-1])
     if hi <= 0:
         return math.nan
     q = np.linspace(0.0, hi, n)
@@ -211,15 +269,22 @@ def overlay_figure(path: Path, curves: list[tuple[str, np.ndarray, np.ndarray]],
     plt.close(fig)
 
 
-def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = None, bruggeman: float | None = None,
-                psd: bool = False, guard: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Build the DFN twin of a finished simulate run, run it at the run's C-rate, compare, write OUT."""
+def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = None,
+                bruggeman: float | str | None = None, psd: bool = True, guard: bool = False,
+                overwrite: bool = False, comm: Any = None) -> dict[str, Any]:
+    """Build the DFN twin of a finished simulate run, run it at the run's C-rate, compare, write OUT.
+
+    ``tau``: the through-thickness tortuosity factor (default: measured on the run's image,
+    :func:`resolve_tau`); ``bruggeman``: a number B for porosity^B instead, or ``"fit"`` to report the
+    exponent b with porosity^b = porosity/tau (the same transport); ``psd``: PyBaMM's particle-size
+    distribution of the per-particle radii (default) or one radius (False). ``comm``: the communicator
+    the mesh is read on (default COMM_WORLD; a study's report step, on rank 0 only, passes COMM_SELF)."""
     from mpi4py import MPI
 
     from tomocell.atomic import write_csv_rows, write_json
     from tomocell.manifest import run_manifest
     from tomocell.physics.cli import load_mesh
-    from tomocell.physics.twin import mesh_geometry, require_pybamm, run_dfn
+    from tomocell.physics.twin import electrode_bruggeman, mesh_geometry, require_pybamm, run_dfn
 
     require_pybamm()
     sim_dir = Path(sim_dir)
@@ -228,22 +293,18 @@ def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = Non
     mesh_spec = run_mesh_spec(run, sim_dir)
     proto = twin_protocol(run, sim_dir)
     c_rate = proto["c_rate"]
-    if tau is not None and not (math.isfinite(tau) and tau >= 1):
-        raise InputError(f"--tau must be a finite tortuosity factor >= 1, got {tau}")
+    t0 = time.perf_counter()
+    tau_info = resolve_tau(mesh_spec, params, tau, bruggeman)
+    t_tau = time.perf_counter() - t0
     out = Path(out)
     settings = {"simulate_run": str(sim_dir), "mesh": mesh_spec, "c_rate": c_rate, "protocol": proto, "tau": tau, "bruggeman": bruggeman, "psd": psd}
     with run_manifest("twin", out, settings, guard=guard, overwrite=overwrite) as man:
         man.add_input("simulate_run", sim_dir / "run.json")
-        inp = load_mesh(mesh_spec, MPI.COMM_WORLD)
+        inp = load_mesh(mesh_spec, MPI.COMM_WORLD if comm is None else comm)
         g = mesh_geometry(inp)
-        if tau is not None:
-            g.tau, g.tau_source = float(tau), "--tau"
-        elif bruggeman is None and not mesh_spec.startswith("box:"):
-            with man.timed("tortuosity"):
-                g.tau, g.tau_source = measured_tau(mesh_spec)
-        if g.tau is None:
-            b = params.sep_bruggeman if bruggeman is None else bruggeman
-            g.tau_source = f"Bruggeman porosity^{b:g} ({g.tau_source or 'no image behind the mesh'})"
+        g.tau, g.tau_source, g.tau_mesh = tau_info
+        man.data["timings_s"]["tortuosity"] = t_tau
+        b_el = electrode_bruggeman(params, g, bruggeman)
         with man.timed("dfn"):
             v_end = params.voltage_min - 0.5 if proto["voltage_end_V"] is None else proto["voltage_end_V"]
             rows = run_dfn(params, g, c_rate, bruggeman=bruggeman, psd=psd, voltage_end_V=v_end,
@@ -266,8 +327,11 @@ def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = Non
                                                  ("homogenised DFN (PyBaMM)", cap_d, v_d)],
                            f"{proto['text']}: resolved vs DFN twin")
         man.set_parameters(geometry=g.as_dict(), parameters=params.raw)
-        man.set_result(c_rate=c_rate, protocol=proto, resolved=m_res, dfn=m_dfn, voltage_rmse_mV=1e3 * rmse, capacity_diff_rel=dcap)
+        man.set_result(c_rate=c_rate, protocol=proto, resolved=m_res, dfn=m_dfn, voltage_rmse_mV=1e3 * rmse,
+                       capacity_diff_rel=dcap, tau=g.tau, tau_source=g.tau_source, tau_mesh=g.tau_mesh,
+                       bruggeman_electrode=b_el, bruggeman_fitted=b_el if bruggeman == "fit" else None, psd=psd,
+                       area_factor=g.reaction_area_factor(psd))
         for name in ("timeseries.csv", "comparison.csv", "geometry.json", "overlay.png"):
             man.add_output(name, out / name)
     return {"protocol": proto, "resolved": m_res, "dfn": m_dfn, "voltage_rmse_mV": 1e3 * rmse, "capacity_diff_rel": dcap,
-            "geometry": g, "out": out}
+            "geometry": g, "bruggeman_electrode": b_el, "psd": psd, "out": out}

@@ -7,7 +7,9 @@ them: a :class:`Verdict` per claim with the measured numbers, ``reproduced`` Tru
 the runs it needs are missing. :func:`render` writes them as a Markdown block; :func:`update_document`
 puts that block between the ``<!-- conclusions:begin -->`` / ``<!-- conclusions:end -->`` markers of a
 document (``studies/CONCLUSIONS.md``) and keeps the hand-written discussion around it, so the numbers
-in the document are always the CSVs' (``--check`` fails when they are not)::
+in the document are always the CSVs' (``--check`` fails when they are not). Where the document has the
+``<!-- twin:begin -->`` / ``<!-- twin:end -->`` markers, the rate study's ``twin.csv`` (resolved model
+against its homogenised DFN twin, :mod:`tomocell.studies.rate_twin`) is rendered there (:func:`render_twin`)::
 
     python -m tomocell.studies.conclusions --results results/studies --doc studies/CONCLUSIONS.md [--check]
 
@@ -29,6 +31,10 @@ from tomocell.errors import InputError
 #: relative difference below which two capacities count as "about equal" (paper Fig. 9l wording)
 EQUAL_REL = 0.02
 BEGIN, END = "<!-- conclusions:begin -->", "<!-- conclusions:end -->"
+#: markers of the resolved-vs-twin block (the rate study's twin.csv); updated only where a document has them
+TWIN_BEGIN, TWIN_END = "<!-- twin:begin -->", "<!-- twin:end -->"
+#: what the twin test requires at C/10 (tests/test_twin_dfn.py): capacity within 2 %, voltage RMSE 15 mV
+TWIN_AGREE_REL, TWIN_AGREE_MV = 0.02, 15.0
 
 
 @dataclass(frozen=True)
@@ -216,6 +222,59 @@ def calendering_rate_claims(rows: Sequence[dict[str, Any]]) -> list[Verdict]:
     return out
 
 
+def twin_claims(rows: Sequence[dict[str, Any]]) -> list[Verdict]:
+    """Resolved model against its DFN twin over C-rate, per design (rows of the rate study's twin.csv)."""
+    paper = "not in the paper (issue 21: where the homogenised DFN stops being right)"
+    out: list[Verdict] = []
+    for design in dict.fromkeys(r["design"] for r in rows):
+        rs = sorted((r for r in rows if r["design"] == design), key=lambda r: r["c_rate"])
+        if len(rs) < 2:
+            out.append(Verdict(f"twin diverges with C-rate ({design})", paper, "runs missing", None))
+            continue
+        lo = rs[0]
+        rmse = [r["voltage_rmse_mV"] for r in rs]
+        dcap = [abs(r["capacity_diff_pct"]) for r in rs]
+        out.append(Verdict(f"twin agrees at the lowest rate, {lo['c_rate']:g}C ({design})",
+                           f"{paper}; the C/10 test's bounds: {100 * TWIN_AGREE_REL:g} % capacity, {TWIN_AGREE_MV:g} mV",
+                           f"{lo['capacity_diff_pct']:+.2f} % capacity, {lo['voltage_rmse_mV']:.1f} mV RMSE",
+                           abs(lo["capacity_diff_pct"]) <= 100 * TWIN_AGREE_REL and lo["voltage_rmse_mV"] <= TWIN_AGREE_MV))
+        out.append(Verdict(f"twin's voltage RMSE grows with C-rate ({design})", paper,
+                           ", ".join(f"{r['c_rate']:g}C {r['voltage_rmse_mV']:.1f} mV" for r in rs),
+                           all(a < b for a, b in zip(rmse, rmse[1:]))))
+        out.append(Verdict(f"twin's capacity difference grows with C-rate ({design})", paper,
+                           ", ".join(f"{r['c_rate']:g}C {r['capacity_diff_pct']:+.2f} %" for r in rs),
+                           all(a < b for a, b in zip(dcap, dcap[1:]))))
+    return out
+
+
+def render_twin(rows: Sequence[dict[str, Any]], source: str) -> str:
+    """The Markdown block of the rate study's twin.csv: verdicts and one row per design and C-rate."""
+    lines = [TWIN_BEGIN, "", f"_Generated from `{source}` by `python -m tomocell.studies.conclusions`; "
+             "do not edit between the markers._", ""]
+    if not rows:
+        lines += ["No twin.csv (run the rate-capability study, or its `--report-only`, with `tomocell[dfn]`).", "",
+                  TWIN_END]
+        return "\n".join(lines)
+    lines += ["| design | C-rate | resolved mAh/g | twin mAh/g | difference | voltage RMSE (first 90 %) "
+              "| mean V resolved / twin | tau image / mesh | Bruggeman b | area factor |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def num(v: Any, f: str) -> str:
+        return "-" if v is None else format(v, f)
+
+    for r in rows:
+        lines.append(f"| {r['design']} | {r['c_rate']:g} | {r['capacity_resolved_mAh_g']:.2f} | "
+                     f"{r['capacity_twin_mAh_g']:.2f} | {r['capacity_diff_pct']:+.2f} % | {r['voltage_rmse_mV']:.1f} mV "
+                     f"({num(r.get('voltage_rmse_90pct_mV'), '.1f')} mV) | "
+                     f"{r['mean_voltage_resolved_V']:.4f} / {r['mean_voltage_twin_V']:.4f} V | "
+                     f"{num(r.get('tau'), '.2f')} / {num(r.get('tau_mesh'), '.2f')} | "
+                     f"{num(r.get('bruggeman_electrode'), '.2f')} | {num(r.get('area_factor'), '.3f')} |")
+    lines += ["", "| claim | reproduced | measured | source |", "|---|---|---|---|"]
+    lines += [f"| {v.claim} | {v.mark} | {v.measured} | {v.paper} |" for v in twin_claims(rows)]
+    lines += ["", TWIN_END]
+    return "\n".join(lines)
+
+
 def verdicts(results_root: str | Path) -> list[tuple[str, list[Verdict]]]:
     """All claims, grouped by study, from the study directories under ``results_root``."""
     root = Path(results_root)
@@ -287,14 +346,22 @@ def render(groups: Sequence[tuple[str, Sequence[Verdict]]], costs: Sequence[dict
     return "\n".join(lines)
 
 
-def update_document(text: str, block: str) -> str:
+def update_document(text: str, block: str, begin: str = BEGIN, end: str = END) -> str:
     """``text`` with the part between the markers (inclusive) replaced by ``block``; appended if absent."""
-    if BEGIN in text and END in text:
-        a, b = text.index(BEGIN), text.index(END) + len(END)
+    if begin in text and end in text:
+        a, b = text.index(begin), text.index(end) + len(end)
         if b < a:
-            raise InputError(f"{END} comes before {BEGIN}")
+            raise InputError(f"{end} comes before {begin}")
         return text[:a] + block + text[b:]
     return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def twin_block(results_root: str | Path) -> str:
+    """:func:`render_twin` of ``<results_root>/rate-capability/twin.csv``."""
+    from tomocell.studies.rate_twin import TWIN_CSV, read_twin_csv
+
+    path = Path(results_root) / "rate-capability" / TWIN_CSV
+    return render_twin(read_twin_csv(path), str(path))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -318,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc = Path(args.doc)
     old = doc.read_text() if doc.is_file() else ""
     new = update_document(old, block)
+    if TWIN_BEGIN in new:  # the twin block only where the document has its markers
+        new = update_document(new, twin_block(args.results), TWIN_BEGIN, TWIN_END)
     if args.check:
         same = old == new
         print(f"{doc}: {'up to date' if same else 'OUT OF DATE with ' + args.results}")

@@ -9,7 +9,9 @@ time, W/kg); see :mod:`tomocell.studies.electrochem`.
 Figures: accessible capacity against C-rate (Fig. 8b), the Ragone plot specific energy against
 specific power per kg of active material (Fig. 8a) with the knee point of each curve marked (Kneedle
 on log-log axes, :func:`tomocell.studies.analysis_stats.ragone_knee`: the highest power before the
-energy collapses), and the voltage curves. ``ragone.csv`` lists each design's knee.
+energy collapses), and the voltage curves. ``ragone.csv`` lists each design's knee. Each finished
+discharge is also run through its homogenised PyBaMM DFN twin (``twin.csv``,
+``figures/twin_vs_resolved.png``; :mod:`tomocell.studies.rate_twin`).
 
 Config (``studies/configs/rate_capability.toml``)::
 
@@ -231,7 +233,10 @@ def rate_figures(outcomes: list[RunOutcome], fig_dir: Path, what: str = "design"
 
 
 def figures(outcomes: list[RunOutcome], fig_dir: Path) -> list[Figure]:
-    return rate_figures(outcomes, fig_dir)
+    """The rate figures, then the DFN twin of every finished simulate run (twin.csv, twin_vs_resolved.png)."""
+    from tomocell.studies.rate_twin import twin_figures
+
+    return rate_figures(outcomes, fig_dir) + twin_figures(outcomes, fig_dir)
 
 
 if __name__ == "__main__":

@@ -117,3 +117,45 @@ def test_cost_table_sums_recorded_cpu(tmp_path):
     rows = cc.cost_rows(tmp_path)
     assert rows == [{"study": "thickness", "runs": 3, "recorded": 2, "cpu_min": 3.0, "slowest": "a (2.0 min)"}]
     assert "| thickness | 3 | 2 | 3.0 | a (2.0 min) |" in cc.render([], rows)
+
+
+def _twin_row(c, dcap, rmse, note=""):
+    from tomocell.studies.rate_twin import COLUMNS
+
+    r = {k: None for k in COLUMNS}
+    if not note:
+        r.update(capacity_resolved_mAh_g=150.0, capacity_twin_mAh_g=150.0 * (1 + dcap / 100), capacity_diff_pct=dcap,
+                 voltage_rmse_mV=rmse, voltage_rmse_90pct_mV=rmse / 5, mean_voltage_resolved_V=3.9, mean_voltage_twin_V=3.91, tau=4.97, tau_mesh=3.2,
+                 bruggeman_electrode=2.4, area_factor=0.62)
+    r.update(design="as-prepared", c_rate=c, note=note)
+    return r
+
+
+def test_twin_block_from_twin_csv(tmp_path):
+    from tomocell.studies.rate_twin import read_twin_csv, write_twin_csv
+
+    root = tmp_path / "results"
+    (root / "rate-capability").mkdir(parents=True)
+    rows = [_twin_row(0.1, 0.5, 4.0), _twin_row(1.0, 1.5, 30.0), _twin_row(5.0, 6.0, 90.0),
+            _twin_row(8.0, 0, 0, note="skipped: not a `tomocell simulate` run")]
+    write_twin_csv(rows, root / "rate-capability" / "twin.csv")
+    got = read_twin_csv(root / "rate-capability" / "twin.csv")
+    assert [r["c_rate"] for r in got] == [0.1, 1.0, 5.0]  # the skipped run is left out
+    vs = cc.twin_claims(got)
+    assert [v.reproduced for v in vs] == [True, True, True]
+    assert "0.1C +0.50 %, 1C +1.50 %, 5C +6.00 %" in vs[2].measured
+    worse = [dict(r) for r in got]
+    worse[0]["voltage_rmse_mV"] = 40.0  # disagrees at the lowest rate, and the RMSE no longer grows
+    worse[1]["voltage_rmse_mV"] = 20.0
+    assert [v.reproduced for v in cc.twin_claims(worse)] == [False, False, True]
+    # the block goes only where the document has the twin markers, the rest of the document is kept
+    doc = tmp_path / "CONCLUSIONS.md"
+    doc.write_text(f"# Head\n\n{cc.BEGIN}\n{cc.END}\n\n## Twin\n\n{cc.TWIN_BEGIN}\nstale\n{cc.TWIN_END}\n\nwhy\n")
+    assert cc.main(["--results", str(root), "--doc", str(doc)]) == 0
+    text = doc.read_text()
+    assert "stale" not in text and text.endswith("\n\nwhy\n")
+    assert "| as-prepared | 5 | 150.00 | 159.00 | +6.00 % | 90.0 mV (18.0 mV) | 3.9000 / 3.9100 V | 4.97 / 3.20 | 2.40 | 0.620 |" in text
+    assert cc.main(["--results", str(root), "--doc", str(doc), "--check"]) == 0
+    (root / "rate-capability" / "twin.csv").unlink()
+    assert cc.main(["--results", str(root), "--doc", str(doc), "--check"]) == 1
+    assert "No twin.csv" in cc.twin_block(root)

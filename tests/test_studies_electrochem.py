@@ -226,6 +226,10 @@ def test_study_bookkeeping_resume_and_tables_with_a_made_up_discharge(tmp_path, 
     knees = {r["design"]: r for r in read_table(tmp_path / "ragone.csv")}
     assert set(knees) == {"base", "porous"} and knees["base"]["points"] == "3"
     assert "ragone.png" in res.report.read_text()
+    # the DFN twin skips the stand-in discharges (not `tomocell simulate` runs) with a note, draws nothing
+    twin = read_table(tmp_path / "twin.csv")
+    assert len(twin) == 6 and all(r["note"].startswith("skipped: ") for r in twin), twin
+    assert not (tmp_path / "figures" / "twin_vs_resolved.png").exists()
     # resume: nothing reruns; a lost run record reuses the finished discharge; a lost discharge is redone
     fake.calls.clear()
     assert [o.status for o in run_study_module(rate_capability, FAKE_CFG, tmp_path).outcomes] == ["skipped"] * 6
@@ -301,8 +305,15 @@ def test_tiny_rate_study_end_to_end_resume_and_cli(tmp_path, monkeypatch):
     assert sum(1 for x in rows if x["run"] == "base-3C" and x["metric"] == "voltage_curve.voltage_V") == n_curve
     knees = read_table(tmp_path / "ragone.csv")
     assert knees[0]["design"] == "base" and knees[0]["points"] == "3" and knees[0]["knee_c_rate"] == ""  # < 4 points
-    for f in ("capacity_vs_c_rate.png", "ragone.png", "voltage_curves.png"):
+    for f in ("capacity_vs_c_rate.png", "ragone.png", "voltage_curves.png", "twin_vs_resolved.png"):
         assert (tmp_path / "figures" / f).stat().st_size > 1000
+    # the DFN twin of every discharge: one row per rate, the resolved capacity is the run's
+    twin = read_table(tmp_path / "twin.csv")
+    assert [float(t["c_rate"]) for t in twin] == [1.0, 3.0, 10.0] and not any(t["note"] for t in twin), twin
+    for t in twin:
+        assert float(t["capacity_resolved_mAh_g"]) == pytest.approx(r[float(t["c_rate"])]["capacity_mAh_g"], rel=1e-5)  # 6 digits
+        assert float(t["capacity_twin_mAh_g"]) > 0 and float(t["voltage_rmse_mV"]) >= 0 and float(t["tau"]) >= 1
+    assert (tmp_path / "runs/base-1C/twin/timeseries.csv").is_file()
 
     # resume: nothing is simulated again
     calls.clear()

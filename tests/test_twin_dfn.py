@@ -15,7 +15,7 @@ from tomocell.physics.parameters import Func, load_parameters
 
 pybamm = pytest.importorskip("pybamm")
 
-from tomocell.physics.twin import bruggeman_from_tau, functions, mesh_geometry  # noqa: E402
+from tomocell.physics.twin import bruggeman_from_tau, electrode_bruggeman, functions, mesh_geometry  # noqa: E402
 
 
 def ev(sym) -> float:
@@ -72,6 +72,69 @@ def test_bruggeman_from_tau():
         bruggeman_from_tau(0.5, eps)
 
 
+def test_electrode_bruggeman_fit_default_and_number(box):
+    p = load_parameters("nmc111")
+    g = mesh_geometry(box)
+    assert electrode_bruggeman(p, g) == p.sep_bruggeman  # nothing measured (box: no image)
+    with pytest.raises(InputError, match="fit needs a measured tortuosity"):
+        electrode_bruggeman(p, g, "fit")
+    g.tau = 2.5
+    b = electrode_bruggeman(p, g, "fit")
+    assert g.porosity**b == pytest.approx(g.porosity / 2.5, rel=1e-12)
+    assert electrode_bruggeman(p, g) == b  # the default transport is the same porosity/tau
+    assert electrode_bruggeman(p, g, 1.7) == 1.7
+    with pytest.raises(InputError, match="number or 'fit'"):
+        electrode_bruggeman(p, g, "fitted")
+
+
+def _mesh_dir(tmp_path, run=None, fidelity=None):
+    d = tmp_path / "mesh"
+    d.mkdir()
+    (d / "mesh.xdmf").write_text("<Xdmf/>")  # never read: the tortuosity is resolved first
+    if run is not None:
+        (d / "run.json").write_text(json.dumps(run))
+    if fidelity is not None:
+        (d / "fidelity.json").write_text(json.dumps(fidelity))
+    return d / "mesh.xdmf"
+
+
+def test_measured_tau_follows_the_mesh_to_its_image(tmp_path):
+    from tomocell.physics.twin_compare import measured_tau, mesh_tau
+
+    gone = tmp_path / "vol" / "volume.tif"
+    mesh = _mesh_dir(tmp_path, run={"stage": "mesh", "inputs": {"volume": {"path": str(gone)}}},
+                     fidelity={"transport": {"pore": {"voxels": {"tau": 4.2}, "mesh": {"tau": 3.1}}}})
+    with pytest.raises(InputError, match=f"{gone} does not exist"):  # no silent fallback to Bruggeman
+        measured_tau(str(mesh))
+    (mesh.parent / "run.json").unlink()  # a study's structure: no mesh run, the voxels' tau in fidelity.json
+    tau, src = measured_tau(str(mesh))
+    assert tau == 4.2 and "fidelity.json" in src
+    assert mesh_tau(str(mesh)) == 3.1
+    (mesh.parent / "fidelity.json").unlink()
+    with pytest.raises(InputError, match="pass --tau"):
+        measured_tau(str(mesh))
+    assert mesh_tau(str(mesh)) is None and mesh_tau("box:6,6,8") is None
+
+
+def test_twin_and_export_refuse_a_run_whose_volume_is_gone(tmp_path, capsys):
+    from tomocell.cli import main
+    from tomocell.physics.parameters import load_raw
+
+    gone = tmp_path / "vol" / "volume.tif"
+    mesh = _mesh_dir(tmp_path, run={"stage": "mesh", "inputs": {"volume": {"path": str(gone)}}})
+    sim = tmp_path / "sim"
+    sim.mkdir()
+    (sim / "timeseries.csv").write_text("t_s,voltage_V\n")
+    (sim / "run.json").write_text(json.dumps({"stage": "simulate", "status": "ok", "cwd": str(tmp_path),
+                                               "parameters": {"mesh": str(mesh), "c_rate": 1.0,
+                                                              "parameters": load_raw("nmc111")}}))
+    assert main(["-q", "twin", str(sim), "--out", str(tmp_path / "twin")]) == 2
+    assert str(gone) in capsys.readouterr().err
+    assert main(["-q", "export-bpx", str(sim), "--out", str(tmp_path / "cell.json")]) == 2
+    assert str(gone) in capsys.readouterr().err
+    assert not (tmp_path / "twin").exists() and not (tmp_path / "cell.json").exists()
+
+
 @pytest.fixture(scope="module")
 def box():
     from mpi4py import MPI
@@ -119,7 +182,9 @@ def test_twin_cli_agrees_at_c10(tmp_path, sim_c10):
     assert {"t_s", "voltage_V", "current_A", "capacity_mAh_g"} <= set(ts[0])
     assert float(ts[-1]["voltage_V"]) == pytest.approx(3.0, abs=0.02)
     assert (twin / "overlay.png").stat().st_size > 1000
-    assert json.loads((twin / "run.json").read_text())["status"] == "ok"
+    man = json.loads((twin / "run.json").read_text())
+    assert man["status"] == "ok"
+    assert man["results"]["psd"] is True  # the particle-size distribution is the default
 
 
 def test_twin_refuses_unfinished_run(tmp_path):
@@ -233,6 +298,13 @@ def test_export_bpx_validates_and_reads_back(tmp_path, sim_c10):
     c = np.linspace(100.0, 2500.0, 13)
     for f in ("kappa", "D_e", "t_plus", "tdf"):  # 101-point tables of the set's functions
         assert np.allclose(getattr(b, f)(c=c, T=a.temperature), getattr(a, f)(c=c, T=a.temperature), rtol=5e-3), f
+    # --bruggeman fit: the same transport, and the exponent recorded
+    fit = tmp_path / "fit.json"
+    assert main(["-q", "export-bpx", str(sim_c10), "--out", str(fit), "--tau", "2.0", "--bruggeman", "fit"]) == 0
+    pf = json.loads(fit.read_text())["Parameterisation"]
+    b = pf["User-defined"]["tomocell fitted Bruggeman exponent"]
+    assert pf["Positive electrode"]["Transport efficiency"] == pytest.approx(pos["Transport efficiency"], rel=1e-12)
+    assert pos["Porosity"] ** b == pytest.approx(pos["Porosity"] / 2.0, rel=1e-12)
     # nothing written on bad input
     assert main(["-q", "export-bpx", str(sim_c10), "--out", str(tmp_path / "cell.txt")]) == 2
     assert not (tmp_path / "cell.txt").exists()

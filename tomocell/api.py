@@ -234,11 +234,13 @@ def _finished_simulation(mesh: Path, out: Path, c_rate: float, kw: dict[str, Any
 
 # ---- homogenised twin (PyBaMM DFN) and BPX export, optional extra tomocell[dfn] ----------------------
 def twin(run: PathLike | SimulationResult, *, out: PathLike, tau: float | None = None,
-         bruggeman: float | None = None, psd: bool = False) -> dict[str, Any]:
+         bruggeman: float | str | None = None, psd: bool = True) -> dict[str, Any]:
     """The PyBaMM DFN twin of a finished simulate run, at its C-rate, compared with it in ``out``
     (timeseries.csv, comparison.csv, overlay.png); of an experiment its first constant-current discharge
-    step (``protocol`` says which; any other first step raises InputError naming it). Returns the
-    capacities, energies, mean voltages, ``voltage_rmse_mV``, ``capacity_diff_rel``, ``protocol`` and the
+    step (``protocol`` says which; any other first step raises InputError naming it). ``tau`` defaults to
+    the value measured on the image behind the run's mesh; ``bruggeman``: a number B (porosity^B) or
+    ``"fit"``; ``psd=False``: one radius. Returns the capacities, energies, mean voltages,
+    ``voltage_rmse_mV``, ``capacity_diff_rel``, ``protocol``, the electrode's Bruggeman exponent and the
     measured ``geometry``."""
     from tomocell.physics.twin_compare import twin_of_run
 
@@ -247,7 +249,7 @@ def twin(run: PathLike | SimulationResult, *, out: PathLike, tau: float | None =
 
 
 def export_bpx(run: PathLike | SimulationResult, *, out: PathLike, tau: float | None = None,
-               bruggeman: float | None = None) -> Path:
+               bruggeman: float | str | None = None) -> Path:
     """A BPX JSON (validated by bpx) of a finished simulate run's measured effective parameters."""
     from tomocell.physics.bpx_export import export_bpx as _export
 
