@@ -179,7 +179,6 @@ def test_gan_subvolume_sanity(gan_volume_path, tmp_path):
 
 
 @pytest.mark.mpi
-@pytest.mark.cross_ranks
 def test_characterise_under_mpi_matches_serial_tau(tmp_path):
     import tomocell.fem  # noqa: F401
     from petsc4py import PETSc
@@ -199,7 +198,6 @@ def test_characterise_under_mpi_matches_serial_tau(tmp_path):
 
 
 @pytest.mark.mpi
-@pytest.mark.cross_ranks
 def test_image_steps_distributed_over_ranks_give_every_rank_the_serial_results():
     from tomocell import mpi
     from tomocell.microstructure.characterise import _step_particles, _step_poresize, _step_travel
