@@ -70,7 +70,7 @@ MUTATIONS: dict[str, tuple[str, str, str, str]] = {
 }
 
 #: test files whose tests compare physical values with independent references
-REFERENCE_TESTS = ("tests/test_physics_reference_1d.py", "tests/test_anisotropic_voxels.py")
+REFERENCE_TESTS = ("tests/test_physics_reference_1d.py", "tests/test_physics_mms.py", "tests/test_anisotropic_voxels.py")
 
 
 def make_copy(dest: Path) -> None:
