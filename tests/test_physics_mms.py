@@ -11,8 +11,8 @@ leaves a residual O(1) source, so the error stops falling. The parameters are re
 by tests/reference_1d.py's evaluator (with the UFL functions), F and R are this file's own.
 
 Equations (SI, x in m; scaled unknowns c_s = c/c_max, c_e = c/c_e0; one step of length dt from the
-uniform state c_s = CS_OLD, c_e = CE_OLD, so d/dt -> (u - u_old)/dt), as docs/physics.md and
-physics/model.py state them:
+uniform state c_s = CS_OLD, c_e = CE_OLD, so d/dt -> (u - u_old)/dt), as physics/model.py's
+docstring states them (docs/physics.md gives the parameter sets):
 
 * particles (ACTIVE): (c_s - c_s,old)/dt + div(-D_s grad c_s) = 0; outward flux (-D_s grad c_s).n =
   i_n / (F c_max) on active|electrolyte facets, 0 elsewhere (active|CBD, collector, sides).
