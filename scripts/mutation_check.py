@@ -6,7 +6,7 @@ on the copy and reports, per error, which tests failed and whether one of them i
 test (a test that compares a physical value with an independent reference, REFERENCE_TESTS below). A
 catch only by a solver-iteration bound or by a second copy of the same formula does not count.
 
-    .venv/bin/python scripts/mutation_check.py                 # the reference tests (~10 min, make test-slow)
+    .venv/bin/python scripts/mutation_check.py                 # the reference tests (~30 min, make test-slow)
     .venv/bin/python scripts/mutation_check.py --tests tests   # the whole default suite (hours)
     .venv/bin/python scripts/mutation_check.py --only kappa_x0.1 --keep
 
@@ -70,7 +70,7 @@ MUTATIONS: dict[str, tuple[str, str, str, str]] = {
 }
 
 #: test files whose tests compare physical values with independent references
-REFERENCE_TESTS = ("tests/test_physics_reference_1d.py", "tests/test_anisotropic_voxels.py")
+REFERENCE_TESTS = ("tests/test_physics_reference_1d.py", "tests/test_physics_mms.py", "tests/test_anisotropic_voxels.py")
 
 
 def make_copy(dest: Path) -> None:

@@ -36,10 +36,15 @@ R = 8.314462618  # J/(mol K)
 DATA = Path(__file__).resolve().parents[1] / "physics" / "parameters"
 
 
-def _value(entry, **var):
+NUMPY_FUNCS = {"exp": np.exp, "sqrt": np.sqrt, "log": np.log, "tanh": np.tanh}
+
+
+def _value(entry, funcs=None, **var):
+    """A data-file entry: its number, or its expression in the variables ``var`` evaluated with
+    ``funcs`` (numpy by default; tests/test_physics_mms.py passes the UFL functions)."""
     if "value" in entry:
         return float(entry["value"])
-    ns = {"exp": np.exp, "sqrt": np.sqrt, "log": np.log, "tanh": np.tanh, "__builtins__": {}}
+    ns = {**(NUMPY_FUNCS if funcs is None else funcs), "__builtins__": {}}
     return eval(entry["expression"], ns, dict(var))  # noqa: S307 - our own data file
 
 

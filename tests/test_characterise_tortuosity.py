@@ -105,7 +105,6 @@ def test_dead_ends_and_isolated_pores_count_in_eps_not_in_flux():
 
 
 @pytest.mark.mpi
-@pytest.mark.cross_ranks
 def test_tau_same_on_any_number_of_ranks():
     import tomocell.fem  # noqa: F401
     from petsc4py import PETSc

@@ -89,22 +89,24 @@ def test_gan_subvolume_voxel_and_surface(gan_volume_path, tmp_path):
     assert np.any(ms.facet_tags == tags.ACTIVE_PORE)
     print({k: v["rel_error"] for k, v in rs["phase_volumes"].items()},
           {k: (v["rel_error"], v["rel_error_vs_smoothed"]) for k, v in rs["interface_areas"].items()})
-    for name, v in rs["phase_volumes"].items():  # measured: pore +0.35 %, active +0.64 %, CBD -2.84 %
+    for name, v in rs["phase_volumes"].items():  # measured: pore -0.37 %, active -0.30 %, CBD +1.96 %
         assert abs(v["rel_error"]) < (0.03 if name == "cbd" else 0.01), (name, v)
-    # measured vs binary-mask marching cubes: active|cbd +4.2 %, cbd|pore +5.3 %, active|pore +17 %.
-    # KNOWN SHORTFALL (reported): active|pore misses the 5 % target against that reference, which itself
-    # overstates smooth bodies by 8-12 % (test_mesh_surface); the smoothed reference erases this crop's
-    # fine CBD, so neither reference is exact here. Bounds below guard against regressions.
+    # areas against the binary-mask marching cubes, measured: active|cbd +3.7 %, cbd|pore +1.4 % (the 5 %
+    # target), active|pore +11.3 %: that reference itself overstates smooth bodies by 8-12 %
+    # (test_mesh_surface), so for active|pore the 5 % target is checked against the smoothed-label
+    # reference (measured -0.5 %), and 13 % against the binary one guards regressions. (The smoothed
+    # reference erases this crop's fine CBD, so it is no reference for the CBD interfaces.)
     ia = rs["interface_areas"]
-    assert abs(ia["active|cbd"]["rel_error"]) < 0.06 and abs(ia["cbd|pore"]["rel_error"]) < 0.07
-    assert abs(ia["active|pore"]["rel_error"]) < 0.2
-    assert abs(ia["active|pore"]["rel_error_vs_smoothed"]) < 0.06  # measured +4.6 %
+    assert abs(ia["active|cbd"]["rel_error"]) < 0.05 and abs(ia["cbd|pore"]["rel_error"]) < 0.05
+    assert abs(ia["active|pore"]["rel_error_vs_smoothed"]) < 0.05
+    assert abs(ia["active|pore"]["rel_error"]) < 0.13
     # quality: at h_interface ~ one voxel the remesher can hardly coarsen, and this crop's worst
-    # surface triangle (quality 1.7e-3, its corners on three patch borders) stays; the tet pass
-    # raises the worst tet from 1.6e-3 to 2.4e-3 only. KNOWN SHORTFALL (reported): the issue asks for
-    # min SICN >= 0.05; at h 0.8 um (about two voxels) the 64^3 crop of this volume reaches 0.057
-    assert rs["quality_sicn"]["min"] > 1e-3
-    assert rs["slivers"] < 1e-3 * rs["tets"]
+    # surface triangle (its corners on three patch borders) stays; the tet pass raises the worst tet
+    # from 1.57e-3 to 2.40e-3 (measured), so 2e-3 checks that the pass keeps its gain. KNOWN SHORTFALL
+    # (reported): the issue asks for min SICN >= 0.05; at h 0.8 um (about two voxels) the 64^3 crop of
+    # this volume reaches 0.057
+    assert rs["quality_sicn"]["min"] > 2e-3
+    assert rs["slivers"] < 1e-3 * rs["tets"]  # measured 24 of 99261 tets
     assert ms.info["sliver_removal"]["interface_flips"] > 0
 
 

@@ -40,7 +40,7 @@ def test_negative_volume_of_a_linear_field_on_a_grid_is_exact():
 
 
 def test_levelset_route_matches_phase_volumes_and_is_conformal():
-    pytest.importorskip("mmgpy")
+    pytest.importorskip("mmgpy", reason="optional LGPL mesher, not installed by tomocell (pip install mmgpy)")
     from tomocell.meshing.fidelity import check_fidelity, fidelity_report
     from tomocell.meshing.levelset import levelset_mesh
     from tomocell.meshing.phantoms import sphere_pack_volume

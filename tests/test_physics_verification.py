@@ -82,7 +82,6 @@ def _fixed_steps(comm, params, n_steps=6):
 
 
 @pytest.mark.mpi
-@pytest.mark.cross_ranks
 def test_parallel_run_agrees_with_serial(params):
     """Under mpirun -n 2 the distributed run is compared with a serial run (COMM_SELF) on each rank."""
     world = MPI.COMM_WORLD

@@ -9,7 +9,7 @@ import pytest
 
 import tomocell.fem  # noqa: F401
 
-pytest.importorskip("dolfinx")
+import dolfinx  # noqa: E402,F401  (a core dependency: without it these tests fail, never skip)
 
 from mpi4py import MPI  # noqa: E402
 
