@@ -78,6 +78,9 @@ class HalfCellModel(NewtonSolver):
         (0 disables it). The field split relies on weak off-diagonal blocks; once the electrolyte
         depletes at high rate (c_e -> 0: kappa -> 0 and the diffusion-potential term ~ 1/c_e) they are
         no longer weak and GMRES stalls, which used to cut the time step to milliseconds.
+    jacobian_reuse_ratio : keep the assembled Jacobian while Newton reduces the residual by at least
+        this factor per iteration (:class:`~tomocell.physics.newton.JacobianReuse`; 0: assemble every
+        iteration); ``jacobian_reuse_across_steps``: also into the next step of the same length.
     extra_residual : optional callable(model, tests) -> UFL form added to the residual (used by the
         method of manufactured solutions test).
     """
@@ -97,6 +100,8 @@ class HalfCellModel(NewtonSolver):
         solver_options: dict[str, Any] | None = None,
         predictor: bool = True,
         direct_fallback_dof_limit: int = 2_000_000,
+        jacobian_reuse_ratio: float = 0.0,
+        jacobian_reuse_across_steps: bool = True,
     ):
         if li_kinetics not in ("butler-volmer", "ideal"):
             raise InputError(f"li_kinetics must be 'butler-volmer' or 'ideal', got {li_kinetics!r}")
@@ -112,6 +117,8 @@ class HalfCellModel(NewtonSolver):
         self.lu_lag = int(lu_lag)
         self.solver_options = dict(solver_options or {})
         self.predictor = bool(predictor)
+        self.jacobian_reuse_ratio = float(jacobian_reuse_ratio)
+        self.jacobian_reuse_across_steps = bool(jacobian_reuse_across_steps)
         self.ell = float(length_unit)
         self.topo = analyse_mesh(inp)
         self.comm = inp.mesh.comm
