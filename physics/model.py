@@ -71,6 +71,7 @@ class HalfCellModel(NewtonSolver):
     solver_options : PETSc options (relative to ``petsc_prefix``) overriding the defaults, e.g.
         ``{"ksp_rtol": 1e-8}`` or ``{"fieldsplit_ps_pc_gamg_threshold": 0.05}`` (splits cs, ps, ce, pe).
     quadrature_degree : quadrature for every integral (2 is exact enough for P1 with smooth data).
+    interface_quadrature_degree : quadrature of the Butler-Volmer interface terms (None: ``quadrature_degree``).
     predictor : start Newton from a linear extrapolation of the last two accepted states.
     direct_fallback_dof_limit : with the iterative solver, a Newton step whose linear solve fails
         (GMRES not converged) is redone from the same start with MUMPS LU, and the model stays on LU
@@ -100,8 +101,9 @@ class HalfCellModel(NewtonSolver):
         solver_options: dict[str, Any] | None = None,
         predictor: bool = True,
         direct_fallback_dof_limit: int = 2_000_000,
-        jacobian_reuse_ratio: float = 0.0,
+        jacobian_reuse_ratio: float = 0.1,
         jacobian_reuse_across_steps: bool = True,
+        interface_quadrature_degree: int | None = None,
     ):
         if li_kinetics not in ("butler-volmer", "ideal"):
             raise InputError(f"li_kinetics must be 'butler-volmer' or 'ideal', got {li_kinetics!r}")
@@ -155,7 +157,8 @@ class HalfCellModel(NewtonSolver):
         all_cells = np.arange(n_loc, dtype=np.int32)
         self._ct_full = dmesh.meshtags(msh, tdim, all_cells, ct)
         self.dx = ufl.Measure("dx", domain=msh, subdomain_data=self._ct_full, metadata=q)
-        self.dS = ufl.Measure("dS", domain=msh, subdomain_data=[(IFACE, self.topo.iface_data)], metadata=q)
+        qi = q if interface_quadrature_degree is None else {"quadrature_degree": int(interface_quadrature_degree)}
+        self.dS = ufl.Measure("dS", domain=msh, subdomain_data=[(IFACE, self.topo.iface_data)], metadata=qi)
         self.ds = ufl.Measure("ds", domain=msh, subdomain_data=[(CC_SOLID, self.topo.cc_solid_data),
                                                                  (LI, self.topo.li_data),
                                                                  (CC_ALL, self.topo.cc_all_data)], metadata=q)
