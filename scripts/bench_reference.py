@@ -94,8 +94,8 @@ def compare(ref: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         "newton_ref": ref.get("newton_total"), "newton_new": new.get("newton_total"),
         "steps_ref": ref["steps"], "steps_new": new["steps"],
     }
-    if "capacity_mAh_g" in ref:
-        out["capacity_rel_diff"] = new["capacity_mAh_g"] / ref["capacity_mAh_g"] - 1.0
+    if "capacity_Ah" in ref:  # delivered charge (mAh/g changed its mass basis after a23c53a: inert material)
+        out["capacity_rel_diff"] = new["capacity_Ah"] / ref["capacity_Ah"] - 1.0
     out["voltage_rmse_mV"] = 1e3 * voltage_rmse(ref["curve"], new["curve"])
     return out
 
