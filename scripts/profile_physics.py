@@ -62,6 +62,8 @@ def main() -> None:
     ap.add_argument("--params", default="nmc111")
     ap.add_argument("--steps", type=int, default=0, help="time N steps (0.2 %%, 1 %%, then 2 %% DoD) instead of "
                                                           "a full discharge")
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="PETSc solver option (without prefix), e.g. ksp_rtol=1e-2; repeatable")
     args = ap.parse_args()
     comm = MPI.COMM_WORLD
     PETSc.Log.begin()
@@ -73,7 +75,7 @@ def main() -> None:
     inp = load_mesh(args.mesh, comm)
     t_mesh = time.perf_counter() - t0
     p = load_parameters(args.params)
-    m = make_model(inp, p, linear_solver=args.solver)
+    m = make_model(inp, p, linear_solver=args.solver, solver_options=dict(o.split("=", 1) for o in args.option))
     t_model = time.perf_counter() - t0 - t_mesh
     m.compile_quantities()
     t_setup = time.perf_counter() - t0
