@@ -71,6 +71,7 @@ class HalfCellModel(NewtonSolver):
     solver_options : PETSc options (relative to ``petsc_prefix``) overriding the defaults, e.g.
         ``{"ksp_rtol": 1e-8}`` or ``{"fieldsplit_ps_pc_gamg_threshold": 0.05}`` (splits cs, ps, ce, pe).
     quadrature_degree : quadrature for every integral (2 is exact enough for P1 with smooth data).
+    interface_quadrature_degree : quadrature of the Butler-Volmer interface terms (None: ``quadrature_degree``).
     predictor : start Newton from a linear extrapolation of the last two accepted states.
     direct_fallback_dof_limit : with the iterative solver, a Newton step whose linear solve fails
         (GMRES not converged) is redone from the same start with MUMPS LU, and the model stays on LU
@@ -78,6 +79,9 @@ class HalfCellModel(NewtonSolver):
         (0 disables it). The field split relies on weak off-diagonal blocks; once the electrolyte
         depletes at high rate (c_e -> 0: kappa -> 0 and the diffusion-potential term ~ 1/c_e) they are
         no longer weak and GMRES stalls, which used to cut the time step to milliseconds.
+    jacobian_reuse_ratio : keep the assembled Jacobian while Newton reduces the residual by at least
+        this factor per iteration (:class:`~tomocell.physics.newton.JacobianReuse`; 0: assemble every
+        iteration); ``jacobian_reuse_across_steps``: also into the next step of the same length.
     extra_residual : optional callable(model, tests) -> UFL form added to the residual (used by the
         method of manufactured solutions test).
     """
@@ -97,6 +101,9 @@ class HalfCellModel(NewtonSolver):
         solver_options: dict[str, Any] | None = None,
         predictor: bool = True,
         direct_fallback_dof_limit: int = 2_000_000,
+        jacobian_reuse_ratio: float = 0.1,
+        jacobian_reuse_across_steps: bool = True,
+        interface_quadrature_degree: int | None = None,
     ):
         if li_kinetics not in ("butler-volmer", "ideal"):
             raise InputError(f"li_kinetics must be 'butler-volmer' or 'ideal', got {li_kinetics!r}")
@@ -112,6 +119,8 @@ class HalfCellModel(NewtonSolver):
         self.lu_lag = int(lu_lag)
         self.solver_options = dict(solver_options or {})
         self.predictor = bool(predictor)
+        self.jacobian_reuse_ratio = float(jacobian_reuse_ratio)
+        self.jacobian_reuse_across_steps = bool(jacobian_reuse_across_steps)
         self.ell = float(length_unit)
         self.topo = analyse_mesh(inp)
         self.comm = inp.mesh.comm
@@ -148,7 +157,8 @@ class HalfCellModel(NewtonSolver):
         all_cells = np.arange(n_loc, dtype=np.int32)
         self._ct_full = dmesh.meshtags(msh, tdim, all_cells, ct)
         self.dx = ufl.Measure("dx", domain=msh, subdomain_data=self._ct_full, metadata=q)
-        self.dS = ufl.Measure("dS", domain=msh, subdomain_data=[(IFACE, self.topo.iface_data)], metadata=q)
+        qi = q if interface_quadrature_degree is None else {"quadrature_degree": int(interface_quadrature_degree)}
+        self.dS = ufl.Measure("dS", domain=msh, subdomain_data=[(IFACE, self.topo.iface_data)], metadata=qi)
         self.ds = ufl.Measure("ds", domain=msh, subdomain_data=[(CC_SOLID, self.topo.cc_solid_data),
                                                                  (LI, self.topo.li_data),
                                                                  (CC_ALL, self.topo.cc_all_data)], metadata=q)

@@ -86,6 +86,18 @@ class StepStats:
     newton: int
     krylov: int
     retries: int
+    #: Jacobians assembled (-1: not counted); with a reused Jacobian Newton needs more, cheaper iterations
+    jacobians: int = -1
+
+    @property
+    def effort(self) -> int:
+        """The Newton count the step-size rule sees: the iterations, but with a reused Jacobian
+        (:class:`~tomocell.physics.newton.JacobianReuse`) at most the assemblies + 2. The Jacobian is
+        assembled again only when an iteration contracted the residual poorly, so the assemblies count
+        the iterations in which the nonlinearity was felt; the chord iterations in between are cheap
+        and would otherwise stop the steps from growing. Without reuse (one assembly per iteration)
+        this is the iteration count, as before."""
+        return self.newton if self.jacobians < 0 else min(self.newton, self.jacobians + 2)
 
 
 def try_step(model: HalfCellModel, dt: float, ctl: StepControl, *, allow_shorter: bool = True) -> StepStats:
@@ -97,6 +109,8 @@ def try_step(model: HalfCellModel, dt: float, ctl: StepControl, *, allow_shorter
     """
     start = model.snapshot()
     newton = krylov = retries = 0
+    count = getattr(model, "jacobians_assembled", lambda: -1)
+    jac0 = count()
     h = dt
     while True:
         ok, its, kits = model.solve_step(h)
@@ -106,7 +120,7 @@ def try_step(model: HalfCellModel, dt: float, ctl: StepControl, *, allow_shorter
             log.debug("step of %.3g s rejected: negative electrolyte concentration", h)
             ok = False
         if ok:
-            return StepStats(h, newton, krylov, retries)
+            return StepStats(h, newton, krylov, retries, -1 if jac0 < 0 else count() - jac0)
         model.restore(start)
         retries += 1
         h *= ctl.shrink
@@ -135,7 +149,7 @@ def locate_event(
     flo, fhi = g_lo, g_hi
     side = 0
     best = None
-    stats = StepStats(0.0, 0, 0, 0)
+    stats = StepStats(0.0, 0, 0, 0, 0)
     for _ in range(max_iter):
         dt = 0.5 * (lo + hi) if not np.isfinite(fhi) else (lo * fhi - hi * flo) / (fhi - flo)
         dt = min(max(dt, lo + 1e-6 * (hi - lo)), hi - 1e-6 * (hi - lo))
@@ -148,7 +162,8 @@ def locate_event(
             model.restore(start)
             s = StepStats(dt, 0, 0, 1)
             f = -np.inf
-        stats = StepStats(dt, stats.newton + s.newton, stats.krylov + s.krylov, stats.retries + s.retries)
+        stats = StepStats(dt, stats.newton + s.newton, stats.krylov + s.krylov, stats.retries + s.retries,
+                          stats.jacobians + max(s.jacobians, 0))
         if f >= 0:
             best = (dt, model.snapshot())
             if f <= tol:

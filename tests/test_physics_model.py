@@ -38,8 +38,10 @@ def test_li_conservation_and_current_balance(cell, params, li):
     m.set_current_A(current)
     q0 = m.quantities()
     for dt in (5.0, 20.0, 60.0, 120.0):
+        j0 = m.jacobians_assembled()
         ok, its, _ = m.solve_step(dt)
-        assert ok and its <= 6
+        # a reused Jacobian (JacobianReuse) takes more, cheaper iterations; the assemblies stay few
+        assert ok and its <= 10 and m.jacobians_assembled() - j0 <= 6
         q = m.quantities()
         passed = current * dt / FARADAY  # mol of Li moved from the Li metal into the cell
         d_li = (q["li_solid_mol"] + q["li_electrolyte_mol"]) - (q0["li_solid_mol"] + q0["li_electrolyte_mol"])

@@ -109,8 +109,10 @@ def test_krylov_per_newton_bounded_under_refinement(params):
     per = []
     for n in (6, 12):
         inp = box_cell(MPI.COMM_WORLD, n=(n, n, int(1.3 * n)), n_sep=max(2, n // 3))
-        _, newton, krylov = _run(inp, params, "iterative", c_rate=1.0)
-        assert newton <= 4 * len(STEPS_S)
+        m, newton, krylov = _run(inp, params, "iterative", c_rate=1.0)
+        # the Jacobian is reused while Newton contracts by 0.1 per iteration: more, cheaper iterations
+        assert m.jacobians_assembled() <= 4 * len(STEPS_S)
+        assert newton <= 8 * len(STEPS_S)
         per.append(krylov / newton)
     assert max(per) <= 30
     assert per[1] <= 1.3 * per[0], per
@@ -184,3 +186,60 @@ def test_a_finished_model_is_freed(params):
     del m, inp
     gc.collect()
     assert ref() is None, "the model is still referenced after its last use (a leak)"
+
+
+def test_jacobian_reuse_same_solution_fewer_jacobians(params):
+    """The reused Jacobian (JacobianReuse) changes the path of Newton, not its answer: the same states
+    to 1e-9 and Li balance to 1e-10 (checked in _run) as Newton with a Jacobian every iteration, with
+    fewer Jacobians assembled."""
+    inp = box_cell(MPI.COMM_WORLD, n=(6, 6, 8), n_sep=2)
+    runs = {}
+    for ratio in (0.0, 0.1):
+        m = HalfCellModel(inp, params, linear_solver="iterative", petsc_prefix=f"t_reuse{ratio}_",
+                          jacobian_reuse_ratio=ratio)
+        x0, _ = params.theta_limits()
+        m.set_state(x0)
+        current = 1.0 * m.one_c_current_A()
+        m.set_current_A(current)
+        q0 = m.quantities()
+        newton = 0
+        for dt in (7.2, 36.0, 72.0, 72.0, 72.0):
+            ok, its, _ = m.solve_step(dt)
+            assert ok
+            m.accept_step()
+            newton += its
+            q = m.quantities()
+            passed = current * dt / FARADAY
+            d_li = q["li_solid_mol"] + q["li_electrolyte_mol"] - q0["li_solid_mol"] - q0["li_electrolyte_mol"]
+            assert abs(d_li - passed) / passed <= 1e-10
+            q0 = q
+        runs[ratio] = (m, newton, m.jacobians_assembled())
+    (plain, n_plain, j_plain), (reuse, n_reuse, j_reuse) = runs[0.0], runs[0.1]
+    assert j_plain == -1  # one Jacobian per iteration: the Newton count is the count
+    assert 0 < j_reuse < n_plain
+    for a, b in zip(plain.u, reuse.u):
+        diff = np.max(np.abs(a.x.array - b.x.array)) if a.x.array.size else 0.0
+        assert MPI.COMM_WORLD.allreduce(diff, op=MPI.MAX) < 1e-9
+
+
+def test_jacobian_reuse_rule():
+    from tomocell.physics.newton import JacobianReuse
+
+    f: list[float] = []
+    r = JacobianReuse(0.1, f)
+    r.begin((72.0, (1.0, False, 0.0)))
+    assert r.needed(0)  # nothing assembled yet
+    r.valid = True
+    f[:] = [1.0, 1e-3]
+    assert not r.needed(1)  # contracted by 1e-3 <= 0.1: keep
+    f[:] = [1.0, 1e-3, 5e-4]
+    assert r.needed(2)  # by 0.5 only: assemble again
+    r.begin((72.0, (1.0, False, 0.0)))
+    f[:] = [1.0]
+    assert not r.needed(0)  # the next step of the same length and current starts with it
+    r.begin((36.0, (1.0, False, 0.0)))
+    assert r.needed(0)  # another step length: the mass terms changed
+    r.valid = True
+    r.begin((36.0, (2.0, False, 0.0)))
+    assert r.needed(0)  # another current
+    assert JacobianReuse(0.0, f).needed(1)  # 0: plain Newton

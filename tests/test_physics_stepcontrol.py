@@ -119,3 +119,16 @@ def test_newton_convergence_rules():
     h = [1.0e2, 1e-7, 0.9e-7, 0.9e-7]
     assert newton_convergence(3, 1.0, 1e-6, 0.9e-7, h, 15) == 0
     assert newton_convergence(2, 1.0, 1e-6, float("nan"), [1.0, 1.0, float("nan")], 15) == -4
+
+
+def test_effort_counts_jacobians_with_reuse():
+    """With a reused Jacobian the step-size rule sees at most the assemblies + 2 (the cheap chord
+    iterations between assemblies do not stop the steps from growing); without reuse the iterations."""
+    from tomocell.physics.solver import StepStats
+
+    assert StepStats(1.0, 6, 30, 0).effort == 6  # not counted: every iteration assembled
+    assert StepStats(1.0, 6, 30, 0, jacobians=1).effort == 3
+    assert StepStats(1.0, 3, 30, 0, jacobians=3).effort == 3
+    ctl = StepControl()
+    assert next_step_size(10.0, 10.0, StepStats(10.0, 6, 30, 0, jacobians=1).effort, 0, ctl) == \
+        pytest.approx(10.0 * ctl.grow)

@@ -364,6 +364,7 @@ def run_experiment(model: HalfCellModel, steps: list[Step], *, out_dir: str | Pa
                     tol = event_tol_V if kind == "voltage" else 1e-3 * abs(lim)
                     dt_try, st2 = locate_event(model, g, dt_try, g_lo, g_hi, ctl, tol)
                     st.newton += st2.newton
+                    st.jacobians += st2.jacobians if st.jacobians >= 0 and st2.jacobians >= 0 else 0
                     st.krylov += st2.krylov
                     q = model.quantities()
                 reason = (f"{lim:g} V" if kind == "voltage" else f"{sign or ''}{lim:.4g} A".strip()) + (
@@ -388,7 +389,7 @@ def run_experiment(model: HalfCellModel, steps: list[Step], *, out_dir: str | Pa
                 if writer is not None:
                     writer.write_snapshot(pending[0], {"t_s": S["t"], "dod": pending[0], "voltage_V": q["voltage_V"],
                                                        "capacity_Ah": S["q_dis"] / 3600.0, "protocol_step": k})
-            L["dt"] = next_step_size(min(L["dt"], dt_cap), dt_try, st.newton, st.retries, ctl, dvoltage_V=dv)
+            L["dt"] = next_step_size(min(L["dt"], dt_cap), dt_try, st.effort, st.retries, ctl, dvoltage_V=dv)
             L["first"] = False
             if not reason and step.duration_s is not None and \
                     S["t"] - L["t0"] >= step.duration_s - 1e-9 * max(1.0, step.duration_s):
