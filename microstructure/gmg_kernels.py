@@ -15,7 +15,19 @@ import numba
 import numpy as np
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True, inline="always")
+def _plane(axis, z, y, x, nz, ny, nx):  # noqa: ANN001, ANN202 - numba helper
+    """(on the inlet plane, on the outlet plane, index of the voxel in that plane) along ``axis``."""
+    # int64 casts: a prange index is unsigned, and unsigned with signed would unify to float64
+    z, y, x = np.int64(z), np.int64(y), np.int64(x)
+    if axis == 0:
+        return z == 0, z == nz - 1, y, x
+    if axis == 1:
+        return y == 0, y == ny - 1, z, x
+    return x == 0, x == nx - 1, z, y
+
+
+@numba.njit(cache=True, inline="always")
 def _row(g0, g1, g2, gin, gout, axis, u, z, y, x):  # noqa: ANN001, ANN202 - numba helper
     """(A u)_i and the diagonal A_ii at voxel (z, y, x), in float64."""
     nz, ny, nx = u.shape
@@ -46,27 +58,13 @@ def _row(g0, g1, g2, gin, gout, axis, u, z, y, x):  # noqa: ANN001, ANN202 - num
         g = np.float64(g2[z, y, x])
         acc += g * (ui - u[z, y, x + 1])
         d += g
-    if axis == 0:
-        if z == 0:
-            acc += gin[y, x] * ui
-            d += gin[y, x]
-        if z == nz - 1:
-            acc += gout[y, x] * ui
-            d += gout[y, x]
-    elif axis == 1:
-        if y == 0:
-            acc += gin[z, x] * ui
-            d += gin[z, x]
-        if y == ny - 1:
-            acc += gout[z, x] * ui
-            d += gout[z, x]
-    else:
-        if x == 0:
-            acc += gin[z, y] * ui
-            d += gin[z, y]
-        if x == nx - 1:
-            acc += gout[z, y] * ui
-            d += gout[z, y]
+    on_in, on_out, p0, p1 = _plane(axis, z, y, x, nz, ny, nx)
+    if on_in:
+        acc += gin[p0, p1] * ui
+        d += gin[p0, p1]
+    if on_out:
+        acc += gout[p0, p1] * ui
+        d += gout[p0, p1]
     return acc, d
 
 
@@ -77,7 +75,7 @@ def diagonal(g0, g1, g2, gin, gout, axis, out):  # noqa: ANN001, ANN201
     for z in numba.prange(nz):
         for y in range(ny):
             for x in range(nx):
-                _, d = _row(g0, g1, g2, gin, gout, axis, out, z, y, x)
+                d = _row(g0, g1, g2, gin, gout, axis, out, z, y, x)[1]
                 out[z, y, x] = 1.0 / d if d > 0.0 else 0.0
 
 
@@ -88,15 +86,10 @@ def residual(g0, g1, g2, gin, gout, axis, u, b, out):  # noqa: ANN001, ANN201
     for z in numba.prange(nz):
         for y in range(ny):
             for x in range(nx):
-                a, _ = _row(g0, g1, g2, gin, gout, axis, u, z, y, x)
+                a = _row(g0, g1, g2, gin, gout, axis, u, z, y, x)[0]
                 if b is None:
-                    bi = 0.0
-                    if axis == 0 and z == 0:
-                        bi = gin[y, x]
-                    elif axis == 1 and y == 0:
-                        bi = gin[z, x]
-                    elif axis == 2 and x == 0:
-                        bi = gin[z, y]
+                    on_in, on_out, p0, p1 = _plane(axis, z, y, x, nz, ny, nx)
+                    bi = np.float64(gin[p0, p1]) if on_in else 0.0
                 else:
                     bi = np.float64(b[z, y, x])
                 out[z, y, x] = bi - a
@@ -111,7 +104,7 @@ def apply_dot(g0, g1, g2, gin, gout, axis, u, out):  # noqa: ANN001, ANN201
         sz = 0.0
         for y in range(ny):
             for x in range(nx):
-                a, _ = _row(g0, g1, g2, gin, gout, axis, u, z, y, x)
+                a = _row(g0, g1, g2, gin, gout, axis, u, z, y, x)[0]
                 out[z, y, x] = a
                 sz += a * u[z, y, x]
         s += sz
@@ -128,7 +121,7 @@ def gauss_seidel(g0, g1, g2, gin, gout, axis, inv_diag, b, u, colour):  # noqa: 
                 w = inv_diag[z, y, x]
                 if w == 0.0:
                     continue
-                a, _ = _row(g0, g1, g2, gin, gout, axis, u, z, y, x)
+                a = _row(g0, g1, g2, gin, gout, axis, u, z, y, x)[0]
                 u[z, y, x] += w * (b[z, y, x] - a)
 
 
