@@ -171,7 +171,7 @@ def test_gan_subvolume_sanity(gan_volume_path, tmp_path):
     assert 0.38 < m["phase_fractions"]["pore"] < 0.52
     taus = [m["tortuosity"]["pore"][f"axis{a}"]["tau"] for a in range(3)]
     assert all(1.3 < t < 4.0 for t in taus), taus  # TauFactor reports ~2 for this family of volumes
-    assert 0.4 < m["pore_size"]["d50_um"] < 4.0
+    assert 0.4 < m["pore_size"]["d50_um"] < 6.0  # exact local thickness: 4.2 um (the binned one missed ball rims)
     assert 1.0 < m["particles"]["d50_um"] < 15.0 and m["particles"]["count"] >= 5
     assert 1.0 <= m["travel"]["median_tau_pore"] <= m["travel"]["median_tau_electrode"] * 1.5
     sa = m["specific_areas"]["active_pore"]
