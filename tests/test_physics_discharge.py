@@ -117,7 +117,10 @@ def test_missing_mesh_file(tmp_path, capsys):
 
 def test_sigterm_checkpoint_and_resume_reproduce_the_uninterrupted_run(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "tomocell.cli", "simulate", BOX, "--c-rate", "0.2", "--max-ddod", "0.01",
+    # ~500 steps (about 5 s): the signal must land inside the time loop. With 100 steps the whole run took
+    # ~1 s once the physics got faster, and a SIGTERM during interpreter shutdown (Python has restored the
+    # default handler by then) killed it with -15 after it had finished
+    cmd = [sys.executable, "-m", "tomocell.cli", "simulate", BOX, "--c-rate", "0.2", "--max-ddod", "0.002",
            "--checkpoint-every", "1000"]
     ref = tmp_path / "ref"
     subprocess.run([*cmd, "--out", str(ref)], check=True, env=env, capture_output=True)
