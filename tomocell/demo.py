@@ -177,7 +177,7 @@ def _mesh(ctx: DemoContext) -> None:
     if sim:  # what the physics sees, next to the characterisation printed above
         ctx.summary["simulated mesh"] = {
             **{f"{k} fraction": v["mesh"] for k, v in sim["phase_fractions"].items()},
-            **{"pore tau (through thickness)": t["mesh_tau"] for k, t in sim["transport"].items()
+            **{"pore tau axis0 (P1 FE on the mesh)": t["mesh_tau"] for k, t in sim["transport"].items()
                if k == "pore" and t.get("mesh_tau") is not None}}
     if report.get("warnings"):  # the simulated electrode is not the characterised one: say so
         ctx.summary["mesh changed the electrode"] = "; ".join(report["warnings"])
