@@ -64,9 +64,12 @@ def mesh_volume(
     ``threads``: gmsh processes run at once (surface route; one region each); ``gmsh_formulation`` /
     ``gmsh_algorithm``: see :func:`tomocell.meshing.gmsh_volume.surface_mesh`.
     ``geometry_check``: what to do when the final mesh changes a phase fraction (vs the original
-    voxels) or the pore D_eff/D0 (P1 FE on the mesh vs `characterise` on the voxels) beyond the bounds
-    of :mod:`tomocell.meshing.transport`: 'warn' (default; listed in ``report['geometry_changes']``),
-    'refuse' (raise :class:`FidelityError`) or 'off' (no transport solve).
+    voxels), an interface area (vs the marching-cubes reference) or the pore tau (P1 FE on the mesh vs
+    `characterise` on the voxels) beyond the bounds of :mod:`tomocell.meshing.transport`: 'warn'
+    (default; logged and listed in ``report['warnings']``, with the figures in
+    ``report['simulated_vs_characterised']``), 'refuse' (raise :class:`GeometryChangedError`, an
+    InputError; a conformal route refused falls back to the voxel route, which is checked in turn,
+    when ``fallback`` is on) or 'off' (no transport solve).
     Route 'levelset' (:mod:`tomocell.meshing.levelset`, needs mmgpy): ``h_interface_um`` is Mmg's smallest
     edge, ``h_bulk_um`` its largest, ``hausd_vox`` the Hausdorff distance of the interfaces in voxels;
     it falls back to the voxel route like 'surface'.
@@ -113,10 +116,9 @@ def mesh_volume(
             check_fidelity(report, area_tol=area_tol, min_sicn=min_sicn)
             report["isolated_voxels"] = isolated  # single voxels of a phase (kept; see check_meshable)
             return _check_geometry(MeshResult(mesh, report), volume, geometry_check)
-        except InputError:
-            raise
         except TomocellError as exc:
-            if not fallback:
+            # bad input is raised as it is; a failed check, or a strict refusal, falls back
+            if not fallback or (isinstance(exc, InputError) and not isinstance(exc, GeometryChangedError)):
                 raise
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("%s route failed (%s); falling back to the exact voxel route", route, reason)
@@ -178,19 +180,25 @@ def check_meshable(volume: Volume, *, refuse_isolated: bool = True) -> dict[str,
     return iso
 
 
+class GeometryChangedError(FidelityError, InputError):
+    """The mesh changed the electrode beyond the fidelity bounds and the user asked for a refusal
+    (``geometry_check='refuse'``, ``tomocell mesh --strict-fidelity``): exit 2, nothing written."""
+
+
 def _check_geometry(result: MeshResult, volume: Volume, mode: str) -> MeshResult:
-    """Add the mesh-vs-voxel transport figures and the list of changes beyond the bounds; warn or refuse."""
-    from tomocell.meshing.transport import geometry_changes, transport_comparison
+    """Add the mesh-vs-voxel figures and the warnings (changes beyond the bounds); warn or refuse."""
+    from tomocell.meshing.transport import geometry_changes, simulated_vs_characterised, transport_comparison
 
     if mode == "off":
         return result
     rep = result.report
     rep["transport"] = transport_comparison(result.mesh, volume)
-    rep["geometry_changes"] = changes = geometry_changes(rep)
+    rep["simulated_vs_characterised"] = simulated_vs_characterised(rep)
+    rep["warnings"] = changes = geometry_changes(rep)
     if changes:
         msg = "meshing changed the electrode beyond the fidelity bounds: " + "; ".join(changes)
         if mode == "refuse":
-            raise FidelityError(msg + " (geometry check 'refuse'; use 'warn' to accept)")
+            raise GeometryChangedError(msg + " (strict fidelity; drop --strict-fidelity to accept with a warning)")
         log.warning("%s", msg)
     return result
 
@@ -256,4 +264,4 @@ def write_msh_file(path: str | os.PathLike[str], mesh: TetMesh) -> None:
         gmsh.finalize()
 
 
-__all__ = ["MeshResult", "mesh_volume", "write_outputs", "write_msh_file", "FidelityError", "ROUTES"]
+__all__ = ["MeshResult", "GeometryChangedError", "mesh_volume", "write_outputs", "write_msh_file", "FidelityError", "ROUTES"]

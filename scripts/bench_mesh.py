@@ -156,7 +156,7 @@ def main() -> None:
         if (tp := r.get("transport", {}).get("pore")):
             fmt = lambda t: "not percolating" if t is None else f"D_eff/D0 {t['D_eff_over_D0']:.4f} (tau {t['tau']:.2f})"
             print(f"  pore transport: mesh {fmt(tp['mesh'])}, voxels {fmt(tp['voxels'])}; "
-                  f"changes beyond bounds: {r.get('geometry_changes') or 'none'}")
+                  f"changes beyond bounds: {r.get('warnings') or 'none'}")
         print(f"  conformity: {r['conformity']}", flush=True)
     if len(rows) >= 2:
         (n0, t0_, m0, c0), (n1, t1, m1, c1) = rows[0], rows[-1]

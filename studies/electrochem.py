@@ -188,6 +188,8 @@ def _build_on_root(sp: dict[str, Any], out_dir: Path, final: Path, key: str, den
         "mesh_porosity": mesh_fr.get("pore"), "mesh_active_fraction": mesh_fr.get("active"),
         "mesh_cells": int(res.mesh.tets.shape[0]), "mesh_route": m["route"], "coarsen": int(m["coarsen"]),
         "mesh_fallback": res.mesh.info.get("fallback"),
+        # what the mesh changed beyond the fidelity bounds (figures in fidelity.json)
+        "mesh_warnings": res.report.get("warnings", []),
         "particles_relabelled": relabelled, "particles": int(ids.max()) if ids is not None and ids.size else 0,
     }
     final.parent.mkdir(parents=True, exist_ok=True)

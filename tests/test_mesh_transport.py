@@ -8,8 +8,7 @@ import pytest
 
 import tomocell.fem  # noqa: F401
 from tomocell.errors import NotPercolatingError
-from tomocell.meshing.fidelity import FidelityError
-from tomocell.meshing.pipeline import mesh_volume
+from tomocell.meshing.pipeline import GeometryChangedError, mesh_volume
 from tomocell.meshing.transport import geometry_changes, mesh_tortuosity, transport_comparison
 from tomocell.meshing.voxel import voxel_mesh
 from tomocell.microstructure.volume import ACTIVE, CBD, PORE, Volume
@@ -49,8 +48,8 @@ def test_edge_only_contacts_carry_flux_on_the_mesh_and_are_reported():
     res = mesh_volume(vol, route="voxel", separator_um=1.0)
     t = res.report["transport"]["pore"]
     assert t["voxels"] is None and t["mesh"] is not None
-    assert any("percolation differs" in c for c in res.report["geometry_changes"])
-    with pytest.raises(FidelityError, match="beyond the fidelity bounds"):
+    assert any("percolation differs" in c for c in res.report["warnings"])
+    with pytest.raises(GeometryChangedError, match="beyond the fidelity bounds"):
         mesh_volume(vol, route="voxel", separator_um=1.0, geometry_check="refuse")
 
 
@@ -68,7 +67,98 @@ def test_coarsening_that_loses_cbd_is_flagged():
     lab[rng.random(lab.shape) < 0.1] = CBD  # scattered one-voxel CBD: majority blocks erase it
     res = mesh_volume(Volume(lab, 0.5), route="voxel", coarsen=2, separator_um=1.0)
     changes = geometry_changes(res.report)
-    assert any(c.startswith("cbd volume") for c in changes)
-    assert res.report["geometry_changes"] == changes
+    assert any(c.startswith("cbd fraction") for c in changes)
+    assert res.report["warnings"] == changes
     off = mesh_volume(Volume(lab, 0.5), route="voxel", coarsen=2, separator_um=1.0, geometry_check="off")
     assert "transport" not in off.report
+
+
+def _coarsened_electrode() -> Volume:
+    """Particles with one-voxel CBD: 2-voxel majority blocks erase most of the CBD and move the pore."""
+    rng = np.random.default_rng(3)
+    z, y, x = np.mgrid[:16, :12, :12]
+    lab = np.full((16, 12, 12), PORE, np.uint8)
+    for c in rng.uniform((2, 2, 2), (14, 10, 10), size=(6, 3)):
+        lab[(z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 < 3.2**2] = ACTIVE
+    lab[(lab == PORE) & (rng.random(lab.shape) < 0.15)] = CBD
+    return Volume(lab, 0.5)
+
+
+def test_simulated_vs_characterised_lists_fractions_areas_and_tau():
+    vol = _coarsened_electrode()
+    rep = mesh_volume(vol, route="voxel", coarsen=2, separator_um=1.0).report
+    cmp = rep["simulated_vs_characterised"]
+    fr = vol.fractions()
+    for name in ("pore", "active", "cbd"):
+        f = cmp["phase_fractions"][name]
+        assert f["voxels"] == pytest.approx(fr[name], rel=1e-9)
+        assert f["rel_change"] == pytest.approx(f["mesh"] / f["voxels"] - 1.0)
+    assert cmp["phase_fractions"]["cbd"]["rel_change"] < -0.1  # the blocks erased CBD
+    for name, a in cmp["interface_areas"].items():
+        assert a["mesh_um2"] == rep["interface_areas"][name]["mesh_um2"]
+    t = cmp["transport"]["pore"]
+    m, vx = rep["transport"]["pore"]["mesh"], rep["transport"]["pore"]["voxels"]
+    assert t["mesh_tau"] == m["tau"] and t["voxels_tau"] == vx["tau"]
+    assert t["tau_rel_change"] == pytest.approx(m["tau"] / vx["tau"] - 1.0)
+    # every quantity beyond its bound is a warning, and nothing within its bound is
+    w = rep["warnings"]
+    assert any(s.startswith("cbd fraction") for s in w)
+    assert any(s.startswith("pore tau") for s in w) == (abs(t["tau_rel_change"]) > t["bound"])
+    for name, a in cmp["interface_areas"].items():
+        assert any(s.startswith(f"{name} area") for s in w) == (a["checked"] and abs(a["rel_change"]) > 0.05)
+
+
+def test_stair_stepped_areas_are_a_warning():
+    # one ball meshed by the exact voxel route: volumes exact, but the stair-stepped surface is far
+    # larger than the marching-cubes reference, and that area drives Butler-Volmer
+    z, y, x = np.mgrid[:14, :14, :14] + 0.5
+    lab = np.where((z - 7.1) ** 2 + (y - 6.9) ** 2 + (x - 7.0) ** 2 < 5.0**2, ACTIVE, PORE).astype(np.uint8)
+    rep = mesh_volume(Volume(lab, 0.5), route="voxel", separator_um=1.0).report
+    assert all(abs(v["rel_error"]) < 1e-9 for v in rep["phase_volumes"].values())
+    a = rep["simulated_vs_characterised"]["interface_areas"]["active|pore"]
+    assert a["rel_change"] > 0.3
+    assert any(s.startswith("active|pore area") for s in rep["warnings"])
+    assert not any("fraction" in s for s in rep["warnings"])
+
+
+def test_cli_warns_on_stderr_and_strict_fidelity_refuses_leaving_nothing(tmp_path, capsys):
+    from tomocell.cli import main
+    from tomocell.microstructure.io import write_volume
+
+    vol = _coarsened_electrode()
+    src = tmp_path / "v.npy"
+    write_volume(vol, src)
+    out = tmp_path / "m"
+    args = ["mesh", str(src), "--voxel-size", "0.5", "--route", "voxel", "--coarsen", "2", "--separator", "1",
+            "--particles", "none", "--no-msh"]
+    assert main([*args, "--out", str(out)]) == 0
+    import json
+
+    rep = json.loads((out / "fidelity.json").read_text())
+    err = capsys.readouterr().err
+    assert rep["warnings"] and "beyond the fidelity bounds" in err
+    assert all(w in err for w in rep["warnings"])
+    assert json.loads((out / "run.json").read_text())["results"]["warnings"] == rep["warnings"]
+    strict = tmp_path / "strict"
+    assert main([*args, "--strict-fidelity", "--out", str(strict)]) == 2
+    assert "cbd fraction" in capsys.readouterr().err
+    assert not strict.exists()
+    assert main([*args, "--strict-fidelity", "--geometry-check", "off", "--out", str(strict)]) == 2
+    assert not strict.exists()
+
+
+def test_conformal_mesh_tau_agrees_with_characterise_on_a_straight_channel():
+    # a straight round pore channel in a CBD sleeve: D_eff/D0 = porosity, tau = 1 for any cross-section,
+    # so the conformal (level-set) mesh and `characterise` must agree although their walls differ
+    pytest.importorskip("mmgpy")
+    _, y, x = np.mgrid[:10, :12, :12] + 0.5
+    r2 = (y - 6.2) ** 2 + (x - 5.9) ** 2
+    lab = np.where(r2 < 3.1**2, PORE, np.where(r2 < 4.2**2, CBD, ACTIVE)).astype(np.uint8)
+    rep = mesh_volume(Volume(lab, 0.5), route="levelset", separator_um=1.0, fallback=False,
+                      area_tol=None, min_sicn=0.0).report
+    assert rep["route"] == "levelset"
+    t = rep["simulated_vs_characterised"]["transport"]["pore"]
+    assert t["voxels_tau"] == pytest.approx(1.0, rel=1e-6)
+    assert t["mesh_tau"] == pytest.approx(1.0, rel=2e-3)
+    assert t["mesh_D_eff_over_D0"] == pytest.approx(rep["transport"]["pore"]["mesh"]["eps"], rel=2e-3)
+    assert not any("tau" in w or "fraction" in w for w in rep["warnings"])

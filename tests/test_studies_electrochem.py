@@ -352,8 +352,12 @@ def test_calendering_rate_study_with_a_made_up_discharge(tmp_path, monkeypatch):
         assert c["porosity"] < u["porosity"]
     # thick/calender drop the input's particle ids and are not relabelled (no per-particle output needed)
     for o in res.outcomes[:: len(cfg["c_rates"])]:
-        info = json.loads((tmp_path / "structures" / o.results["structure"]["key"] / "structure.json").read_text())
+        sdir = tmp_path / "structures" / o.results["structure"]["key"]
+        info = json.loads((sdir / "structure.json").read_text())
         assert info["particles_relabelled"] is False and info["particles"] == 0
+        # the stair-stepped voxel areas are beyond the 5 % bound: the structure records it
+        assert info["mesh_warnings"] == json.loads((sdir / "fidelity.json").read_text())["warnings"]
+        assert any(" area " in w for w in info["mesh_warnings"])
     o = res.outcomes[0]
     assert o.results["volumetric_capacity_mAh_cm3"] == pytest.approx(
         o.results["capacity_mAh_cm2"] / (o.results["structure"]["thickness_um"] * 1e-4))

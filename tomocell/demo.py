@@ -170,8 +170,14 @@ def _mesh(ctx: DemoContext) -> None:
             man.set_result(tets=report.get("tets"), nodes=report.get("nodes"), route=report.get("route"))
     ctx.state["mesh"] = mesh_path
     ctx.summary["mesh"] = f"{report.get('tets')} tets, {report.get('nodes')} nodes ({report.get('route')} route, {mesh_path})"
-    if report.get("geometry_changes"):  # the simulated electrode is not the characterised one: say so
-        ctx.summary["mesh changed the electrode"] = "; ".join(report["geometry_changes"])
+    sim = report.get("simulated_vs_characterised", {})
+    if sim:  # what the physics sees, next to the characterisation printed above
+        ctx.summary["simulated mesh"] = {
+            **{f"{k} fraction": v["mesh"] for k, v in sim["phase_fractions"].items()},
+            **{"pore tau axis0 (P1 FE on the mesh)": t["mesh_tau"] for k, t in sim["transport"].items()
+               if k == "pore" and t.get("mesh_tau") is not None}}
+    if report.get("warnings"):  # the simulated electrode is not the characterised one: say so
+        ctx.summary["mesh changed the electrode"] = "; ".join(report["warnings"])
 
 
 @step("simulate")
