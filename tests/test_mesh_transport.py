@@ -150,7 +150,7 @@ def test_cli_warns_on_stderr_and_strict_fidelity_refuses_leaving_nothing(tmp_pat
 def test_conformal_mesh_tau_agrees_with_characterise_on_a_straight_channel():
     # a straight round pore channel in a CBD sleeve: D_eff/D0 = porosity, tau = 1 for any cross-section,
     # so the conformal (level-set) mesh and `characterise` must agree although their walls differ
-    pytest.importorskip("mmgpy")
+    pytest.importorskip("mmgpy", reason="optional LGPL mesher, not installed by tomocell (pip install mmgpy)")
     _, y, x = np.mgrid[:10, :12, :12] + 0.5
     r2 = (y - 6.2) ** 2 + (x - 5.9) ** 2
     lab = np.where(r2 < 3.1**2, PORE, np.where(r2 < 4.2**2, CBD, ACTIVE)).astype(np.uint8)
