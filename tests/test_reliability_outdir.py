@@ -237,3 +237,21 @@ def test_study_refuses_a_foreign_directory(tmp_path, capsys):
     assert main(["study", "rate-capability", "--out", str(out), "--report-only"]) == 2
     assert "not a tomocell run directory" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["report.md"] and (out / "report.md").read_text() == "my own report"
+
+
+def test_a_directory_whose_run_is_writing_its_record_is_refused_as_in_use(tmp_path):
+    """A run that finishes writes run.json through a hidden partial file under its lock: a second run
+    arriving in that instant sees no record; it must say the directory is in use (the other run holds
+    the lock), not that it is a foreign directory (a race seen in CI with two concurrent simulate runs)."""
+    d = tmp_path / "out"
+    d.mkdir()
+    (d / ".run.abc123.partial.json").write_text('{"status": ')
+    lock = OutLock(d)
+    lock.acquire()
+    try:
+        with pytest.raises(InputError, match="another tomocell run"):
+            check_out(d, "simulate")
+    finally:
+        lock.release()
+    with pytest.raises(InputError, match="not a tomocell run directory"):  # nobody holds it: foreign
+        check_out(d, "simulate")

@@ -122,10 +122,13 @@ def own_outputs(d: Path, stage: str, record: dict[str, Any] | None) -> list[str]
 
 
 def check_out(out: str | os.PathLike[str], stage: str, *, overwrite: bool = False, resume: bool = False,
-              rerun_ok: bool = False) -> tuple[Path, dict[str, Any] | None]:
+              rerun_ok: bool = False, probe_lock: bool = True) -> tuple[Path, dict[str, Any] | None]:
     """Decide whether ``stage`` may write into ``out`` (no side effects): (resolved path, previous record).
 
     ``rerun_ok``: a finished run of the same stage is continued rather than replaced (demo, studies).
+    ``probe_lock``: a directory without a readable record whose lock another process holds is refused
+    as in use (it is in the middle of writing its record), not as a foreign directory; False when the
+    caller holds the lock itself.
     """
     d = resolve_out(out)
     if not d.exists():
@@ -135,6 +138,9 @@ def check_out(out: str | os.PathLike[str], stage: str, *, overwrite: bool = Fals
         return d, None
     rec = read_record(d)
     shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    if rec is None and probe_lock and (holder := _lock_holder(d)) is not None:
+        raise InputError(f"another tomocell run ({holder or 'unknown process'}) is writing into {d}: wait for it "
+                         "to finish or give another --out")
     if rec is None:
         raise InputError(f"--out {out} is not empty ({shown}) and is not a tomocell run directory: tomocell "
                          "writes only into a new or empty directory, or over its own earlier run; give another --out")
@@ -146,6 +152,29 @@ def check_out(out: str | os.PathLike[str], stage: str, *, overwrite: bool = Fals
                          f"{rec.get('started', '?')}): pass --overwrite to replace its outputs (other files there "
                          "are kept), or give another --out")
     return d, rec
+
+
+def _lock_holder(d: Path) -> str | None:
+    """What the lock file of ``d`` says of its holder if another process holds it, else None (a
+    non-blocking probe: a lock taken is released at once)."""
+    path = d / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                with contextlib.suppress(OSError):
+                    return os.read(fd, 200).decode(errors="replace").strip()
+                return ""
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 class OutLock:
@@ -277,7 +306,7 @@ def claim_out(out: str | os.PathLike[str], stage: str, *, overwrite: bool = Fals
         raise
     try:
         # again under the lock: another run may have written in between
-        d, rec = check_out(d, stage, overwrite=overwrite, resume=resume, rerun_ok=rerun_ok)
+        d, rec = check_out(d, stage, overwrite=overwrite, resume=resume, rerun_ok=rerun_ok, probe_lock=False)
         claim = OutClaim(d, stage, created, set(_entries(d)), lock, rec)
         stale = sorted(q.name for q in d.glob(PREVIOUS_PREFIX + "*"))
         if stale:
