@@ -255,3 +255,29 @@ def test_a_directory_whose_run_is_writing_its_record_is_refused_as_in_use(tmp_pa
         lock.release()
     with pytest.raises(InputError, match="not a tomocell run directory"):  # nobody holds it: foreign
         check_out(d, "simulate")
+
+
+def test_a_run_refused_by_the_lock_never_removes_the_directory(tmp_path, monkeypatch):
+    """Two runs started on a missing --out both create it; the one that loses the lock must leave the
+    directory to the winner (it removed it as "created by this run": the winner then failed with
+    'No such file or directory', a CI race in test_two_concurrent_runs_into_one_out)."""
+    from tomocell.outdir import claim_out
+
+    d = tmp_path / "new" / "out"
+    other: dict[str, OutLock] = {}
+    real = OutLock.acquire
+
+    def racing_acquire(self: OutLock) -> None:
+        if not other:  # the other run takes the lock between this run's mkdir and its acquire
+            other["lock"] = OutLock(self.path.parent)
+            real(other["lock"])
+            (self.path.parent / "timeseries.csv").write_text("t_s\n")
+        real(self)
+
+    monkeypatch.setattr(OutLock, "acquire", racing_acquire)
+    try:
+        with pytest.raises(InputError, match="another tomocell run"):
+            claim_out(d, "simulate")
+        assert (d / "timeseries.csv").is_file()
+    finally:
+        other["lock"].release()

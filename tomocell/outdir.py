@@ -300,6 +300,10 @@ def claim_out(out: str | os.PathLike[str], stage: str, *, overwrite: bool = Fals
     lock = OutLock(d)
     try:
         lock.acquire()
+    except InputError:
+        # another run holds the lock: the directory is its now, even if this run made it (two runs
+        # started on a missing --out both create it; removing it here pulled it from under the winner)
+        raise
     except BaseException:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
