@@ -27,6 +27,7 @@ import numpy as np
 
 import tomocell.fem  # noqa: F401  (must precede dolfinx/petsc4py imports)
 from tomocell.errors import InputError
+from tomocell.mpi import PARTITIONERS
 from tomocell.meshing import tags
 from tomocell.meshing.tetmesh import TetMesh
 from tomocell.xdmf import Attribute, Grid, write_h5, write_xdmf
@@ -144,10 +145,14 @@ def _is_legacy(path: Path) -> bool:
     return domain is not None and len(domain.findall("Grid")) > 1
 
 
-def read_mesh(path_xdmf: str | os.PathLike[str], comm: Any = None, ghost_mode: Any = "shared_facet") -> MeshData:
+def read_mesh(path_xdmf: str | os.PathLike[str], comm: Any = None, ghost_mode: Any = "shared_facet",
+              partitioner: str = "default") -> MeshData:
     """Read a mesh written by :func:`write_mesh`, partitioned over ``comm`` (default COMM_WORLD).
 
     ``ghost_mode``: a ``dolfinx.mesh.GhostMode`` or its name ("shared_facet" default, "none").
+    ``partitioner``: the graph partitioner of the cells over the ranks, one of :data:`tomocell.mpi.PARTITIONERS`
+    ("default": DOLFINx's own choice, SCOTCH in the pip and conda-forge builds); one this DOLFINx
+    build lacks is refused, naming those it has.
     Cell tags cover owned and ghost cells; facet tags are the file's tagged facets present on this
     rank. Coordinates are micrometres.
     """
@@ -164,20 +169,63 @@ def read_mesh(path_xdmf: str | os.PathLike[str], comm: Any = None, ghost_mode: A
             ghost_mode = getattr(dolfinx.mesh.GhostMode, ghost_mode)
         except AttributeError:
             raise InputError(f"unknown ghost mode {ghost_mode!r} (shared_facet or none)") from None
+    part = cell_partitioner(partitioner, ghost_mode)
     try:
-        return _read_mesh_dolfinx(p, comm, ghost_mode)
+        return _read_mesh_dolfinx(p, comm, ghost_mode, part)
     except RuntimeError as exc:  # DOLFINx/HDF5: missing grid, truncated or corrupt heavy data
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"mesh file {p} could not be read (corrupt, truncated or not written by "
                          f"`tomocell mesh`): {first}") from None
 
 
-def _read_mesh_dolfinx(p: Path, comm: Any, ghost_mode: Any) -> MeshData:
+def available_partitioners() -> list[str]:
+    """The names of :data:`PARTITIONERS` this DOLFINx build has."""
+    import dolfinx.graph
+
+    return ["default"] + [n for n in PARTITIONERS[1:] if hasattr(dolfinx.graph, f"partitioner_{n}")]
+
+
+def cell_partitioner(name: str, ghost_mode: Any) -> Any:
+    """A DOLFINx cell partitioner for ``name`` (None for "default": read_mesh's own)."""
+    import dolfinx.graph
+    import dolfinx.mesh
+
+    if name == "default":
+        return None
+    if name not in available_partitioners():
+        raise InputError(f"partitioner {name!r} is not available in this DOLFINx build "
+                         f"(available: {', '.join(available_partitioners())})")
+    return dolfinx.mesh.create_cell_partitioner(getattr(dolfinx.graph, f"partitioner_{name}")(), ghost_mode, 2)
+
+
+def _read_mesh_partitioned(f: Any, ghost_mode: Any, partitioner: Any) -> Any:
+    """``XDMFFile.read_mesh`` with a chosen partitioner: DOLFINx 0.11's read_mesh has no partitioner
+    argument, so this is its affine-Lagrange branch (the only cells tomocell writes) with ours."""
+    if partitioner is None:
+        return f.read_mesh(ghost_mode=ghost_mode, name=tags.MESH_NAME)
+    import basix
+    import basix.ufl
+    import ufl
+    from dolfinx import cpp
+    from dolfinx.mesh import Mesh
+
+    xpath = "/Xdmf/Domain"
+    shape, degree = f.read_cell_type(tags.MESH_NAME, xpath)
+    cells = f.read_topology_data(tags.MESH_NAME, xpath)
+    x = f.read_geometry_data(tags.MESH_NAME, xpath)
+    el = basix.ufl.element("Lagrange", shape.name, degree, basix.LagrangeVariant.unset, shape=(x.shape[1],))
+    cmap = cpp.fem.CoordinateElement_float64(shape, degree)
+    msh = cpp.mesh.create_mesh(f.comm, cells, cmap, x, partitioner, 2)
+    msh.name = tags.MESH_NAME
+    return Mesh(msh, ufl.Mesh(el))
+
+
+def _read_mesh_dolfinx(p: Path, comm: Any, ghost_mode: Any, partitioner: Any = None) -> MeshData:
     import dolfinx.io
 
     if _is_legacy(p):
         with dolfinx.io.XDMFFile(comm, str(p), "r") as f:
-            msh = f.read_mesh(ghost_mode=ghost_mode, name=tags.MESH_NAME)
+            msh = _read_mesh_partitioned(f, ghost_mode, partitioner)
             msh.topology.create_connectivity(2, 3)
             ct = f.read_meshtags(msh, tags.CELL_TAGS_NAME)
             ft = f.read_meshtags(msh, tags.FACET_TAGS_NAME)
@@ -191,7 +239,7 @@ def _read_mesh_dolfinx(p: Path, comm: Any, ghost_mode: Any) -> MeshData:
         raise InputError(f"mesh file {p}: its facet-tag file {fp.name} is missing")
     check_xdmf(fp)
     with dolfinx.io.XDMFFile(comm, str(p), "r") as f:
-        msh = f.read_mesh(ghost_mode=ghost_mode, name=tags.MESH_NAME)
+        msh = _read_mesh_partitioned(f, ghost_mode, partitioner)
         msh.topology.create_connectivity(2, 3)
         ct = f.read_meshtags(msh, tags.MESH_NAME, attribute_name=tags.CELL_TAGS_NAME)
         try:

@@ -88,7 +88,8 @@ def _mismatch(key: str, old: Any, new: Any) -> str:
                           for k in diff[:3])
         return f"parameters differ ({shown}{' ...' if len(diff) > 3 else ''})"
     if key == "mesh_checksum":
-        return "the mesh differs (node coordinates or cell tags)"
+        return ("the mesh or its partition over the ranks differs (node coordinates or cell tags on some rank: "
+                "resume with the same mesh, number of ranks and --partitioner)")
     if old is None:
         return f"{key} is not recorded in the checkpoint (written by an older tomocell), this run has {new!r}"
     return f"{key} was {old!r} in the interrupted run, {new!r} now"

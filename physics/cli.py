@@ -8,6 +8,7 @@ from typing import Any
 
 from tomocell.cliutil import add_c_rate, add_out, existing_file
 from tomocell.errors import InputError
+from tomocell.mpi import PARTITIONERS
 
 HELP = "simulate a galvanostatic half-cell discharge on a tagged tet mesh (DOLFINx, MPI-parallel)"
 DESCRIPTION = (
@@ -50,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Li-metal counter electrode: Butler-Volmer kinetics (default) or ideal (phi_e = 0)")
     parser.add_argument("--solver", choices=("auto", "direct", "iterative"), default="auto",
                         help="linear solver: MUMPS LU, GMRES + field-split AMG, or auto: direct below 20 k DOFs (default)")
+    parser.add_argument("--partitioner", choices=PARTITIONERS, default="default",
+                        help="graph partitioner of the mesh over the MPI ranks (default: DOLFINx's, SCOTCH in its pip "
+                             "and conda-forge builds; one this DOLFINx build lacks is refused). --resume needs the same")
     parser.add_argument("--max-ddod", type=float, default=0.02, metavar="F", help="largest change of depth of discharge per step (default 0.02)")
     parser.add_argument("--checkpoint-every", type=int, default=25, metavar="N", help="checkpoint every N steps (and on SIGTERM)")
     parser.add_argument("--resume", action="store_true",
@@ -82,8 +86,9 @@ def _parse_dod(text: str) -> tuple[float, ...]:
     return vals
 
 
-def load_mesh(spec: str, comm: Any) -> Any:
-    """MeshInput from an XDMF mesh file or ``box:NX,NY,NZ``."""
+def load_mesh(spec: str, comm: Any, partitioner: str = "default") -> Any:
+    """MeshInput from an XDMF mesh file (cells partitioned by ``partitioner``, see
+    :func:`tomocell.meshing.meshfile.read_mesh`) or ``box:NX,NY,NZ``."""
     from tomocell.physics.model import MeshInput
 
     if spec.startswith("box:"):
@@ -99,7 +104,7 @@ def load_mesh(spec: str, comm: Any) -> Any:
     path = existing_file(spec, "mesh")
     from tomocell.meshing.meshfile import read_mesh
 
-    md = read_mesh(path, comm)
+    md = read_mesh(path, comm, partitioner=partitioner)
     return MeshInput(md.mesh, md.cell_tags, md.facet_tags, md.particle_tags)
 
 
@@ -127,6 +132,7 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
     experiment = kw.pop("experiment", None)
     cell_area_m2 = kw.pop("cell_area_m2", None)
     preset = kw.pop("preset", None)
+    partitioner = kw.pop("partitioner", None) or "default"
     if experiment is not None:
         from tomocell.physics.protocols.experiment import Step, parse_experiment
 
@@ -138,7 +144,7 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
     params = load_parameters(pset, overrides)
     out = Path(out)
     settings = {"mesh": str(mesh), "c_rate": c_rate if experiment is None else None,  # an experiment: its steps
-                "parameter_set": params.name, "overrides": overrides,
+                "parameter_set": params.name, "overrides": overrides, "partitioner": partitioner,
                 **{k: v for k, v in kw.items() if isinstance(v, (int, float, str, tuple, list, bool))}}
     with run_manifest("simulate", out, settings, **guard) as man:
         if Path(str(mesh)).exists():
@@ -148,7 +154,7 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
         man.set_parameters(parameters=params.raw, cell_area_m2=cell_area_m2,
                            experiment=_experiment_record(experiment, params, c_rate, kw))
         with man.timed("load_mesh"):
-            inp = load_mesh(str(mesh), MPI.COMM_WORLD)
+            inp = load_mesh(str(mesh), MPI.COMM_WORLD, partitioner)
         with man.timed("simulate"):
             if experiment is not None:
                 from tomocell.physics.discharge import make_model
@@ -212,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
                             rest_s=60.0 * args.rest_min, charge_c_rate=args.charge_c_rate, resume=args.resume,
                             dod_snapshots=_parse_dod(args.dod), checkpoint_every=args.checkpoint_every,
                             max_inert_fraction=args.max_inert, preset=args.experiment_preset,
+                            partitioner=args.partitioner,
                             cell_area_m2=None if args.cell_area_cm2 is None else 1e-4 * args.cell_area_cm2)
         if mpi.rank() == 0:
             done = [s for s in res.steps if s["status"] == "done"]
@@ -224,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
         dod_snapshots=_parse_dod(args.dod), rest_s=60.0 * args.rest_min, li_kinetics=args.li,
         charge_c_rate=args.charge_c_rate, cv_cutoff_c_rate=args.cv_cutoff,
         linear_solver=args.solver, max_ddod=args.max_ddod, checkpoint_every=args.checkpoint_every, resume=args.resume,
-        guard=True, overwrite=args.overwrite, max_inert_fraction=args.max_inert,
+        guard=True, overwrite=args.overwrite, max_inert_fraction=args.max_inert, partitioner=args.partitioner,
     )
     if mpi.rank() == 0:
         print(summary_line(res, args.out))

@@ -85,3 +85,26 @@ def test_inert_particle_with_the_largest_label_is_listed(tmp_path_factory):
     assert 7 in w.particle_ids.tolist() and len(w.p_present) == 8
     sol = w.particle_sol_now()
     assert sol.shape == (8,) and sol[7] == 0.0  # inert: no lithium bookkept in it (volume 0 in the active sum)
+
+
+def test_a_partitioner_missing_from_dolfinx_is_refused_naming_those_it_has(tmp_path) -> None:
+    """`--partitioner parmetis` on a DOLFINx without ParMETIS: exit 2, the message names the available
+    ones, and no output directory is left behind."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tomocell.meshing.meshfile import available_partitioners
+
+    if "parmetis" in available_partitioners():
+        pytest.skip("this DOLFINx has ParMETIS: nothing to refuse")
+    import tomocell as tc
+
+    msh = tc.mesh(tc.generate(preset="tiny", seed=1), route="voxel", coarsen=2, separator_um=4.0)
+    msh.save(tmp_path / "mesh")
+    out = tmp_path / "sim"
+    r = subprocess.run([str(Path(sys.executable).parent / "tomocell"), "simulate", str(tmp_path / "mesh" / "mesh.xdmf"),
+                        "--partitioner", "parmetis", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "partitioner 'parmetis' is not available" in r.stderr and "scotch" in r.stderr
+    assert not out.exists()

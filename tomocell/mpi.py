@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+#: graph partitioners of a mesh over MPI ranks that DOLFINx may offer (which exist depends on its build;
+#: tomocell.meshing.meshfile.read_mesh refuses a missing one, naming those it has)
+PARTITIONERS = ("default", "scotch", "kahip", "parmetis")
+
 
 class _SerialComm:
     rank = 0
