@@ -4,6 +4,7 @@ and a sub-volume of the shared GAN electrode."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,9 +176,9 @@ def _hand_face_area_per_um(arr: np.ndarray, a: int, b: int, vs: float) -> float:
 @pytest.mark.shared_data
 def test_gan_subvolume_metrics_match_hand_counts_bounds_and_measured_values(gan_volume_path, tmp_path):
     """64^3 crop of the GAN volume: pore fraction and voxel-face area against hand counts; tau above
-    the Hashin-Shtrikman bound; the rest against the values measured on this crop (regression guards,
-    the methods themselves are checked against analytic cases in test_characterise_geometry.py and
-    test_characterise_tortuosity.py)."""
+    the Hashin-Shtrikman bound and against TauFactor on the same crop; pore sizes against PoreSpy on the
+    same crop (tests/data/gan_crop64_references.json, made by scripts/make_test_references.py with a
+    throwaway venv: never by tomocell); the particles against the values measured on this crop."""
     vs = 0.390625
     arr = tifffile.imread(gan_volume_path)[:64, :64, :64]
     v = Volume.from_stored_labels(arr, vs, {0: "pore", 85: "active", 170: "cbd"})
@@ -188,12 +189,18 @@ def test_gan_subvolume_metrics_match_hand_counts_bounds_and_measured_values(gan_
     taus = [m["tortuosity"]["pore"][f"axis{a}"]["tau"] for a in range(3)]
     # Hashin-Shtrikman: D_eff/D0 <= 2 eps / (3 - eps) for an insulating matrix, so tau >= (3 - eps)/2 = 1.28
     assert all(t >= (3 - eps) / 2 for t in taus), taus
-    # measured 2.146, 2.057, 2.189 (flux balance < 1e-4, so stable to ~1e-4): 2 % guards the solver and
-    # its boundary treatment; the old range 1.3-4.0 passed any percolating pore space
-    assert taus == pytest.approx([2.146, 2.057, 2.189], rel=0.02), taus
+    ref = json.loads((Path(__file__).parent / "data" / "gan_crop64_references.json").read_text())
+    # TauFactor 1.2.1 on the same crop (conv 1e-5): 2.14639, 2.05707, 2.18883; tomocell measured 2.146,
+    # 2.057, 2.189. 0.5 % is the agreement issue 20 asks of the two solvers (both are second-order
+    # finite volumes on the voxel faces, so they agree far closer; a 10 % D error would be 10 %)
+    assert taus == pytest.approx(ref["taufactor"]["tau_pore_axis"], rel=0.005), taus
     # local thickness is exact (equal to the definition, test_characterise_geometry.py): measured 10.77
-    # voxels (4.21 um) on this crop; +-0.5 voxel guards the painting (the binned method gave 10)
-    assert abs(m["pore_size"]["d50_um"] / vs - 10.77) <= 0.5, m["pore_size"]["d50_um"]
+    # voxels (4.21 um) on this crop. PoreSpy's brute force with integer radii gives each voxel the
+    # largest integer radius not above the exact one, so its D50 (10.0 voxels) is below the exact D50 by
+    # less than 2 voxels of diameter: the exact value must lie in [D50_bf, D50_bf + 2)
+    d50_bf = ref["porespy_local_thickness"]["bf_integer_radii"]["d50_voxels"]
+    assert d50_bf <= m["pore_size"]["d50_um"] / vs < d50_bf + 2.0, m["pore_size"]["d50_um"]
+    assert abs(m["pore_size"]["d50_um"] / vs - 10.77) <= 0.5, m["pore_size"]["d50_um"]  # regression guard
     # watershed particles: measured d50 8.33 um, 40 particles (10 % guards the segmentation)
     assert m["particles"]["d50_um"] == pytest.approx(8.33, rel=0.1) and 36 <= m["particles"]["count"] <= 44
     assert 1.0 <= m["travel"]["median_tau_pore"] <= m["travel"]["median_tau_electrode"] * 1.5
