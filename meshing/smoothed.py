@@ -168,9 +168,19 @@ def smooth_voxel_mesh(
     mov_if = (iface & has_if)[:, None] * free
     mov_in = (interior & has_in)[:, None] * free
     x = x0.copy()
+    surf = iface & (ntags == 2)
     for _ in range(iterations):
+        # normal of each two-phase node: gradient of the volume of the lowest tag bit among its phases
+        grads = _phase_volume_gradients(x, mesh.tets, mesh.cell_tags, sign)
+        nrm = np.zeros_like(x)
+        for k, t in enumerate(_PHASE_TAGS):
+            take = surf & ((mask & _TAG_BIT[t]) > 0) & ~np.any(nrm != 0, axis=1)
+            nrm[take] = grads[k][take]
+        nrm /= np.maximum(np.linalg.norm(nrm, axis=1), 1e-300)[:, None]
         for f in (lam, mu):
-            x = x + f * mov_if * (W_if @ x - x)
+            u = W_if @ x - x
+            un = np.where(surf[:, None], np.einsum("ij,ij->i", u, nrm)[:, None] * nrm, u)
+            x = x + f * mov_if * un
         d = x - x0
         nd = np.linalg.norm(d, axis=1)
         over = nd > dmax
