@@ -48,10 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("volume", help="labelled volume (TIFF, TIFF directory, .npy, .h5, .raw; see tomocell segment)")
     add_voxel_size(parser)
     add_labels(parser)
-    parser.add_argument("--route", choices=("surface", "levelset", "voxel"), default="surface",
+    parser.add_argument("--route", choices=("surface", "levelset", "smoothed", "voxel"), default="surface",
                         help="meshing route (default: surface, with automatic fallback to voxel; levelset: Mmg "
-                             "multi-material level set of the smoothed, volume-matched labels, needs mmgpy, "
-                             "see docs/meshing.md)")
+                             "multi-material level set of the smoothed, volume-matched labels, needs mmgpy; smoothed: "
+                             "the voxel mesh (--coarsen blocks) with its interface nodes smoothed off the "
+                             "staircase at fixed phase volumes, no fallback; see docs/meshing.md)")
     parser.add_argument("--h-interface", type=float, default=0.3, metavar="UM",
                         help="target element size at interfaces, um (default 0.3)")
     parser.add_argument("--h-bulk", type=float, default=1.0, metavar="UM",

@@ -24,7 +24,7 @@ from tomocell.microstructure.volume import Volume
 
 log = get_logger("meshing")
 
-ROUTES = ("surface", "levelset", "voxel")
+ROUTES = ("surface", "levelset", "smoothed", "voxel")
 GEOMETRY_CHECKS = ("warn", "refuse", "off")
 
 
@@ -85,6 +85,21 @@ def mesh_volume(
     volume.require_phases("pore", "active")
     isolated = check_meshable(volume, refuse_isolated=route != "voxel")
     mc = marching_cubes_areas(volume)
+    if route == "smoothed":
+        # the smoothed voxel route (meshing/smoothed.py): volumes as the (coarsened) voxels, areas checked
+        from tomocell.meshing.smoothed import smoothed_mesh
+
+        mesh = smoothed_mesh(volume, separator_um=separator_um, coarsen=coarsen, particle_labels=particle_labels)
+        report = fidelity_report(mesh, volume, mc_reference=mc)
+        if coarsen > 1:
+            from tomocell.meshing.coarsen import block_mode
+
+            report["phase_volumes_vs_original_voxels"] = report["phase_volumes"]
+            ref = _coarse_reference_volume(volume, block_mode(volume.labels, coarsen), coarsen)
+            report["phase_volumes"] = fidelity_report(mesh, ref, mc_reference=mc)["phase_volumes"]
+        check_fidelity(report, area_tol=area_tol, min_sicn=min_sicn)
+        report["isolated_voxels"] = isolated
+        return _check_geometry(MeshResult(mesh, report), volume, geometry_check)
     if route in ("surface", "levelset"):
         try:
             vol_s, part_s = volume, particle_labels
