@@ -23,8 +23,9 @@ same tets per rank (default block 2: 96 k tets per rank). Meshes are written onc
 Each run times ``--steps`` steps of a 1C-type discharge (0.2 %, 1 %, then 2 % DoD: the step sizes the
 adaptive discharge settles at; default 4, about 2-4 min on 2 idle cores at 758 k tets), or with
 ``--steps 0`` a full discharge. Efficiency: strong T1 / (N TN), weak T1 / TN, from the time loop's wall
-seconds (CPU seconds printed beside them). The mesh partitioner is DOLFINx's default for XDMF reads
-(the first of SCOTCH, ParMETIS, KaHIP it was built with); the partitioners this DOLFINx offers are printed.
+seconds (CPU seconds printed beside them). ``--partitioner`` picks the graph partitioner of the mesh
+distribution among those this DOLFINx build offers (scotch, parmetis, kahip; tomocell.meshing.partitioned);
+the default ``xdmf`` is DOLFINx's XDMF reader with its built-in default (the first one it was built with).
 """
 
 from __future__ import annotations
@@ -45,12 +46,7 @@ from mpi4py import MPI
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_physics import bench  # noqa: E402
 
-
-def partitioners() -> list[str]:
-    """Graph partitioners this DOLFINx build offers (dolfinx.graph.partitioner_*), default first."""
-    import dolfinx.graph
-
-    return [n for n in ("scotch", "parmetis", "kahip") if hasattr(dolfinx.graph, f"partitioner_{n}")]
+from tomocell.meshing.partitioned import available_partitioners  # noqa: E402
 
 
 def tiled_demo(copies: int, coarsen: int, path: Path) -> None:
@@ -104,11 +100,22 @@ def run(args: argparse.Namespace) -> dict:
     comm = MPI.COMM_WORLD
     path = mesh_path(args, comm)
     cpu0 = time.process_time()
-    r = bench(lambda: load_mesh(str(path), comm), str(path), args)
+    if args.partitioner == "xdmf":
+        make = lambda: load_mesh(str(path), comm)  # noqa: E731
+    else:
+        from tomocell.meshing.partitioned import read_mesh_partitioned
+        from tomocell.physics.model import MeshInput
+
+        def make():
+            md = read_mesh_partitioned(path, comm, args.partitioner)
+            return MeshInput(md.mesh, md.cell_tags, md.facet_tags, md.particle_tags)
+    r = bench(make, str(path), args)
     r.pop("curve", None)
     r["mode"] = "weak" if args.weak else "strong"
     r["mesh"] = str(path)
-    r["partitioner"] = (partitioners() or ["none"])[0] + " (DOLFINx default; offered: " + ",".join(partitioners()) + ")"
+    offered = ",".join(available_partitioners())
+    r["partitioner"] = (f"xdmf (DOLFINx default: {available_partitioners()[0]})" if args.partitioner == "xdmf"
+                        else args.partitioner) + f"; offered {offered}"
     r["cpu_s_max_rank"] = comm.allreduce(time.process_time() - cpu0, op=MPI.MAX)
     r["tets_per_rank"] = r["tets"] / comm.size
     r["load_avg_1min"] = os.getloadavg()[0]
@@ -123,7 +130,7 @@ def report(r: dict, results: Path | None) -> None:
     print(f"{r['mode']} ranks={r['ranks']} tets={r['tets']} dofs={r['dofs']} steps={r['steps']} "
           f"newton={r['newton_per_step'] * r['steps']:.0f} krylov/newton={r['krylov_per_newton']:.1f} "
           f"jacobians={r['jacobians']} wall_s={r['solve_wall_s']:.2f} cpu_s_all_ranks={r['solve_cpu_s_all_ranks']:.2f} "
-          f"peak_rss_MB_max_rank={r['peak_rss_MB_max_rank']:.0f} load={r['load_avg_1min']:.2f} "
+          f"peak_rss_MB_max_rank={r['peak_rss_MB_max_rank']:.0f} V_end={r.get('voltage_V', r.get('final_V', float('nan'))):.9f} load={r['load_avg_1min']:.2f} "
           f"efficiency={'n/a (no 1-rank entry)' if e is None else f'{e:.3f}'} partitioner={r['partitioner']}",
           flush=True)
 
@@ -166,6 +173,8 @@ def main() -> None:
     ap.add_argument("--params", default="nmc111")
     ap.add_argument("--lu-lag", type=int, default=3, help=argparse.SUPPRESS)
     ap.add_argument("--full-newton", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--partitioner", default="xdmf", choices=("xdmf", "scotch", "parmetis", "kahip"),
+                    help="graph partitioner of the mesh distribution (default: DOLFINx's XDMF reader's)")
     ap.add_argument("--workdir", default=None, help="where generated meshes (and by default results) go")
     ap.add_argument("--results", default=None, help="JSON-lines file the run is appended to (efficiency from it)")
     ap.add_argument("--ranks", default=None, help="serial parent: run mpirun -n K for each K of this list")
@@ -174,6 +183,10 @@ def main() -> None:
         raise SystemExit("--weak builds its own meshes (the demo volume tiled N times); drop --mesh")
     if args.mesh and not Path(args.mesh).is_file():
         print(f"error: mesh {args.mesh} not found", file=sys.stderr)
+        raise SystemExit(2)
+    if args.partitioner not in ("xdmf", *available_partitioners()):
+        print(f"error: partitioner {args.partitioner} is not in this DOLFINx build (available: "
+              f"{', '.join(available_partitioners())})", file=sys.stderr)
         raise SystemExit(2)
     comm = MPI.COMM_WORLD
     if args.ranks:
