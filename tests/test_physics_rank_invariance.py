@@ -7,7 +7,8 @@ are gathered in mesh-file order, so they are comparable entry by entry across ra
 
 The iterative solver (field-split AMG, reused Jacobians, GMRES rtol 1e-4: what large meshes use) is
 partition-dependent in every Krylov iterate and in when a Jacobian is reassembled; only Newton's
-tolerance makes its converged states the same. It is checked on the voltage curve at 1 and 3 ranks.
+tolerance makes its converged states the same. It is checked on the voltage curve at 1 and 2 ranks
+(3 ranks oversubscribe CI's 2 cores: ~100 s more per run; the direct runs cover 3).
 """
 
 from __future__ import annotations
@@ -72,10 +73,10 @@ def test_voltage_curve_is_the_same_on_1_2_and_3_ranks(runs) -> None:
         assert s["capacity_mAh_g"][-1] == pytest.approx(ref["capacity_mAh_g"][-1], rel=1e-8)
 
 
-def test_iterative_solver_voltage_curve_is_the_same_on_1_and_3_ranks(mesh_file) -> None:
-    it = _simulate(mesh_file, "iterative", (1, 3))
-    ref, s = _series(it[1]), _series(it[3])
-    assert len(s["t_s"]) == len(ref["t_s"]), "3 ranks took other time steps"
+def test_iterative_solver_voltage_curve_is_the_same_on_1_and_2_ranks(mesh_file) -> None:
+    it = _simulate(mesh_file, "iterative", (1, 2))
+    ref, s = _series(it[1]), _series(it[2])
+    assert len(s["t_s"]) == len(ref["t_s"]), "2 ranks took other time steps"
     np.testing.assert_allclose(s["t_s"], ref["t_s"], rtol=1e-9, atol=1e-9)
     assert np.max(np.abs(s["voltage_V"] - ref["voltage_V"])) < 1e-6
     assert s["capacity_mAh_g"][-1] == pytest.approx(ref["capacity_mAh_g"][-1], rel=1e-7)
