@@ -33,8 +33,6 @@ OPTIONAL_SKIPS: dict[str, str] = {
     re.escape(MPI_ONLY_REASON): "the serial pass skips the mpi tests; the mpirun -n 2 pass runs them",
     r"starts mpirun itself": "a test that launches mpirun is skipped when it already runs under mpirun",
     r"optional AGPL mesher": "TetGen is AGPL and not installed by tomocell (tests/test_mesh_surface.py)",
-    r"KaHIP is not in this DOLFINx build": "the partitioner choice is tested with KaHIP where DOLFINx was built "
-                                            "with it (the pip wheel is); SCOTCH, the default, is always tested",
     r"this DOLFINx has ParMETIS: nothing to refuse": "the refusal of a missing partitioner needs a build without it",
     r"optional LGPL mesher": "mmgpy (the level-set route) is LGPL and not installed by tomocell",
     r"so 'no Python' cannot be simulated": "scripts/install's no-Python error cannot be provoked where a "
