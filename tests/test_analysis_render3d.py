@@ -29,3 +29,11 @@ def test_volume_render_draws_solid_and_pore_panels(tmp_path):
     assert share(left, orange) > 0.02, "active phase missing in panel (a)"
     assert share(right, blue) > 0.02, "pore phase missing in panel (b)"
     assert share(right, orange) < 0.005, "panel (b) shows only the pore"
+
+
+def test_large_volumes_are_drawn_from_a_stride():
+    from tomocell.microstructure.render3d import render_stride
+
+    assert render_stride((60, 40, 40)) == 1
+    assert render_stride((340, 340, 400)) == 3
+    assert render_stride((200, 200, 200), max_voxels=1_000_000) == 2
