@@ -110,6 +110,11 @@ def figures(volume: Volume, res: Any, out: Path) -> dict[str, str]:
                  loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=3, frameon=False)
     save(fig, "fig_phases.png", f"Segmented phases (black pore {f['pore']:.3f}, grey active {f['active']:.3f}, "
          f"purple CBD {f['cbd']:.3f}); separator at the top of the left panel (cf. Fig. 2b).")
+    from tomocell.microstructure.render3d import render_volume_3d
+
+    render_volume_3d(volume, out / "fig_volume_3d.png")
+    caps["fig_volume_3d.png"] = (f"3D view of the segmented volume (cf. Fig. 2a-b): (a) active NMC and CBD surfaces, "
+                                 f"(b) the pore space ({100 * f['pore']:.1f} %); separator on top, axes in um.")
 
     if res.local_thickness_um is not None:
         fig, ax = plt.subplots(1, 2, figsize=(10, 4.5))

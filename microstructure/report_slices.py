@@ -54,13 +54,16 @@ def save_slices_png(
     if grey is not None:
         lo, hi = np.percentile(grey, [0.5, 99.5])
         for j, (name, sl) in enumerate(_planes(grey)):
-            axes[0, j].imshow(sl, cmap="gray", vmin=lo, vmax=hi, extent=extents[j], interpolation="nearest")
+            im = axes[0, j].imshow(sl, cmap="gray", vmin=lo, vmax=hi, extent=extents[j], interpolation="nearest")
             axes[0, j].set_title(f"greyscale, {name}", fontsize=9)
+            axes[0, j].set(xlabel="um", ylabel="um")
+        fig.colorbar(im, ax=axes[0, 2], label="grey value", shrink=0.8)
         ax = axes[0, 3]
         ax.hist(grey.ravel()[:: max(1, grey.size // 2_000_000)], bins=256, color="0.4")
         for t in thresholds or []:
             ax.axvline(t, color="r")
-        ax.set_title("histogram and thresholds", fontsize=9)
+        ax.set_title("histogram and thresholds (red)", fontsize=9)
+        ax.set(xlabel="grey value", ylabel="voxels")
         ax.set_yscale("log")
         r = 1
         axes[1, 3].axis("off")
@@ -69,7 +72,7 @@ def save_slices_png(
         ax = axes[r, j]
         ax.imshow(PHASE_COLOURS[sl], extent=extents[j], interpolation="nearest")
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("um")
+        ax.set(xlabel="um", ylabel="um")
     fig.suptitle((title + "\n" if title else "") + "pore {pore:.3f} (black), active {active:.3f} (orange), "
                  "CBD {cbd:.3f} (blue-grey)".format(**fr), fontsize=10)
     fig.tight_layout()

@@ -11,8 +11,6 @@ points up, so the separator side is on top.
 
 from __future__ import annotations
 
-import ctypes.util
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import numpy as np
 
 from tomocell.atomic import atomic_path
 from tomocell.errors import InputError
+from tomocell.headless import use_headless_backend
 from tomocell.studies.analysis_run import FieldData, RunData
 
 ROWS = (
@@ -41,16 +40,6 @@ def bar_format(lo: float, hi: float) -> str:
         return "%.2e"
     decimals = max(0, int(np.ceil(-np.log10(span / 10.0))))
     return f"%.{min(decimals, 6)}f"
-
-
-def use_headless_backend() -> None:
-    """Without an X display, ask VTK for its EGL window directly (when libEGL is there).
-
-    VTK otherwise tries X first, prints "bad X server connection" and only then falls back.
-    An explicit ``VTK_DEFAULT_OPENGL_WINDOW`` set by the user is left alone."""
-    if not os.environ.get("DISPLAY") and "VTK_DEFAULT_OPENGL_WINDOW" not in os.environ \
-            and ctypes.util.find_library("EGL"):
-        os.environ["VTK_DEFAULT_OPENGL_WINDOW"] = "vtkEGLRenderWindow"
 
 
 def check_same_mesh(runs: list[RunData]) -> None:

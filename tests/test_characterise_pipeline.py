@@ -65,7 +65,8 @@ def test_characterise_writes_everything(small_electrode, tmp_path):
     assert m["phase_fractions"] == f
     for name in ("metrics.json", "report.md", "particles.csv", "fields.vti", "depth_profile.csv", "rve.csv",
                  "pore_size_distribution.csv", "slice_profile_axis0.csv", "reaction_sites_by_depth.csv",
-                 "fig_particles.png", "fig_flux_tortuosity.png", "fig_travel.png", "fig_depth_profile.png"):
+                 "fig_particles.png", "fig_flux_tortuosity.png", "fig_travel.png", "fig_depth_profile.png",
+                 "fig_volume_3d.png"):
         assert (out / name).is_file(), name
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["phase_fractions"]["pore"] == pytest.approx(f["pore"])
