@@ -87,20 +87,21 @@ class DischargeResult:
 
 def make_model(inp: MeshInput, params: Parameters, *, li_kinetics: str = "butler-volmer",
                linear_solver: str = "auto", lu_lag: int = 3, direct_dof_limit: int = DIRECT_DOF_LIMIT,
-               solver_options: dict[str, Any] | None = None) -> HalfCellModel:
+               solver_options: dict[str, Any] | None = None, bodies: str = "particles") -> HalfCellModel:
     """The model with the linear solver chosen by size.
 
     ``linear_solver``: "direct" (MUMPS LU), "iterative" (GMRES + field-split AMG, see
     :func:`tomocell.physics.newton.iterative_options`) or "auto": direct below ``direct_dof_limit``
     DOFs (estimated as 0.5 per tet, the ratio of the voxel-route meshes), iterative above.
     ``solver_options``: PETSc options (without prefix) that override the defaults, e.g.
-    ``{"fieldsplit_ps_pc_gamg_threshold": 0.05}``.
+    ``{"fieldsplit_ps_pc_gamg_threshold": 0.05}``. ``bodies``: "particles" (each labelled particle its
+    own diffusion body, :mod:`tomocell.physics.bodies`) or "clusters" (touching particles share c_s).
     """
     if linear_solver == "auto":
         ncell = inp.mesh.topology.index_map(3).size_global
         linear_solver = "direct" if ncell * 0.5 < direct_dof_limit else "iterative"
     return HalfCellModel(inp, params, li_kinetics=li_kinetics, linear_solver=linear_solver, lu_lag=lu_lag,
-                         solver_options=solver_options)
+                         solver_options=solver_options, bodies=bodies)
 
 
 def shortcut_steps(p: Parameters, c_rate: float, rest_s: float = 0.0, charge_c_rate: float | None = None,
