@@ -413,12 +413,16 @@ class HalfCellModel(NewtonSolver):
         self._history = hist[-2:]
 
     def snapshot(self) -> list[np.ndarray]:
-        """Copies of the current and the accepted state (the fields ``u``, then c_e_old and c_s_old of
-        each colour)."""
-        return [f.x.array.copy() for f in (*self.u, self.ce_n, *self.cs_old)]
+        """Copies of the current and the accepted state (order of :meth:`_state_functions`)."""
+        return [f.x.array.copy() for f in self._state_functions()]
+
+    def _state_functions(self) -> list[Any]:
+        """c_s, phi_s, c_e, phi_e, c_s_old, c_e_old (the single-body order), then the further colours'
+        c_s and c_s_old."""
+        return [*self.u[:4], self.cs_old[0], self.ce_n, *self.u[4:], *self.cs_old[1:]]
 
     def restore(self, snap: list[np.ndarray]) -> None:
-        for f, a in zip((*self.u, self.ce_n, *self.cs_old), snap):
+        for f, a in zip(self._state_functions(), snap):
             f.x.array[:] = a
 
     # ---- integrated quantities -----------------------------------------------------------------
