@@ -142,6 +142,7 @@ def simulate_discharge(
     model: HalfCellModel | None = None,
     control: StepControl | None = None,
     max_steps: int = 100_000,
+    bodies: str = "particles",
 ) -> DischargeResult:
     """Galvanostatic discharge to the cut-off (then an optional rest and CC-CV charge); outputs under ``out_dir``.
 
@@ -150,6 +151,8 @@ def simulate_discharge(
     :class:`DischargeResult` (same on every rank). ``max_inert_fraction``: refuse (InputError) a mesh in
     which a larger fraction of the active material is disconnected (None: run it, with a warning). Raises
     InputError before any solve on bad input, SolverError when the time stepping cannot continue,
+    ``bodies``: "particles" (each labelled particle its own Fick body, the default) or "clusters" (touching
+    particles share one c_s field; the model before issue 17), see :func:`make_model`.
     :class:`~tomocell.errors.Interrupted` after writing a checkpoint on SIGINT/SIGTERM.
     """
     from tomocell.physics.protocols.run import run_experiment
@@ -170,12 +173,12 @@ def simulate_discharge(
         p = params if isinstance(params, Parameters) else load_parameters(params)
         if inp is None:
             raise InputError("simulate_discharge needs a mesh or a model")
-        model = make_model(inp, p, li_kinetics=li_kinetics, linear_solver=linear_solver)
+        model = make_model(inp, p, li_kinetics=li_kinetics, linear_solver=linear_solver, bodies=bodies)
     p = model.p
     steps = shortcut_steps(p, c_rate, rest_s, charge_c_rate, cv_cutoff_c_rate)
     settings = {"c_rate": float(c_rate), "rest_s": float(rest_s),
                 "charge_c_rate": None if charge_c_rate is None else float(charge_c_rate),
-                "cv_cutoff_c_rate": float(cv_cutoff_c_rate)}
+                "cv_cutoff_c_rate": float(cv_cutoff_c_rate), "bodies": model.bodies}
     try:
         ex = run_experiment(model, steps, out_dir=out_dir, control=control, event_tol_V=event_tol_V,
                             max_ddod=max_ddod, max_steps=max_steps, dod_snapshots=dod_snapshots,
