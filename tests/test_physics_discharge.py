@@ -44,6 +44,11 @@ def test_run_layout_and_cutoff_event(run5c):
     rows = _rows(out / "timeseries.csv")
     assert list(rows[0]) == list(TIMESERIES_COLUMNS)
     dis = [r for r in rows if r["segment"] == "discharge"]
+    # every step balances charge: the reaction current equals the applied one, and the current through
+    # the Li-metal face is the same current (Li is conserved, test_protocols_balance)
+    for r in rows[1:]:
+        assert abs(float(r["charge_balance_rel"])) < 1e-7, r
+        assert float(r["li_face_current_A"]) == pytest.approx(float(r["current_A"]), rel=1e-6, abs=1e-9 * float(dis[1]["current_A"]))
     v = np.array([float(r["voltage_V"]) for r in dis])
     # the cut-off is located in time: last point on 3.0 V from above, nothing below
     assert 3.0 <= v[-1] <= 3.0 + 1e-4
