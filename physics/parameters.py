@@ -2,9 +2,12 @@
 
 Bundled sets (``physics/parameters/*.json``; every value carries its unit and literature source):
 
-* ``nmc111`` (default): NMC111 + carbon-binder domain, LiPF6 in EC:EMC 3:7 (Landesfeind &
-  Gasteiger 2019 fits for kappa, D, t+ and the thermodynamic factor), Celgard-like separator
-  (25 um, 39 %, Bruggeman 1.5), Li-metal Butler-Volmer kinetics (Xu et al. 2019).
+* ``nmc111`` (default): NMC111 (OCP and c_max of the About:Energy BPX NMC111 parameterisation, density
+  = c_max x 96.46 g/mol, i.e. the theoretical 278 mAh/g) + carbon-binder domain, LiPF6 in EC:EMC 3:7
+  (Landesfeind & Gasteiger 2019 fits for kappa, D, t+ and the thermodynamic factor), Celgard-like
+  separator (25 um, 39 %, Bruggeman 1.5), Li-metal Butler-Volmer kinetics (Xu et al. 2019).
+* ``lco-ramadass2004``: the former default, honestly named: a LiCoO2 rational OCP (Ramadass et al.
+  2004) with the same electrolyte; kept for the numerical verification tests.
 * ``xu2019``: the NMC532 | Li half-cell of Xu et al. 2019 as published with PyBaMM, for cross-checks.
 
 A value is either ``{"value": number}``, ``{"expression": "..."}`` (arithmetic in ``x``
@@ -40,7 +43,8 @@ GAS_CONSTANT = 8.314462618  # J/(mol K)
 # than this below it, the run can only end in a failed solve, so the set is refused up front [V].
 CUTOFF_BELOW_OCP_MAX_V = 0.5
 
-BUNDLED = {"nmc111": "nmc111_lipf6_ecemc.json", "nmc111-bpx": "nmc111_bpx_lipf6_ecemc.json", "xu2019": "xu2019_nmc_li.json"}
+BUNDLED = {"nmc111": "nmc111_lipf6_ecemc.json", "lco-ramadass2004": "lco_ramadass2004_lipf6_ecemc.json",
+           "xu2019": "xu2019_nmc_li.json"}
 DEFAULT_SET = "nmc111"
 
 _ALLOWED_FUNCS = ("exp", "tanh", "cosh", "sinh", "sqrt", "log", "abs")

@@ -301,9 +301,9 @@ def test_strong_form_mms_converges_at_order_2_in_l2_and_1_in_h1_for_all_fields()
     Measured: L2 orders 1.97, 1.92, 1.97, 1.98 and H1 orders 0.99 on the finest pair (16 -> 24); a
     physics error in the model leaves an O(1) inconsistency, so the error levels off and the order
     falls (scripts/mutation_check.md lists what this test catches)."""
-    ref = Ref("nmc111_lipf6_ecemc")
+    ref = Ref("lco_ramadass2004_lipf6_ecemc")
     eq = Equations(ref)
-    params = load_parameters("nmc111")
+    params = load_parameters("lco-ramadass2004")
     ns = np.array([8, 16, 24])
     res = [solve_mms(int(n), params, eq) for n in ns]
     l2 = np.array([r[0] for r in res])
