@@ -39,7 +39,7 @@ from mpi4py import MPI
 from tomocell.errors import InputError
 from tomocell.meshing import tags as T
 from tomocell.physics.newton import NewtonSolver, iterative_options, newton_convergence  # noqa: F401  (re-exported)
-from tomocell.physics.parameters import FARADAY, Parameters
+from tomocell.physics.parameters import FARADAY, Parameters, regularised_concentration
 from tomocell.physics.topology import MeshInput, analyse_mesh  # noqa: F401  (re-exported)
 
 IFACE = 1  # dS subdomain id of the reaction interface
@@ -55,6 +55,15 @@ def exchange_current_density(p: Parameters, theta: Any, c: Any) -> Any:
     theta and the salt concentration c [mol/m^3]: the one formula, for UFL (the residual) and numpy
     arrays (the interface table) alike; the callers clamp theta into (0, 1) and c above 0."""
     return FARADAY * p.k_ct * c**p.alpha_a * (p.c_max * (1 - theta))**p.alpha_a * (p.c_max * theta)**p.alpha_c
+
+
+def reacting_fraction(msh: dmesh.Mesh, cell_tag: np.ndarray, sep_porosity: float) -> fem.Function:
+    """DG0 function on the parent mesh: the wetted fraction of an interface facet, read on its
+    electrolyte ("-") side: ``sep_porosity`` on SEPARATOR cells, 1 elsewhere (owned + ghost cells)."""
+    Q0 = fem.functionspace(msh, ("DG", 0))
+    f = fem.Function(Q0, name="reacting_fraction")
+    f.x.array[Q0.dofmap.list[:, 0]] = np.where(cell_tag == T.SEPARATOR, float(sep_porosity), 1.0)
+    return f
 
 
 class HalfCellModel(NewtonSolver):
@@ -159,6 +168,7 @@ class HalfCellModel(NewtonSolver):
         self.dx = ufl.Measure("dx", domain=msh, subdomain_data=self._ct_full, metadata=q)
         qi = q if interface_quadrature_degree is None else {"quadrature_degree": int(interface_quadrature_degree)}
         self.dS = ufl.Measure("dS", domain=msh, subdomain_data=[(IFACE, self.topo.iface_data)], metadata=qi)
+        self.react_frac = reacting_fraction(msh, ct, params.sep_porosity)
         self.ds = ufl.Measure("ds", domain=msh, subdomain_data=[(CC_SOLID, self.topo.cc_solid_data),
                                                                  (LI, self.topo.li_data),
                                                                  (CC_ALL, self.topo.cc_all_data)], metadata=q)
@@ -166,7 +176,7 @@ class HalfCellModel(NewtonSolver):
         self.area_cc = self._assemble(fem.Constant(msh, 1.0) * self.ds(CC_ALL))
         self.area_cc_solid = self._assemble(fem.Constant(msh, 1.0) * self.ds(CC_SOLID))
         self.area_li = self._assemble(fem.Constant(msh, 1.0) * self.ds(LI))
-        self.area_iface = self._assemble(fem.Constant(msh, 1.0) * self.dS(IFACE))
+        self.area_iface = self._assemble(self.react_frac("-") * self.dS(IFACE))  # reacting area
         self.vol = {name: self._assemble(fem.Constant(msh, 1.0) * self.dx(tag)) for name, tag in T.CELL_TAGS.items()}
 
         # scales
@@ -221,8 +231,7 @@ class HalfCellModel(NewtonSolver):
     def electrolyte_props(self, ce: Any) -> tuple[Any, Any, Any, Any]:
         """kappa [S/m], D [m^2/s], t+, kappa_D/kappa factor 2 V_T (1-t+) TDF [V] at scaled ce."""
         p = self.p
-        lo, hi = p.c_e_valid
-        c = ufl.min_value(ufl.max_value(ce * p.c_e0, lo), hi)
+        c = regularised_concentration(ce * p.c_e0, p.c_e_valid[1], backend="ufl")  # smooth, > 0 (docs/physics.md)
         kap = p.kappa(c=c, T=p.temperature, ufl=True)
         D = p.D_e(c=c, T=p.temperature, ufl=True)
         tp = p.t_plus(c=c, T=p.temperature, ufl=True)
@@ -248,7 +257,7 @@ class HalfCellModel(NewtonSolver):
         ell, F = self.ell, FARADAY
         dx, dS, ds = self.dx, self.dS, self.ds
         dt = self.dt
-        i_n = self.reaction_current(cs("+"), ps("+"), ce("-"), pe("-"))
+        i_n = self.react_frac("-") * self.reaction_current(cs("+"), ps("+"), ce("-"), pe("-"))
         eps, brug = p.sep_porosity, p.sep_bruggeman
         tau_sep = eps**brug
 
@@ -379,7 +388,7 @@ class HalfCellModel(NewtonSolver):
         cs, ps, ce, pe = self.u
         p = self.p
         ell3 = self.ell**3
-        i_n = self.reaction_current(cs("+"), ps("+"), ce("-"), pe("-"))
+        i_n = self.react_frac("-") * self.reaction_current(cs("+"), ps("+"), ce("-"), pe("-"))
         eps = p.sep_porosity
         forms = {
             "li_solid_mol": p.c_max * ell3 * cs * self.dx(T.ACTIVE),

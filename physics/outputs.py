@@ -18,6 +18,11 @@ Run directory ``OUT/`` written by :func:`tomocell.physics.discharge.simulate_dis
         li_balance_rel (Li change of the step, integrated from c - c_old, minus charge passed over F,
         relative to the charge of the step),
         interface_current_A (integral of Butler-Volmer current; = -current_A at convergence),
+        li_face_current_A (integral of the Li-metal Butler-Volmer current over the Li face, > 0 while
+        Li is stripped; the imposed current with li_kinetics="ideal"),
+        charge_balance_rel ((interface_current_A + current_A) / 1C current: the per-step charge balance
+        of reaction against applied current, ~ Newton tolerance; the Li face's own balance is
+        li_face_current_A - current_A),
         c_e_min_mol_m3, phi_e_li_V (phi_e at the Li face), newton_its, krylov_its, retries
     OUT/particles.csv       per-particle mean state of lithiation: particle (label from the mesh's
         particle_tags), connected (1; 0 = electronically isolated from the collector, set inert by
@@ -71,7 +76,8 @@ from tomocell.physics.model import HalfCellModel, exchange_current_density
 TIMESERIES_COLUMNS = (
     "step", "t_s", "dt_s", "segment", "protocol_step", "voltage_V", "current_A", "current_density_A_m2", "capacity_Ah",
     "capacity_mAh_g", "capacity_mAh_cm2", "dod", "mean_stoichiometry", "li_solid_mol", "li_electrolyte_mol",
-    "li_total_mol", "li_balance_rel", "interface_current_A", "c_e_min_mol_m3", "phi_e_li_V", "newton_its",
+    "li_total_mol", "li_balance_rel", "interface_current_A", "li_face_current_A", "charge_balance_rel", "c_e_min_mol_m3",
+    "phi_e_li_V", "newton_its",
     "krylov_its", "retries",
 )
 INTERFACE_COLUMNS = ("x_um", "y_um", "z_um", "area_um2", "particle", "J_ct_A_m2", "i0_A_m2", "eta_V", "U_V",

@@ -244,7 +244,9 @@ def run_experiment(model: HalfCellModel, steps: list[Step], *, out_dir: str | Pa
                 "capacity_mAh_cm2": S["q_dis"] / 3.6 / (area * 1e4), "dod": S["q_dis"] / q_nom,
                 "mean_stoichiometry": q["mean_stoichiometry"], "li_solid_mol": q["li_solid_mol"],
                 "li_electrolyte_mol": q["li_electrolyte_mol"], "li_total_mol": q["li_solid_mol"] + q["li_electrolyte_mol"],
-                "li_balance_rel": bal, "interface_current_A": q["interface_current_A"], "c_e_min_mol_m3": q["c_e_min"],
+                "li_balance_rel": bal, "interface_current_A": q["interface_current_A"],
+                "li_face_current_A": q.get("li_face_current_A", cur),
+                "charge_balance_rel": (q["interface_current_A"] + cur) / i1c, "c_e_min_mol_m3": q["c_e_min"],
                 "phi_e_li_V": q["phi_e_li_V"], "newton_its": getattr(st, "newton", 0),
                 "krylov_its": getattr(st, "krylov", 0), "retries": getattr(st, "retries", 0)}
 
