@@ -172,8 +172,10 @@ def sim_c10(tmp_path_factory):
 
 
 def test_twin_cli_agrees_at_c10(tmp_path, sim_c10):
-    """C/10 on the built-in box: the resolved model and its DFN twin (same Newman model, only the
-    geometry homogenised) within 2 % capacity and 15 mV voltage RMSE (measured: 0.07 %, 3.1 mV)."""
+    """Regression against the 1D DFN at low rate: C/10 on the built-in box, the resolved model and its
+    DFN twin (same Newman model, only the geometry homogenised; at C/10 transport losses are small, so
+    they must agree) within 1 % capacity and 15 mV voltage RMSE (measured with the nmc111 set:
+    155.51 vs 155.31 mAh/g, -0.13 %, 7.6 mV; with the former LiCoO2-type default 0.07 %, 3.1 mV)."""
     from tomocell.cli import main
 
     exp = json.loads((sim_c10 / "run.json").read_text())["parameters"]["experiment"]
@@ -182,7 +184,10 @@ def test_twin_cli_agrees_at_c10(tmp_path, sim_c10):
     assert main(["-q", "twin", str(sim_c10), "--out", str(twin)]) == 0
     rows = list(csv.DictReader(open(twin / "comparison.csv")))
     dfn = [r for r in rows if r["model"] == "dfn"][0]
-    assert abs(float(dfn["capacity_diff_rel"])) < 0.02
+    assert abs(float(dfn["capacity_diff_rel"])) < 0.01
+    res = [r for r in rows if r["model"] == "resolved"][0]
+    # the capacity itself: the nmc111 window (x 0.440 -> 1.0 = 155.5 mAh/g) is nearly all used at C/10
+    assert 150.0 < float(res["capacity_mAh_g"]) <= 155.6
     assert float(dfn["voltage_rmse_mV"]) < 15.0
     ts = list(csv.DictReader(open(twin / "timeseries.csv")))
     assert {"t_s", "voltage_V", "current_A", "capacity_mAh_g"} <= set(ts[0])
