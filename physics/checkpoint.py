@@ -64,13 +64,19 @@ def fingerprint(model: Any, settings: dict[str, Any]) -> dict[str, Any]:
             "parameters": flat_parameters(model.p.raw), "li_kinetics": model.li_kinetics, **settings}
 
 
+def array_names(n: int) -> list[str]:
+    """Names of the ``n`` state arrays of :meth:`HalfCellModel.snapshot`: the single-body six, then the
+    c_s and c_s_old of each further body colour (physics/bodies.py) as ``c_s_extra<i>``."""
+    return [*ARRAYS[:n], *(f"c_s_extra{i}" for i in range(max(n - len(ARRAYS), 0)))]
+
+
 def checkpoint_dir(out_dir: Path) -> Path:
     return Path(out_dir) / "checkpoint"
 
 
 def write_checkpoint(comm: MPI.Comm, out_dir: Path, arrays: list[np.ndarray], meta: dict[str, Any]) -> None:
     pdir = ParallelDir(comm, checkpoint_dir(out_dir))
-    np.savez(pdir.tmp / f"rank{comm.rank}.npz", **dict(zip(ARRAYS, arrays)))
+    np.savez(pdir.tmp / f"rank{comm.rank}.npz", **dict(zip(array_names(len(arrays)), arrays)))
     if comm.rank == 0:
         (pdir.tmp / "meta.json").write_text(json.dumps({**meta, "mpi_size": comm.size}, default=float))
     pdir.commit()
@@ -118,7 +124,7 @@ def read_checkpoint(comm: MPI.Comm, out_dir: Path, fingerprint: dict[str, Any]) 
                              f"interrupted run (see {Path(out_dir) / 'run.json'}), or start afresh with --overwrite")
     try:
         data = np.load(d / f"rank{comm.rank}.npz")
-        arrays = [data[k] for k in ARRAYS]
+        arrays = [data[k] for k in array_names(len(data.files))]
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"--resume: checkpoint {d} is incomplete or corrupt ({exc})") from None
     return arrays, meta

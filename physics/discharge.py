@@ -87,20 +87,21 @@ class DischargeResult:
 
 def make_model(inp: MeshInput, params: Parameters, *, li_kinetics: str = "butler-volmer",
                linear_solver: str = "auto", lu_lag: int = 3, direct_dof_limit: int = DIRECT_DOF_LIMIT,
-               solver_options: dict[str, Any] | None = None) -> HalfCellModel:
+               solver_options: dict[str, Any] | None = None, bodies: str = "particles") -> HalfCellModel:
     """The model with the linear solver chosen by size.
 
     ``linear_solver``: "direct" (MUMPS LU), "iterative" (GMRES + field-split AMG, see
     :func:`tomocell.physics.newton.iterative_options`) or "auto": direct below ``direct_dof_limit``
     DOFs (estimated as 0.5 per tet, the ratio of the voxel-route meshes), iterative above.
     ``solver_options``: PETSc options (without prefix) that override the defaults, e.g.
-    ``{"fieldsplit_ps_pc_gamg_threshold": 0.05}``.
+    ``{"fieldsplit_ps_pc_gamg_threshold": 0.05}``. ``bodies``: "particles" (each labelled particle its
+    own diffusion body, :mod:`tomocell.physics.bodies`) or "clusters" (touching particles share c_s).
     """
     if linear_solver == "auto":
         ncell = inp.mesh.topology.index_map(3).size_global
         linear_solver = "direct" if ncell * 0.5 < direct_dof_limit else "iterative"
     return HalfCellModel(inp, params, li_kinetics=li_kinetics, linear_solver=linear_solver, lu_lag=lu_lag,
-                         solver_options=solver_options)
+                         solver_options=solver_options, bodies=bodies)
 
 
 def shortcut_steps(p: Parameters, c_rate: float, rest_s: float = 0.0, charge_c_rate: float | None = None,
@@ -141,6 +142,7 @@ def simulate_discharge(
     model: HalfCellModel | None = None,
     control: StepControl | None = None,
     max_steps: int = 100_000,
+    bodies: str = "particles",
 ) -> DischargeResult:
     """Galvanostatic discharge to the cut-off (then an optional rest and CC-CV charge); outputs under ``out_dir``.
 
@@ -149,6 +151,8 @@ def simulate_discharge(
     :class:`DischargeResult` (same on every rank). ``max_inert_fraction``: refuse (InputError) a mesh in
     which a larger fraction of the active material is disconnected (None: run it, with a warning). Raises
     InputError before any solve on bad input, SolverError when the time stepping cannot continue,
+    ``bodies``: "particles" (each labelled particle its own Fick body, the default) or "clusters" (touching
+    particles share one c_s field; the model before issue 17), see :func:`make_model`.
     :class:`~tomocell.errors.Interrupted` after writing a checkpoint on SIGINT/SIGTERM.
     """
     from tomocell.physics.protocols.run import run_experiment
@@ -169,12 +173,12 @@ def simulate_discharge(
         p = params if isinstance(params, Parameters) else load_parameters(params)
         if inp is None:
             raise InputError("simulate_discharge needs a mesh or a model")
-        model = make_model(inp, p, li_kinetics=li_kinetics, linear_solver=linear_solver)
+        model = make_model(inp, p, li_kinetics=li_kinetics, linear_solver=linear_solver, bodies=bodies)
     p = model.p
     steps = shortcut_steps(p, c_rate, rest_s, charge_c_rate, cv_cutoff_c_rate)
     settings = {"c_rate": float(c_rate), "rest_s": float(rest_s),
                 "charge_c_rate": None if charge_c_rate is None else float(charge_c_rate),
-                "cv_cutoff_c_rate": float(cv_cutoff_c_rate)}
+                "cv_cutoff_c_rate": float(cv_cutoff_c_rate), "bodies": model.bodies}
     try:
         ex = run_experiment(model, steps, out_dir=out_dir, control=control, event_tol_V=event_tol_V,
                             max_ddod=max_ddod, max_steps=max_steps, dod_snapshots=dod_snapshots,

@@ -41,8 +41,10 @@ from tomocell.meshing import tags as T
 from tomocell.physics.newton import NewtonSolver, iterative_options, newton_convergence  # noqa: F401  (re-exported)
 from tomocell.physics.parameters import FARADAY, Parameters, regularised_concentration
 from tomocell.physics.topology import MeshInput, analyse_mesh  # noqa: F401  (re-exported)
+from tomocell.physics.bodies import colour_bodies, single_body
 
 IFACE = 1  # dS subdomain id of the reaction interface
+IFACE_COLOUR = 100  # dS ids 100 + k: the interface of the c_s field of colour k; dx ids 100 + k: its cells
 CC_SOLID = 1  # ds subdomain ids
 LI = 2
 CC_ALL = 3
@@ -113,11 +115,15 @@ class HalfCellModel(NewtonSolver):
         jacobian_reuse_ratio: float = 0.1,
         jacobian_reuse_across_steps: bool = True,
         interface_quadrature_degree: int | None = None,
+        bodies: str = "particles",
     ):
         if li_kinetics not in ("butler-volmer", "ideal"):
             raise InputError(f"li_kinetics must be 'butler-volmer' or 'ideal', got {li_kinetics!r}")
         if linear_solver not in ("direct", "iterative"):
             raise InputError(f"linear_solver must be 'direct' or 'iterative', got {linear_solver!r}")
+        if bodies not in ("particles", "clusters"):
+            raise InputError(f"bodies must be 'particles' or 'clusters', got {bodies!r}")
+        self.bodies = bodies
         self.inp = inp
         self.p = params
         self.li_kinetics = li_kinetics
@@ -142,17 +148,31 @@ class HalfCellModel(NewtonSolver):
             sm, emap = dmesh.create_submesh(msh, tdim, cells)[:2]
             return sm, emap
 
+        # one c_s field per body colour (physics/bodies.py); fields: cs_0, ps, ce, pe, cs_1, ..., cs_(K-1)
+        self.colouring = colour_bodies(msh, ct, self.topo.particle) if bodies == "particles" else single_body(ct)
+        K = self.n_colours = self.colouring.n_colours
         self.sm_s, em_s = sub((T.ACTIVE,))
         self.sm_p, em_p = sub(T.SOLID_CELLS)
         self.sm_e, em_e = sub(T.ELECTROLYTE_CELLS)
         self.entity_maps = [em_s, em_p, em_e]
-        V_cs = fem.functionspace(self.sm_s, ("Lagrange", 1))
+        col_sm = [(self.sm_s, em_s)] if K == 1 else []
+        for k in range(K if K > 1 else 0):
+            cells = np.sort(np.nonzero(self.colouring.cell_colour == k)[0]).astype(np.int32)
+            col_sm.append(dmesh.create_submesh(msh, tdim, cells)[:2])
+            self.entity_maps.append(col_sm[-1][1])
+        self.sm_cs = [sm for sm, _ in col_sm]
+        self.em_cs = [em for _, em in col_sm]
+        V_cs = [fem.functionspace(sm, ("Lagrange", 1)) for sm in self.sm_cs]
         V_ps = fem.functionspace(self.sm_p, ("Lagrange", 1))
         V_ce = fem.functionspace(self.sm_e, ("Lagrange", 1))
         V_pe = fem.functionspace(self.sm_e, ("Lagrange", 1))
-        self.spaces = [V_cs, V_ps, V_ce, V_pe]
-        self.u = [fem.Function(V, name=n) for V, n in zip(self.spaces, FIELD_NAMES)]
-        self.cs_n = fem.Function(V_cs, name="c_s_old")
+        self.spaces = [V_cs[0], V_ps, V_ce, V_pe, *V_cs[1:]]
+        names = (*FIELD_NAMES, *(f"c_s_{k}" for k in range(1, K)))
+        self.u = [fem.Function(V, name=n) for V, n in zip(self.spaces, names)]
+        self.cs = [self.u[0], *self.u[4:]]  # the c_s field of each colour
+        self.cs_old = [fem.Function(V, name="c_s_old") for V in V_cs]
+        self.cs_n = self.cs_old[0]
+        self.split_names = ("cs", "ps", "ce", "pe", *(f"cs{k}" for k in range(1, K)))
         self.ce_n = fem.Function(V_ce, name="c_e_old")
         self.dt = fem.Constant(msh, 1.0)  # s
         self.i_app = fem.Constant(msh, 0.0)  # A/m^2 of projected collector area, > 0 on discharge
@@ -166,9 +186,18 @@ class HalfCellModel(NewtonSolver):
         all_cells = np.arange(n_loc, dtype=np.int32)
         self._ct_full = dmesh.meshtags(msh, tdim, all_cells, ct)
         self.dx = ufl.Measure("dx", domain=msh, subdomain_data=self._ct_full, metadata=q)
+        cc = self.colouring.cell_colour
+        ctag = np.where(cc >= 0, IFACE_COLOUR + cc, 0).astype(np.int32)
+        self.dxc = ufl.Measure("dx", domain=msh, subdomain_data=dmesh.meshtags(msh, tdim, all_cells, ctag), metadata=q)
         qi = q if interface_quadrature_degree is None else {"quadrature_degree": int(interface_quadrature_degree)}
-        self.dS = ufl.Measure("dS", domain=msh, subdomain_data=[(IFACE, self.topo.iface_data)], metadata=qi)
+        idata = self.topo.iface_data.reshape(-1, 4)
+        icol = cc[idata[:, 0]] if idata.size else np.zeros(0, np.int32)
+        sd = [(IFACE, self.topo.iface_data)] + [(IFACE_COLOUR + k, idata[icol == k].flatten()) for k in range(K)]
+        self.dS = ufl.Measure("dS", domain=msh, subdomain_data=sd, metadata=qi)
         self.react_frac = reacting_fraction(msh, ct, params.sep_porosity)
+        # per field: the cells its P1 mass matrix lives on (the solver's compressed blocks)
+        self.field_measures = [self.dx_cs(0), self.dx(T.SOLID_CELLS), self.dx(T.ELECTROLYTE_CELLS),
+                               self.dx(T.ELECTROLYTE_CELLS), *(self.dx_cs(k) for k in range(1, K))]
         self.ds = ufl.Measure("ds", domain=msh, subdomain_data=[(CC_SOLID, self.topo.cc_solid_data),
                                                                  (LI, self.topo.li_data),
                                                                  (CC_ALL, self.topo.cc_all_data)], metadata=q)
@@ -191,6 +220,21 @@ class HalfCellModel(NewtonSolver):
         self.extra_residual = extra_residual
         self._build_forms()
         self._build_solver(petsc_prefix)
+
+    def dx_cs(self, k: int) -> Any:
+        """Cells of the c_s field of colour k (all active cells with one colour)."""
+        return self.dx(T.ACTIVE) if self.n_colours == 1 else self.dxc(IFACE_COLOUR + k)
+
+    def dS_cs(self, k: int) -> Any:
+        """Reaction interface of the c_s field of colour k."""
+        return self.dS(IFACE) if self.n_colours == 1 else self.dS(IFACE_COLOUR + k)
+
+    def interface_currents(self, u: list[Any]) -> list[tuple[Any, Any]]:
+        """(i_n [A/m^2] of colour k, its dS measure) for every colour; u = (cs_0, ps, ce, pe, cs_1, ...)."""
+        cs_l = [u[0], *u[4:]]
+        ps, ce, pe = u[1], u[2], u[3]
+        w = self.react_frac("-")  # separator-facing facets react over the separator porosity
+        return [(w * self.reaction_current(c("+"), ps("+"), ce("-"), pe("-")), self.dS_cs(k)) for k, c in enumerate(cs_l)]
 
     # ---- constitutive expressions (UFL), shared by residual, outputs and tests -----------------
     def ocp(self, cs: Any) -> Any:
@@ -251,27 +295,33 @@ class HalfCellModel(NewtonSolver):
     # ---- residual --------------------------------------------------------------------------------
     def residual(self, u: list[Any], cs_old: Any, ce_old: Any, tests: list[Any]) -> Any:
         """The scaled residual form for states ``u`` (Functions or UFL expressions)."""
-        cs, ps, ce, pe = u
-        v, q, w, r = tests
+        ps, ce, pe = u[1], u[2], u[3]
+        q, w, r = tests[1], tests[2], tests[3]
+        cs_l, v_l = [u[0], *u[4:]], [tests[0], *tests[4:]]
+        old_l = list(cs_old) if isinstance(cs_old, (list, tuple)) else [cs_old]
         p = self.p
         ell, F = self.ell, FARADAY
-        dx, dS, ds = self.dx, self.dS, self.ds
+        dx, ds = self.dx, self.ds
         dt = self.dt
-        i_n = self.react_frac("-") * self.reaction_current(cs("+"), ps("+"), ce("-"), pe("-"))
+        iface = self.interface_currents(u)
         eps, brug = p.sep_porosity, p.sep_bruggeman
         tau_sep = eps**brug
 
-        # particles: c_max dc/dt = div(D_s grad c); Li flux -i_n/F enters through the interface
-        Ds = p.D_s(x=ufl.min_value(ufl.max_value(cs, 0.0), 1.0), ufl=True) if not p.D_s.is_constant else p.D_s()
+        # particles: c_max dc/dt = div(D_s grad c); Li flux -i_n/F enters through the interface; one
+        # equation per body colour, no flux between colours (no Li across particle contacts)
         W = ell**2 / self.scale_Ds
-        Fcs = W * ((cs - cs_old) / dt * v * dx(T.ACTIVE) + Ds / ell**2 * ufl.inner(ufl.grad(cs), ufl.grad(v)) * dx(T.ACTIVE)
-                   + i_n / (F * p.c_max * ell) * v("+") * dS(IFACE))
+        Fcs = 0
+        for k, (cs, v, c_o, (i_n, dS)) in enumerate(zip(cs_l, v_l, old_l, iface)):
+            Ds = p.D_s(x=ufl.min_value(ufl.max_value(cs, 0.0), 1.0), ufl=True) if not p.D_s.is_constant else p.D_s()
+            dxk = self.dx_cs(k)
+            Fcs += W * ((cs - c_o) / dt * v * dxk + Ds / ell**2 * ufl.inner(ufl.grad(cs), ufl.grad(v)) * dxk
+                        + i_n / (F * p.c_max * ell) * v("+") * dS)
         # solid potential: div(sigma grad phi_s) = 0; i_n leaves into the electrolyte; i_app leaves at z = 0
         W = ell**2 / self.scale_sigma
         i_cc = self.i_app * self.area_cc / self.area_cc_solid  # A/m^2 on the solid contact area
         Fps = W * (p.sigma_active / ell**2 * ufl.inner(ufl.grad(ps), ufl.grad(q)) * dx(T.ACTIVE)
                    + p.sigma_cbd / ell**2 * ufl.inner(ufl.grad(ps), ufl.grad(q)) * dx(T.CBD)
-                   + i_n / ell * q("+") * dS(IFACE))
+                   + sum(i_n / ell * q("+") * dS for i_n, dS in iface))
         if not self.potentiostatic:
             Fps += W * i_cc / ell * q * ds(CC_SOLID)
         # electrolyte mass: eps dc/dt + div N = 0, N = -D grad c + t+ i_e / F
@@ -285,10 +335,10 @@ class HalfCellModel(NewtonSolver):
             i_li = self.li_current(ce, pe)
         else:
             i_li = self.i_app * self.area_cc / self.area_li
-        Fce += W * (-i_n / (F * p.c_e0 * ell) * w("-") * dS(IFACE) - i_li / (F * p.c_e0 * ell) * w * ds(LI))
+        Fce += W * (sum(-i_n / (F * p.c_e0 * ell) * w("-") * dS for i_n, dS in iface) - i_li / (F * p.c_e0 * ell) * w * ds(LI))
         # electrolyte charge: div i_e = 0; i_n enters at the interface, i_li at the Li face
         Wk = -ell**2 / self.scale_kappa
-        Fpe += Wk * (i_n / ell * r("-") * dS(IFACE))
+        Fpe += Wk * sum(i_n / ell * r("-") * dS for i_n, dS in iface)
         if self.li_kinetics == "butler-volmer":
             Fpe += Wk * (i_li / ell * r * ds(LI))
         return Fcs + Fps + Fce + Fpe
@@ -296,7 +346,7 @@ class HalfCellModel(NewtonSolver):
     def _build_forms(self) -> None:
         W = ufl.MixedFunctionSpace(*self.spaces)
         self.tests = list(ufl.TestFunctions(W))
-        R = self.residual(self.u, self.cs_n, self.ce_n, self.tests)
+        R = self.residual(self.u, self.cs_old, self.ce_n, self.tests)
         if self.extra_residual is not None:
             R = R + self.extra_residual(self, self.tests)
         self.F_ufl = R
@@ -352,7 +402,8 @@ class HalfCellModel(NewtonSolver):
     # ---- state ------------------------------------------------------------------------------------
     def set_state(self, cs: float, ce: float = 1.0, pe: float = 0.0, ps: float | None = None) -> None:
         """Uniform equilibrium state: cs = x, ce = c/c_e0, phi_e = pe, phi_s = U(x) + pe."""
-        self.u[0].x.array[:] = cs
+        for f in self.cs:
+            f.x.array[:] = cs
         self.u[2].x.array[:] = ce
         self.u[3].x.array[:] = pe
         self.u[1].x.array[:] = (float(np.asarray(self.p.ocp(x=cs))) + pe) if ps is None else ps
@@ -364,18 +415,24 @@ class HalfCellModel(NewtonSolver):
         return float(self.i_app.value), bool(self.potentiostatic), float(self.v_set.value)
 
     def accept_step(self) -> None:
-        self.cs_n.x.array[:] = self.u[0].x.array
+        for f, g in zip(self.cs_old, self.cs):
+            f.x.array[:] = g.x.array
         self.ce_n.x.array[:] = self.u[2].x.array
         hist = getattr(self, "_history", [])
         hist.append(([f.x.array.copy() for f in self.u], getattr(self, "_last_dt", None), self._operating_key()))
         self._history = hist[-2:]
 
     def snapshot(self) -> list[np.ndarray]:
-        """Copies of the current and the accepted state (c_s, phi_s, c_e, phi_e, c_s_old, c_e_old)."""
-        return [f.x.array.copy() for f in (*self.u, self.cs_n, self.ce_n)]
+        """Copies of the current and the accepted state (order of :meth:`_state_functions`)."""
+        return [f.x.array.copy() for f in self._state_functions()]
+
+    def _state_functions(self) -> list[Any]:
+        """c_s, phi_s, c_e, phi_e, c_s_old, c_e_old (the single-body order), then the further colours'
+        c_s and c_s_old."""
+        return [*self.u[:4], self.cs_old[0], self.ce_n, *self.u[4:], *self.cs_old[1:]]
 
     def restore(self, snap: list[np.ndarray]) -> None:
-        for f, a in zip((*self.u, self.cs_n, self.ce_n), snap):
+        for f, a in zip(self._state_functions(), snap):
             f.x.array[:] = a
 
     # ---- integrated quantities -----------------------------------------------------------------
@@ -385,23 +442,27 @@ class HalfCellModel(NewtonSolver):
 
     def compile_quantities(self) -> None:
         """Forms for the scalar outputs (compiled once)."""
-        cs, ps, ce, pe = self.u
+        ps, ce, pe = self.u[1:4]
         p = self.p
         ell3 = self.ell**3
-        i_n = self.react_frac("-") * self.reaction_current(cs("+"), ps("+"), ce("-"), pe("-"))
+        iface = self.interface_currents(self.u)
         eps = p.sep_porosity
+
+        def solid(f: Callable[[int], Any]) -> Any:
+            return sum(f(k) * self.dx_cs(k) for k in range(self.n_colours))
+
         forms = {
-            "li_solid_mol": p.c_max * ell3 * cs * self.dx(T.ACTIVE),
+            "li_solid_mol": solid(lambda k: p.c_max * ell3 * self.cs[k]),
             "li_electrolyte_mol": p.c_e0 * ell3 * (ce * self.dx(T.PORE) + eps * ce * self.dx(T.SEPARATOR)),
             # the change since the accepted state, integrated from (c - c_old) itself: differencing the
             # totals above loses ~1e-12 of them to summation round-off, which is ~1e-10 of a short
             # step's charge on a mesh of ~1e4 cells
-            "dli_solid_mol": p.c_max * ell3 * (cs - self.cs_n) * self.dx(T.ACTIVE),
+            "dli_solid_mol": solid(lambda k: p.c_max * ell3 * (self.cs[k] - self.cs_old[k])),
             "dli_electrolyte_mol": p.c_e0 * ell3 * ((ce - self.ce_n) * self.dx(T.PORE)
                                                     + eps * (ce - self.ce_n) * self.dx(T.SEPARATOR)),
-            "interface_current_A": self.ell**2 * i_n * self.dS(IFACE),
+            "interface_current_A": sum(self.ell**2 * i_n * dS for i_n, dS in iface),
             "phi_s_cc_int": ps * self.ds(CC_SOLID),
-            "cs_int": cs * self.dx(T.ACTIVE),
+            "cs_int": solid(lambda k: self.cs[k]),
             "ce_min_proxy": ce * self.dx(T.PORE),
             "phi_e_li_int": pe * self.ds(LI),
         }

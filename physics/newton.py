@@ -24,7 +24,6 @@ from mpi4py import MPI
 
 from tomocell.errors import TomocellError
 from tomocell.log import get_logger
-from tomocell.meshing import tags as T
 
 log = get_logger(__name__)
 
@@ -39,7 +38,7 @@ def _csr_keys(M: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return ai, aj, av, rows * n + aj.astype(np.int64)
 
 
-def iterative_options() -> dict[str, Any]:
+def iterative_options(names: tuple[str, ...] = SPLIT_NAMES) -> dict[str, Any]:
     """PETSc options of the scalable linear solver (relative to the model's options prefix).
 
     GMRES preconditioned by a multiplicative (block Gauss-Seidel) field split in the order
@@ -62,7 +61,7 @@ def iterative_options() -> dict[str, Any]:
         "pc_type": "fieldsplit", "pc_fieldsplit_type": "multiplicative",
         "pc_fieldsplit_off_diag_use_amat": True,
     }
-    for name in SPLIT_NAMES:
+    for name in names:  # SPLIT_NAMES, then cs1, cs2 ... for the c_s fields of further body colours
         f = f"fieldsplit_{name}_"
         o.update({f + "ksp_type": "preonly", f + "pc_type": "gamg", f + "pc_gamg_threshold": 0.02})
     return o
@@ -245,7 +244,8 @@ class NewtonSolver:
             P = None  # the Jacobian itself is the preconditioning matrix (no second assembly)
         # user overrides last; options of the split solvers stay in the options database, because
         # PETSc reads them only when the preconditioner is first set up (after this returns)
-        nested = {k: v for k, v in iterative_options().items() if k.startswith("fieldsplit_")}
+        names = getattr(self, "split_names", SPLIT_NAMES)
+        nested = {k: v for k, v in iterative_options(names).items() if k.startswith("fieldsplit_")}
         for k, v in self.solver_options.items():
             (nested if k.startswith("fieldsplit_") else opts)[k] = v
         self.bcs = self._dirichlet()
@@ -269,7 +269,7 @@ class NewtonSolver:
                 for k, v in nested.items():
                     db[prefix + k] = v
                 isets = self.problem.A.getNestISs()[0]
-                pc.setFieldSplitIS(*[(SPLIT_NAMES[i], isets[i]) for i in range(4)])
+                pc.setFieldSplitIS(*[(names[i], isets[i]) for i in range(len(names))])
                 self._use_compressed_blocks(self.problem, reuse)
         if kind != "nest" or snes.getKSP().getPC().getType() != "fieldsplit":
             from dolfinx.fem.petsc import assemble_jacobian
@@ -313,12 +313,11 @@ class NewtonSolver:
         A.assemble()
         isets = A.getNestISs()[0]
         masks, comp = [], []
-        domains = ((T.ACTIVE,), T.SOLID_CELLS, T.ELECTROLYTE_CELLS, T.ELECTROLYTE_CELLS)
         for i, V in enumerate(self.spaces):
             B = A.getNestSubMatrix(i, i)
             # the P1 mass matrix of the field's cells is > 0 exactly for dof pairs sharing a cell,
             # including couplings assembled on other ranks
-            M = assemble_matrix(fem.form(ufl.TrialFunction(V) * ufl.TestFunction(V) * self.dx(domains[i]),
+            M = assemble_matrix(fem.form(ufl.TrialFunction(V) * ufl.TestFunction(V) * self.field_measures[i],
                                          entity_maps=self.entity_maps))
             M.assemble()
             _, _, mv, mkeys = _csr_keys(M)
@@ -331,14 +330,15 @@ class NewtonSolver:
                                                          np.zeros(rows.size)), comm=B.getComm())
             C.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
             comp.append((C, ai2, aj[masks[-1]].astype(PETSc.IntType)))
-        P = PETSc.Mat().createNest([[comp[i][0] if i == j else None for j in range(4)] for i in range(4)],
+        nf = len(self.spaces)
+        P = PETSc.Mat().createNest([[comp[i][0] if i == j else None for j in range(nf)] for i in range(nf)],
                                    isrows=isets, iscols=isets, comm=A.getComm())
         self._P_comp = (P, comp, masks)
         ctx = {"u": problem.u, "jacobian": problem.J, "preconditioner": None, "bcs": self.bcs}
 
         def jacobian(snes, x, J, Pm):  # noqa: ANN001
             assemble_jacobian(snes, x, J, None, **ctx)
-            for i in range(4):
+            for i in range(nf):
                 _, _, av = J.getNestSubMatrix(i, i).getValuesCSR()
                 C, ai2, aj2 = comp[i]
                 C.zeroEntries()

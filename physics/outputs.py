@@ -64,14 +64,14 @@ import numpy as np
 
 import tomocell.fem  # noqa: F401
 import ufl
-from dolfinx import fem
+from dolfinx import fem, la
 from dolfinx import mesh as dmesh
 from mpi4py import MPI
 
 from tomocell.atomic import write_csv_rows as _write_csv
 from tomocell.meshing import tags as T
 from tomocell.physics.fieldfiles import FieldSeriesWriter
-from tomocell.physics.model import HalfCellModel, exchange_current_density
+from tomocell.physics.model import IFACE_COLOUR, HalfCellModel, exchange_current_density
 
 TIMESERIES_COLUMNS = (
     "step", "t_s", "dt_s", "segment", "protocol_step", "voltage_V", "current_A", "current_density_A_m2", "capacity_Ah",
@@ -154,8 +154,7 @@ class OutputWriter:
         msh = m.inp.mesh
         V0 = fem.functionspace(msh, ("DG", 0))
         w = ufl.TestFunction(V0)
-        cs = m.u[0]
-        self._cell_cs = fem.form(cs * w * m.dx(T.ACTIVE), entity_maps=m.entity_maps)
+        self._cell_cs = fem.form(sum(c * w * m.dx_cs(k) for k, c in enumerate(m.cs)), entity_maps=m.entity_maps)
         vol = fem.assemble_vector(fem.form(w * m.dx(T.ACTIVE)))
         x = ufl.SpatialCoordinate(msh)
         self._V0 = V0
@@ -212,9 +211,11 @@ class OutputWriter:
         else:
             self._if_area = np.zeros(0)
         self._if_particle = m.topo.particle[cells_a]
-        # sub-mesh cells for point evaluation
-        em_s, em_p, em_e = m.entity_maps
-        self._if_cell_s = em_s.sub_topology_to_topology(cells_a, inverse=True)
+        # sub-mesh cells for point evaluation (c_s: the field of the facet's body colour)
+        em_p, em_e = m.entity_maps[1], m.entity_maps[2]
+        self._if_colour = m.colouring.cell_colour[cells_a] if m.n_colours > 1 else np.zeros(cells_a.size, np.int32)
+        self._if_cell_s = [em.sub_topology_to_topology(cells_a[self._if_colour == k], inverse=True)
+                           for k, em in enumerate(m.em_cs)]
         self._if_cell_p = em_p.sub_topology_to_topology(cells_a, inverse=True)
         self._if_cell_e = em_e.sub_topology_to_topology(data[:, 2], inverse=True)
 
@@ -223,7 +224,11 @@ class OutputWriter:
         m, p = self.m, self.m.p
         pts = self._if_mid
         if pts.shape[0]:
-            cs = m.u[0].eval(pts, self._if_cell_s)[:, 0]
+            cs = np.zeros(pts.shape[0])
+            for k, (f, cells) in enumerate(zip(m.cs, self._if_cell_s)):
+                sel = self._if_colour == k
+                if np.any(sel):
+                    cs[sel] = f.eval(pts[sel], cells)[:, 0]
             ps = m.u[1].eval(pts, self._if_cell_p)[:, 0]
             ce = m.u[2].eval(pts, self._if_cell_e)[:, 0]
             pe = m.u[3].eval(pts, self._if_cell_e)[:, 0]
@@ -266,20 +271,46 @@ class OutputWriter:
         self._flux_expr = fem.Expression(expr, Q.element.interpolation_points)
         self._flux = fem.Function(Q, name="N_mag")
 
+    def _active_view(self) -> fem.Function:
+        """c_s / c_max as one P1 field on all active cells: each body colour's field at its vertices;
+        where particles touch (a vertex of several colours) the volume-weighted mean of their values
+        (vertex quadrature: exact at every vertex of a single body, independent of the partition)."""
+        m = self.m
+        if m.n_colours == 1:
+            return m.u[0]
+        if not hasattr(self, "_view"):
+            V = fem.functionspace(m.sm_s, ("Lagrange", 1))
+            w = ufl.TestFunction(V)
+            dxv = ufl.Measure("dx", domain=m.inp.mesh, subdomain_data=m.dxc.subdomain_data(),
+                              metadata={"quadrature_rule": "vertex"})
+            self._view_num = fem.form(sum(c * w * dxv(IFACE_COLOUR + k) for k, c in enumerate(m.cs)),
+                                      entity_maps=m.entity_maps)
+            den = fem.assemble_vector(fem.form(sum(w * dxv(IFACE_COLOUR + k) for k in range(m.n_colours)),
+                                               entity_maps=m.entity_maps))
+            den.scatter_reverse(la.InsertMode.add)
+            den.scatter_forward()
+            self._view_den = den.array.copy()
+            self._view = fem.Function(V, name="SoL")
+        num = fem.assemble_vector(self._view_num)
+        num.scatter_reverse(la.InsertMode.add)
+        num.scatter_forward()
+        self._view.x.array[:] = num.array / np.maximum(self._view_den, 1e-300)
+        return self._view
+
     # ---- snapshot ----------------------------------------------------------------------------------
     def write_snapshot(self, dod: float, info: dict[str, Any]) -> Path:
         m = self.m
         label = dod_label(dod)
         pdir = ParallelDir(self.comm, self.out / "fields" / label)
-        Vs = m.spaces[0]
-        cs_mol = fem.Function(Vs, name="c_s")
-        cs_mol.x.array[:] = m.u[0].x.array * m.p.c_max
+        sol = self._active_view()
+        cs_mol = fem.Function(sol.function_space, name="c_s")
+        cs_mol.x.array[:] = sol.x.array * m.p.c_max
         ce_mol = fem.Function(m.spaces[2], name="c_e")
         ce_mol.x.array[:] = m.u[2].x.array * m.p.c_e0
         self._flux.interpolate(self._flux_expr)
         orig = np.asarray(m.inp.mesh.topology.original_cell_index, dtype=np.int64)
         for (name, sm, nodes, cells), em in zip(
-                (("active", m.sm_s, {"c_s": cs_mol, "SoL": m.u[0]}, {}),
+                (("active", m.sm_s, {"c_s": cs_mol, "SoL": sol}, {}),
                  ("solid", m.sm_p, {"phi_s": m.u[1]}, {}),
                  ("electrolyte", m.sm_e, {"c_e": ce_mol, "phi_e": m.u[3]}, {"N_mag": self._flux})),
                 m.entity_maps):

@@ -91,10 +91,14 @@ def test_snapshots_interface_and_particles(run5c):
         row = next(r for r in rows if abs(float(r["dod"]) - dod / 100) < 1e-9)
         tab = np.load(d / "interface.npz")
         assert set(INTERFACE_COLUMNS) <= set(tab.files)
-        # midpoint rule for the total reaction current: near the applied current (exp of P1 at facet
-        # midpoints on this 3.3 um mesh under-integrates Butler-Volmer by up to ~15 %)
+        # midpoint rule for the total reaction current: near the applied current. Exp of P1 at facet
+        # midpoints on this 3.3 um mesh under-integrates Butler-Volmer: measured 0.944 / 0.958 / 0.788 of
+        # the applied current at 25 / 50 / 70 % DoD (separate particle bodies; one nearly full body,
+        # SoL 0.95-0.98, where i0 ~ sqrt(1 - x) varies most over a facet, makes 70 % the worst; with
+        # the shared-cluster model 0.886). The model's own quadrature, interface_current_A, equals the
+        # applied current to 3e-12 on this box
         total = np.sum(tab["J_ct_A_m2"] * tab["area_um2"]) * 1e-12
-        assert total == pytest.approx(-float(row["current_A"]), rel=0.2)
+        assert total == pytest.approx(-float(row["current_A"]), rel=0.1 if dod < 70 else 0.25)
         # cathodic (lithiation) on most of the surface; nearly full small particles may locally give Li back
         assert np.sum(tab["area_um2"] * (tab["J_ct_A_m2"] < 0)) > 0.8 * np.sum(tab["area_um2"])
         # every active cell belongs to a particle here: volume-weighted SoL = mean stoichiometry

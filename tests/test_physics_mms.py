@@ -251,11 +251,12 @@ def strong_source(model, tests, eq: Equations, ue, pieces):
     dS = ufl.Measure("dS", domain=msh, subdomain_data=dS_data, metadata=q)
     ds = ufl.Measure("ds", domain=msh, subdomain_data=ds_data, metadata=q)
     ids = {}
+    base = 1 + max(i for i, _ in [*dS_data, *ds_data])  # ids beyond every one the model uses
     for key, data in interior.items():
-        ids[key] = 100 + len(ids)
+        ids[key] = base + len(ids)
         dS_data.append((ids[key], data))
     for key, data in exterior.items():
-        ids[key] = 100 + len(ids)
+        ids[key] = base + len(ids)
         ds_data.append((ids[key], data))
     n = ufl.FacetNormal(msh)
     total = 0

@@ -129,7 +129,8 @@ def test_auto_solver_choice_and_overrides(params):
     m.set_current_A(m.one_c_current_A())
     assert m.solve_step(7.2)[0]
     sub = m.problem.solver.getKSP().getPC().getFieldSplitSubKSP()
-    assert [k.getPC().getType() for k in sub] == ["gamg", "jacobi", "gamg", "gamg"]
+    # cs, ps, ce, pe, then the c_s fields of further body colours (touching particles on this coarse grid)
+    assert [k.getPC().getType() for k in sub] == ["gamg", "jacobi", "gamg", "gamg"] + ["gamg"] * (m.n_colours - 1)
     with pytest.raises(InputError):
         make_model(inp, params, linear_solver="cholesky")
 
