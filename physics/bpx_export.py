@@ -179,7 +179,7 @@ def export_bpx(sim_dir: str | Path, out: str | Path, *, tau: float | None = None
     params = run_parameters(run)
     mesh_spec = run_mesh_spec(run, sim_dir)
     tau_info = resolve_tau(mesh_spec, params, tau, bruggeman)
-    g = mesh_geometry(load_mesh(mesh_spec, MPI.COMM_WORLD))
+    g = mesh_geometry(load_mesh(mesh_spec, MPI.COMM_WORLD), params.sep_porosity)
     g.tau, g.tau_source, g.tau_mesh = tau_info
     data = to_bpx(params, g, bruggeman=bruggeman, title=f"tomocell electrode of {sim_dir.name}", li_negative=li_negative)
     validate_bpx(data)

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_c_rate(parser, default=1.0)
     add_out(parser, what="the simulation run")
     parser.add_argument("--params", default="nmc111", metavar="SET|FILE",
-                        help="parameter set: nmc111 (default), xu2019, a parameter JSON file or a BPX file")
+                        help="parameter set: nmc111 (default), lco-ramadass2004, xu2019, a parameter JSON file or a BPX file")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override one parameter, e.g. cbd.conductivity=50 (repeatable)")
     parser.add_argument("--dod", default="25,50,70", metavar="P,...", help="depths of discharge in %% for field snapshots (default 25,50,70)")

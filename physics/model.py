@@ -39,7 +39,7 @@ from mpi4py import MPI
 from tomocell.errors import InputError
 from tomocell.meshing import tags as T
 from tomocell.physics.newton import NewtonSolver, iterative_options, newton_convergence  # noqa: F401  (re-exported)
-from tomocell.physics.parameters import FARADAY, Parameters
+from tomocell.physics.parameters import FARADAY, Parameters, regularised_concentration
 from tomocell.physics.topology import MeshInput, analyse_mesh  # noqa: F401  (re-exported)
 from tomocell.physics.bodies import colour_bodies, single_body
 
@@ -57,6 +57,15 @@ def exchange_current_density(p: Parameters, theta: Any, c: Any) -> Any:
     theta and the salt concentration c [mol/m^3]: the one formula, for UFL (the residual) and numpy
     arrays (the interface table) alike; the callers clamp theta into (0, 1) and c above 0."""
     return FARADAY * p.k_ct * c**p.alpha_a * (p.c_max * (1 - theta))**p.alpha_a * (p.c_max * theta)**p.alpha_c
+
+
+def reacting_fraction(msh: dmesh.Mesh, cell_tag: np.ndarray, sep_porosity: float) -> fem.Function:
+    """DG0 function on the parent mesh: the wetted fraction of an interface facet, read on its
+    electrolyte ("-") side: ``sep_porosity`` on SEPARATOR cells, 1 elsewhere (owned + ghost cells)."""
+    Q0 = fem.functionspace(msh, ("DG", 0))
+    f = fem.Function(Q0, name="reacting_fraction")
+    f.x.array[Q0.dofmap.list[:, 0]] = np.where(cell_tag == T.SEPARATOR, float(sep_porosity), 1.0)
+    return f
 
 
 class HalfCellModel(NewtonSolver):
@@ -185,6 +194,7 @@ class HalfCellModel(NewtonSolver):
         icol = cc[idata[:, 0]] if idata.size else np.zeros(0, np.int32)
         sd = [(IFACE, self.topo.iface_data)] + [(IFACE_COLOUR + k, idata[icol == k].flatten()) for k in range(K)]
         self.dS = ufl.Measure("dS", domain=msh, subdomain_data=sd, metadata=qi)
+        self.react_frac = reacting_fraction(msh, ct, params.sep_porosity)
         # per field: the cells its P1 mass matrix lives on (the solver's compressed blocks)
         self.field_measures = [self.dx_cs(0), self.dx(T.SOLID_CELLS), self.dx(T.ELECTROLYTE_CELLS),
                                self.dx(T.ELECTROLYTE_CELLS), *(self.dx_cs(k) for k in range(1, K))]
@@ -195,7 +205,7 @@ class HalfCellModel(NewtonSolver):
         self.area_cc = self._assemble(fem.Constant(msh, 1.0) * self.ds(CC_ALL))
         self.area_cc_solid = self._assemble(fem.Constant(msh, 1.0) * self.ds(CC_SOLID))
         self.area_li = self._assemble(fem.Constant(msh, 1.0) * self.ds(LI))
-        self.area_iface = self._assemble(fem.Constant(msh, 1.0) * self.dS(IFACE))
+        self.area_iface = self._assemble(self.react_frac("-") * self.dS(IFACE))  # reacting area
         self.vol = {name: self._assemble(fem.Constant(msh, 1.0) * self.dx(tag)) for name, tag in T.CELL_TAGS.items()}
 
         # scales
@@ -223,7 +233,8 @@ class HalfCellModel(NewtonSolver):
         """(i_n [A/m^2] of colour k, its dS measure) for every colour; u = (cs_0, ps, ce, pe, cs_1, ...)."""
         cs_l = [u[0], *u[4:]]
         ps, ce, pe = u[1], u[2], u[3]
-        return [(self.reaction_current(c("+"), ps("+"), ce("-"), pe("-")), self.dS_cs(k)) for k, c in enumerate(cs_l)]
+        w = self.react_frac("-")  # separator-facing facets react over the separator porosity
+        return [(w * self.reaction_current(c("+"), ps("+"), ce("-"), pe("-")), self.dS_cs(k)) for k, c in enumerate(cs_l)]
 
     # ---- constitutive expressions (UFL), shared by residual, outputs and tests -----------------
     def ocp(self, cs: Any) -> Any:
@@ -264,8 +275,7 @@ class HalfCellModel(NewtonSolver):
     def electrolyte_props(self, ce: Any) -> tuple[Any, Any, Any, Any]:
         """kappa [S/m], D [m^2/s], t+, kappa_D/kappa factor 2 V_T (1-t+) TDF [V] at scaled ce."""
         p = self.p
-        lo, hi = p.c_e_valid
-        c = ufl.min_value(ufl.max_value(ce * p.c_e0, lo), hi)
+        c = regularised_concentration(ce * p.c_e0, p.c_e_valid[1], backend="ufl")  # smooth, > 0 (docs/physics.md)
         kap = p.kappa(c=c, T=p.temperature, ufl=True)
         D = p.D_e(c=c, T=p.temperature, ufl=True)
         tp = p.t_plus(c=c, T=p.temperature, ufl=True)

@@ -2,9 +2,12 @@
 
 Bundled sets (``physics/parameters/*.json``; every value carries its unit and literature source):
 
-* ``nmc111`` (default): NMC111 + carbon-binder domain, LiPF6 in EC:EMC 3:7 (Landesfeind &
-  Gasteiger 2019 fits for kappa, D, t+ and the thermodynamic factor), Celgard-like separator
-  (25 um, 39 %, Bruggeman 1.5), Li-metal Butler-Volmer kinetics (Xu et al. 2019).
+* ``nmc111`` (default): NMC111 (OCP and c_max of the About:Energy BPX NMC111 parameterisation, density
+  = c_max x 96.46 g/mol, i.e. the theoretical 278 mAh/g) + carbon-binder domain, LiPF6 in EC:EMC 3:7
+  (Landesfeind & Gasteiger 2019 fits for kappa, D, t+ and the thermodynamic factor), Celgard-like
+  separator (25 um, 39 %, Bruggeman 1.5), Li-metal Butler-Volmer kinetics (Xu et al. 2019).
+* ``lco-ramadass2004``: the former default, honestly named: a LiCoO2 rational OCP (Ramadass et al.
+  2004) with the same electrolyte; kept for the numerical verification tests.
 * ``xu2019``: the NMC532 | Li half-cell of Xu et al. 2019 as published with PyBaMM, for cross-checks.
 
 A value is either ``{"value": number}``, ``{"expression": "..."}`` (arithmetic in ``x``
@@ -40,7 +43,49 @@ GAS_CONSTANT = 8.314462618  # J/(mol K)
 # than this below it, the run can only end in a failed solve, so the set is refused up front [V].
 CUTOFF_BELOW_OCP_MAX_V = 0.5
 
-BUNDLED = {"nmc111": "nmc111_lipf6_ecemc.json", "nmc111-bpx": "nmc111_bpx_lipf6_ecemc.json", "xu2019": "xu2019_nmc_li.json"}
+#: Electrolyte regularisation [mol/m^3]: the electrolyte functions (kappa, D, t+, TDF) are evaluated at
+#: :func:`regularised_concentration`, a smooth, strictly positive stand-in for c: a softplus floor of
+#: width C_E_FLOOR at the bottom (c_reg = C_E_FLOOR ln 2 = 0.69 mol/m^3 at c = 0, c_reg - c < 1e-9 mol/m^3
+#: above 21 C_E_FLOOR) and a smooth cap of width C_E_CAP_WIDTH at the top of the fitted range, plus
+#: C_E_MIN, which keeps it positive where the softplus underflows (c below about -36 C_E_FLOOR).
+C_E_FLOOR = 1.0
+C_E_CAP_WIDTH = 50.0
+C_E_MIN = 1e-6
+
+
+def _softplus(y: Any, backend: str) -> Any:
+    """log(1 + exp(y)), overflow-free: max(y, 0) + log(1 + exp(-|y|)) (smooth: the kinks cancel)."""
+    ns = _namespace(backend)
+    if backend == "numpy":
+        mx = np.maximum
+    elif backend == "ufl":
+        import ufl
+
+        mx = ufl.max_value
+    else:
+        import pybamm
+
+        mx = pybamm.maximum
+    return mx(y, 0.0) + ns["log"](1.0 + ns["exp"](-ns["abs"](y)))
+
+
+def regularised_concentration(c: Any, c_hi: float, backend: str = "numpy") -> Any:
+    """The concentration [mol/m^3] at which the electrolyte functions are evaluated.
+
+    ``c_cap = c_hi - w softplus((c_hi - c)/w)`` (w = C_E_CAP_WIDTH: = c below the top of the fitted
+    range to within w exp(-(c_hi - c)/w), -> c_hi above it), then ``c_reg = f softplus(c_cap/f)``
+    (f = C_E_FLOOR: = c to within f exp(-c/f) above a few f, C_E_FLOOR ln 2 at c = 0), plus C_E_MIN
+    (1e-6 mol/m^3, a relative 1e-9 at 1 M), so it is > 0 for every c. Smooth (C-infinity) and monotone, so Newton
+    sees the conductivity fall towards zero as the electrolyte starves (the former hard clip held the
+    properties at their 50 mol/m^3 values); the fits are continued below their 50 mol/m^3 data limit
+    with their own c -> 0 behaviour (kappa ~ c)."""
+    w, f = C_E_CAP_WIDTH, C_E_FLOOR
+    c_cap = c_hi - w * _softplus((c_hi - c) / w, backend)
+    return f * _softplus(c_cap / f, backend) + C_E_MIN
+
+
+BUNDLED = {"nmc111": "nmc111_lipf6_ecemc.json", "lco-ramadass2004": "lco_ramadass2004_lipf6_ecemc.json",
+           "xu2019": "xu2019_nmc_li.json"}
 DEFAULT_SET = "nmc111"
 
 _ALLOWED_FUNCS = ("exp", "tanh", "cosh", "sinh", "sqrt", "log", "abs")

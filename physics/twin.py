@@ -4,7 +4,8 @@ run's own parameter set.
 The geometry (:class:`TwinGeometry`) is measured on the tagged mesh the resolved model ran on:
 electrode thickness and projected collector area, the volume fractions of active material, pore
 (electrolyte porosity) and CBD, the active/electrolyte interface area per electrode volume (the
-reaction area the resolved model uses: CBD-covered surface excluded), the per-particle equivalent
+reaction area the resolved model uses: CBD-covered surface excluded, separator-facing facets at the
+separator porosity), the per-particle equivalent
 radii, and the separator thickness of the mesh. Only the connected part (what carries current in the
 resolved model, :func:`tomocell.physics.topology.analyse_mesh`) counts, so both models have the same 1C.
 
@@ -12,7 +13,7 @@ The translation (:func:`pybamm_parameters`) keeps the physics identical:
 
 * OCP, particle diffusivity, kappa, D_e, t+ and the thermodynamic factor are the parameter set's own
   :class:`~tomocell.physics.parameters.Func` evaluated on PyBaMM symbols, with the resolved model's
-  clipping (c_e to the fitted range, the OCP continued linearly outside its valid range);
+  regularisation (c_e through parameters.regularised_concentration, the OCP continued linearly outside its valid range);
 * i0 = F k c_e^a (c_max - c_s)^a c_s^a with a = 1/2 (PyBaMM's symmetric Butler-Volmer; any other
   transfer coefficient is refused), times ``area_factor`` = (mesh interface area) / (3 eps_am / R):
   the DFN's spheres of radius R then react over the resolved electrode's true area;
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from tomocell.errors import InputError
-from tomocell.physics.parameters import FARADAY, Parameters
+from tomocell.physics.parameters import FARADAY, Parameters, regularised_concentration
 
 #: the optional extra that provides pybamm and bpx
 EXTRA = "dfn"
@@ -130,8 +131,9 @@ class TwinGeometry:
         return d
 
 
-def mesh_geometry(inp: Any, length_unit: float = 1e-6) -> TwinGeometry:
-    """Measure :class:`TwinGeometry` on a tagged mesh (a :class:`~tomocell.physics.model.MeshInput`)."""
+def mesh_geometry(inp: Any, sep_porosity: float, length_unit: float = 1e-6) -> TwinGeometry:
+    """Measure :class:`TwinGeometry` on a tagged mesh (a :class:`~tomocell.physics.model.MeshInput`);
+    ``sep_porosity`` weights the interface facets against the separator as the model does."""
     import tomocell.fem  # noqa: F401
     import ufl
     from dolfinx import fem
@@ -139,7 +141,7 @@ def mesh_geometry(inp: Any, length_unit: float = 1e-6) -> TwinGeometry:
     from mpi4py import MPI
 
     from tomocell.meshing import tags as T
-    from tomocell.physics.model import IFACE
+    from tomocell.physics.model import IFACE, reacting_fraction
     from tomocell.physics.topology import analyse_mesh
 
     topo = analyse_mesh(inp)
@@ -166,7 +168,7 @@ def mesh_geometry(inp: Any, length_unit: float = 1e-6) -> TwinGeometry:
     sep_thickness = sep_vol / area if sep_vol > 0 else 0.0
     if sep_thickness <= 0 or thickness >= z_sep:
         raise InputError("the mesh has no separator slab above the electrode: the twin needs its thickness")
-    iface = integral(one("+") * dS(IFACE))
+    iface = integral(reacting_fraction(msh, ct, sep_porosity)("-") * dS(IFACE))  # reacting area, as the model
     # per-particle volumes from the particle labels (connected active cells only)
     V0 = fem.functionspace(msh, ("DG", 0))
     w = ufl.TestFunction(V0)
@@ -220,17 +222,17 @@ def _check_expressible(p: Parameters) -> None:
 
 
 def functions(p: Parameters, area_factor: float = 1.0) -> dict[str, Any]:
-    """The parameter set's material functions as PyBaMM-callable functions (same clipping as the model)."""
+    """The parameter set's material functions as PyBaMM-callable functions (same regularisation as the model)."""
     pybamm = require_pybamm()
     _check_expressible(p)
     lo, hi = p.ocp_valid
     h = 1e-6 * (hi - lo)
     s_lo = float((p.ocp(x=lo + h) - p.ocp(x=lo)) / h)
     s_hi = float((p.ocp(x=hi) - p.ocp(x=hi - h)) / h)
-    c_lo, c_hi = p.c_e_valid
+    c_hi = p.c_e_valid[1]
 
-    def clip_c(c_e: Any) -> Any:
-        return pybamm.minimum(pybamm.maximum(c_e, c_lo), c_hi)
+    def clip_c(c_e: Any) -> Any:  # the model's smooth positive regularisation
+        return regularised_concentration(c_e, c_hi, backend="pybamm")
 
     def ocp(sto: Any) -> Any:
         inner = p.ocp(x=pybamm.minimum(pybamm.maximum(sto, lo), hi), backend="pybamm")

@@ -301,7 +301,7 @@ def twin_of_run(sim_dir: str | Path, out: str | Path, *, tau: float | None = Non
     with run_manifest("twin", out, settings, guard=guard, overwrite=overwrite) as man:
         man.add_input("simulate_run", sim_dir / "run.json")
         inp = load_mesh(mesh_spec, MPI.COMM_WORLD if comm is None else comm)
-        g = mesh_geometry(inp)
+        g = mesh_geometry(inp, params.sep_porosity)
         g.tau, g.tau_source, g.tau_mesh = tau_info
         man.data["timings_s"]["tortuosity"] = t_tau
         b_el = electrode_bruggeman(params, g, bruggeman)

@@ -51,7 +51,7 @@ def _value(entry, funcs=None, **var):
 class Ref:
     """The parameter set ``name`` of physics/parameters, read independently."""
 
-    def __init__(self, name: str = "nmc111_lipf6_ecemc", overrides: dict[str, float] | None = None):
+    def __init__(self, name: str = "lco_ramadass2004_lipf6_ecemc", overrides: dict[str, float] | None = None):
         d = json.loads((DATA / f"{name}.json").read_text())
         for key, v in (overrides or {}).items():  # dotted keys, numbers (as tomocell's --param)
             *path, last = key.split(".")

@@ -66,13 +66,20 @@ def test_run_layout_and_cutoff_event(run5c):
     assert float(rest[-1]["voltage_V"]) > v[-1]
     assert float(rest[-1]["t_s"]) == pytest.approx(t[-1] + 120.0)
     assert max(abs(float(r["li_balance_rel"])) for r in rows[1:] if r["segment"] == "discharge") < 1e-10
+    # per-step charge balance: reaction current against applied current, and the Li face's current
+    assert max(abs(float(r["charge_balance_rel"])) for r in rows[1:]) < 1e-8
+    for r in rows[1:]:
+        assert float(r["li_face_current_A"]) == pytest.approx(float(r["current_A"]), rel=1e-8, abs=1e-8 * i)
+        assert float(r["interface_current_A"]) == pytest.approx(-float(r["current_A"]), rel=1e-8, abs=1e-8 * i)
     # step control: the initial voltage jump (ohmic + kinetic response) does not cut the second step,
     # and the knee before the cut-off is resolved (the 50 mV cap predicts from the last slope, so a
     # realised change may exceed it somewhat; without the cap the knee took 0.1-0.15 V steps)
     dts = [float(r["dt_s"]) for r in dis]
     assert dts[2] >= dts[1]
     dv = np.abs(np.diff(v[1:-1]))
-    assert dv.max() <= 0.1
+    # measured 0.108 V on the NMC111 OCP (its end falls faster, tanh slope 59 at x = 0.998, so the last
+    # slope under-predicts the next change by up to 2x), 0.1 V on the former LiCoO2-type OCP
+    assert dv.max() <= 0.12
 
 
 def test_snapshots_interface_and_particles(run5c):

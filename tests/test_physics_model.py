@@ -135,3 +135,40 @@ def test_bad_meshes_are_refused_before_any_solve(cell, params, case, msg):
         inp = _retag(cell, lambda v: np.where(v == T.CBD, 9, v))
     with pytest.raises(InputError, match=msg):
         HalfCellModel(inp, params)
+
+
+def test_separator_facing_facets_react_over_the_separator_porosity(params):
+    """An active facet against the homogenised separator reacts over eps_sep of its area (only the
+    separator's pores touch it); against a resolved pore over all of it. Checked against the facet
+    areas summed by hand from the interface facet pairs."""
+    from dolfinx import mesh as dmesh
+
+    # one particle cut by the separator plane z = 10 um, one below it touching it (a contact for electrons)
+    cell = box_cell(MPI.COMM_WORLD, n=(6, 6, 8), particles=[((5.0, 5.0, 8.8), 2.6), ((5.0, 5.0, 3.8), 2.6)],
+                    cbd_film_um=0.0)
+    m = HalfCellModel(cell, params)
+    msh = cell.mesh
+    data = m.topo.iface_data.reshape(-1, 4)
+    n_own = msh.topology.index_map(3).size_local
+    own = data[:, 0] < n_own  # each interface facet once: where its active cell is owned
+    msh.topology.create_connectivity(3, 2)
+    c2f = msh.topology.connectivity(3, 2)
+    facets = c2f.array[c2f.offsets[data[own, 0]] + data[own, 1]].astype(np.int32)
+    X = msh.geometry.x
+    fv = dmesh.entities_to_geometry(msh, 2, facets) if facets.size else np.zeros((0, 3), np.int32)
+    area = 0.5 * np.linalg.norm(np.cross(X[fv[:, 1]] - X[fv[:, 0]], X[fv[:, 2]] - X[fv[:, 0]]), axis=1)
+    against_sep = m.topo.cell_tag[data[own, 2]] == T.SEPARATOR
+    a_sep = MPI.COMM_WORLD.allreduce(float(area[against_sep].sum()), op=MPI.SUM)
+    a_pore = MPI.COMM_WORLD.allreduce(float(area[~against_sep].sum()), op=MPI.SUM)
+    assert a_sep > 0 and a_pore > 0  # the box has particles touching the separator
+    assert m.area_iface == pytest.approx(a_pore + params.sep_porosity * a_sep, rel=1e-12)
+    # the integrated reaction current carries the same weight: uniform state, i_n = i0 (e^.. - e^..)
+    x0, _ = params.theta_limits()
+    m.set_state(x0)
+    m.u[1].x.array[:] += 0.01  # 10 mV anodic overpotential everywhere
+    vt = params.thermal_voltage
+    from tomocell.physics.model import exchange_current_density
+
+    i0 = float(exchange_current_density(params, x0, params.c_e0))
+    i_n = i0 * (np.exp(params.alpha_a * 0.01 / vt) - np.exp(-params.alpha_c * 0.01 / vt))
+    assert m.quantities()["interface_current_A"] == pytest.approx(i_n * m.area_iface * m.ell**2, rel=1e-9)

@@ -11,50 +11,69 @@ from tomocell.errors import InputError
 from tomocell.physics.parameters import Func, load_parameters
 
 
-def test_nmc111_ocv_limits_and_capacity():
-    p = load_parameters("nmc111")
+def test_lco_ramadass2004_ocv_limits_and_capacity():
+    """The former default, now under its honest name: LiCoO2 OCP of Ramadass 2004, c_max 51555."""
+    p = load_parameters("lco-ramadass2004")
     x0, x1 = p.theta_limits()
     assert float(p.ocp(x=x0)) == pytest.approx(4.25, abs=1e-9)
     assert float(p.ocp(x=x1)) == pytest.approx(3.0, abs=1e-9)
-    # BattMo's NMC111 set gives x = 0.4955 at 100 % SOC (its own upper limit); 4.25 V sits just below
+    # BattMo's set (which carried this OCP as NMC111) gives x = 0.4955 at 100 % SOC; 4.25 V sits just below
     assert 0.485 < x0 < 0.4955
+    # LiCoO2 to Li0.5CoO2: 137 mAh/g (Reimers & Dahn 1992)
+    assert 130 < p.theoretical_capacity_mAh_g() * (x1 - x0) < 142
 
 
-def test_nmc111_bpx_ocv_limits_and_capacity():
-    p = load_parameters("nmc111-bpx")
+def test_nmc111_ocv_limits_and_capacity():
+    p = load_parameters("nmc111")
     x0, x1 = p.theta_limits()
     assert float(p.ocp(x=x0)) == pytest.approx(4.25, abs=1e-9)
     # the About:Energy NMC111 fit ends at 3.147 V at x = 1: a 3.0 V discharge ends at full lithiation
     assert x1 == 1.0 and float(p.ocp(x=1.0)) == pytest.approx(3.1466, abs=1e-3)
     # BPX set: x_min = 0.42424 at a 4.2 V full cell (positive ~4.27 V vs Li); 4.25 V vs Li sits just above it
     assert 0.43 < x0 < 0.45
-    # practical NMC111 capacity between 4.25 and 3.0 V: 150-160 mAh/g (old set: 161 mAh/g of a 320 mAh/g c_max)
+    # practical NMC111 capacity between 4.25 and 3.0 V: 150-160 mAh/g (former default: 161 mAh/g of a 320 mAh/g c_max)
     assert 150 < p.theoretical_capacity_mAh_g() * (x1 - x0) < 160
+    assert p.theoretical_capacity_mAh_g() == pytest.approx(277.9, abs=0.2)  # 96485 / 96.46 g/mol / 3.6
 
 
-SETS = ["nmc111-bpx", pytest.param("nmc111", marks=pytest.mark.xfail(
-    strict=True, reason="the current default: c_max 55554 mol/m^3 with 4650 kg/m^3 is 320 mAh/g, not NMC111's 278; "
-                        "its OCP is the LCO-type fit of Ramadass 2004")), pytest.param("xu2019", marks=pytest.mark.xfail(
-    strict=True, reason="PyBaMM's Xu2019 set: its OCP window 4.2-3.5 V spans x = 0.096-0.978 (245 mAh/g), "
-                        "its nominal capacity 2.4 mAh on its loading is 154 mAh/g"))]
+SETS = ["nmc111", "lco-ramadass2004", "xu2019"]
+
+
+def test_every_bundled_set_is_checked():
+    from tomocell.physics.parameters import BUNDLED, DEFAULT_SET
+
+    assert set(BUNDLED) == set(SETS), "add every new bundled set to SETS"
+    assert DEFAULT_SET == "nmc111"
 
 
 @pytest.mark.parametrize("name", SETS)
-def test_bundled_set_is_consistent(name):
-    """c_max, density and molar mass give the theoretical capacity of one Li per formula unit; the OCP
-    falls monotonically over its window; the window between the voltage limits holds the practical
-    capacity the source reports (within 5 %)."""
-    from tomocell.physics.parameters import BUNDLED, load_raw
-
-    assert set(BUNDLED) == {"nmc111", "nmc111-bpx", "xu2019"}, "add every new bundled set to SETS"
+def test_bundled_set_theoretical_capacity(name):
+    """c_max, density and molar mass give the theoretical capacity of one Li per formula unit (1 %)."""
     p = load_parameters(name)
-    raw = load_raw(name)["active"]
     m = p.molar_mass()
     assert m is not None, f"{name}: active.molar_mass is missing"
     q_formula = 96485.33212 / m / 3600.0  # mAh/g for one Li per formula unit
     assert p.theoretical_capacity_mAh_g() == pytest.approx(q_formula, rel=0.01)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_bundled_set_ocp_monotone(name):
+    """The OCP falls strictly over its valid range, so x(V) is unique."""
+    p = load_parameters(name)
     xs = np.linspace(*p.ocp_valid, 2001)
     assert np.all(np.diff(p.ocp(x=xs)) < 0)
+
+
+@pytest.mark.parametrize("name", ["nmc111", "lco-ramadass2004", pytest.param("xu2019", marks=pytest.mark.xfail(
+    strict=True, reason="PyBaMM's Xu2019 set as transcribed: its OCP window 4.2-3.5 V spans x = 0.096-0.978 "
+                        "(245 mAh/g at 278 mAh/g per x), while its nominal 2.4 mAh on its loading is 154 mAh/g"))])
+def test_bundled_set_window_holds_practical_capacity(name):
+    """The stoichiometry window between the voltage limits holds the practical capacity the source
+    reports (``active.practical_capacity``, within 5 %)."""
+    from tomocell.physics.parameters import load_raw
+
+    p = load_parameters(name)
+    raw = load_raw(name)["active"]
     x0, x1 = p.theta_limits()
     q_window = p.theoretical_capacity_mAh_g() * (x1 - x0)
     assert q_window == pytest.approx(float(raw["practical_capacity"]["value"]), rel=0.05)

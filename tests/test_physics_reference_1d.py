@@ -43,11 +43,11 @@ def flat_cell(comm, n=(20, 10, 20), w=2.0):
 
 @pytest.fixture(scope="module")
 def ref():
-    return Ref("nmc111_lipf6_ecemc")
+    return Ref("lco_ramadass2004_lipf6_ecemc")
 
 
 def _model(ref, prefix, overrides=None):
-    p = load_parameters("nmc111", {k: {"value": v} for k, v in (overrides or {}).items()})
+    p = load_parameters("lco-ramadass2004", {k: {"value": v} for k, v in (overrides or {}).items()})
     m = HalfCellModel(flat_cell(MPI.COMM_WORLD), p, petsc_prefix=prefix)
     x0 = ref.x_at(4.2)
     m.set_state(x0)
@@ -79,7 +79,7 @@ T0_CASES = [(40.0, {}, 0.1), (0.5, {}, 0.005), (40.0, {"active.conductivity": 0.
 @pytest.mark.parametrize("i, overrides, step", T0_CASES, ids=["tafel", "linear", "solid-ohmic"])
 def test_ohmic_and_kinetic_step_at_t0_matches_hand_value(i, overrides, step):
     """V(0+) = phi_e,Li - i (Lp/kappa + Ls/(kappa eps^b)) + U(x0) + eta_ct - i a/sigma by hand."""
-    ref = Ref("nmc111_lipf6_ecemc", overrides)
+    ref = Ref("lco_ramadass2004_lipf6_ecemc", overrides)
     m, x0 = _model(ref, "ref0_", overrides)
     m.i_app.value = i
     _run(m, [1e-5])

@@ -62,7 +62,10 @@ def test_rest_relaxes_monotonically_at_zero_current(run):
     rest = _of(rows, 1)
     v = np.array([float(r["voltage_V"]) for r in rest])
     assert all(float(r["current_A"]) == 0.0 for r in rest)
-    assert np.all(np.diff(v) > 0) and v[-1] - v[0] > 0.05
+    # the ohmic + kinetic drop comes back at once (the discharge ended at 3.6 V), the diffusion part over
+    # the rest: measured 3.653 -> 3.692 V with nmc111 (the former LiCoO2-type default relaxed > 50 mV)
+    assert v[0] > 3.6 + 0.02
+    assert np.all(np.diff(v) > 0) and v[-1] - v[0] > 0.03
 
 
 def test_cv_hold_stays_at_voltage_and_ends_at_its_current(run):

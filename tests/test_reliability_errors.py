@@ -183,7 +183,7 @@ def test_unknown_parameter_keys_refused_with_closest_name(tmp_path, capsys):
         load_parameters(tmp_path / "q.json")
     assert main(["simulate", "box:2,2,3", "--param", "separator.porosty=0.4", "--out", str(tmp_path / "o")]) == 2
     assert "did you mean 'separator.porosity'" in capsys.readouterr().err
-    for name in ("nmc111", "nmc111-bpx", "xu2019"):  # the bundled sets pass their own schema
+    for name in ("nmc111", "lco-ramadass2004", "xu2019"):  # the bundled sets pass their own schema
         load_parameters(name)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import tomocell  # noqa: F401  (h5py/PETSc order)
 from tomocell.errors import InputError
-from tomocell.physics.parameters import Func, load_parameters
+from tomocell.physics.parameters import Func, load_parameters, regularised_concentration
 
 pybamm = pytest.importorskip("pybamm")
 
@@ -39,17 +39,23 @@ def test_functions_value_for_value(pset):
     slope = (float(p.ocp(x=hi)) - float(p.ocp(x=hi - h))) / h
     assert ev(f["ocp"](S(hi + 0.01))) == pytest.approx(float(p.ocp(x=hi)) + 0.01 * slope, rel=1e-9)
     for c in (200.0, 1000.0, 1800.0):
-        assert ev(f["kappa"](S(c), S(T))) == pytest.approx(float(p.kappa(c=c, T=T)), rel=1e-12)
-        assert ev(f["D_e"](S(c), S(T))) == pytest.approx(float(p.D_e(c=c, T=T)), rel=1e-12)
-        assert ev(f["t_plus"](S(c), S(T))) == pytest.approx(float(p.t_plus(c=c, T=T)), rel=1e-12)
-        assert ev(f["tdf"](S(c), S(T))) == pytest.approx(float(p.tdf(c=c, T=T)), rel=1e-12)
+        # inside the fitted range the regularisation changes c by < 1e-8 relative
+        assert ev(f["kappa"](S(c), S(T))) == pytest.approx(float(p.kappa(c=c, T=T)), rel=1e-8)
+        assert ev(f["D_e"](S(c), S(T))) == pytest.approx(float(p.D_e(c=c, T=T)), rel=1e-8)
+        assert ev(f["t_plus"](S(c), S(T))) == pytest.approx(float(p.t_plus(c=c, T=T)), rel=1e-8)
+        assert ev(f["tdf"](S(c), S(T))) == pytest.approx(float(p.tdf(c=c, T=T)), rel=1e-8)
         # i0 = F k c_e^a (c_max - c_s)^a c_s^a (the model's exchange_current, a = 1/2)
         cs = 0.6 * p.c_max
         want = 96485.33212 * p.k_ct * math.sqrt(c * (p.c_max - cs) * cs)
         assert ev(f["i0"](S(c), S(cs), S(p.c_max), S(T))) == pytest.approx(want, rel=1e-12)
         assert ev(f["i0_li"](S(c), S(0.0), S(T))) == pytest.approx(p.li_i0 * (c / p.c_e0) ** p.li_c_exponent, rel=1e-12)
-    # the clipping to the fitted range is the model's too
-    assert ev(f["kappa"](S(1e4), S(T))) == pytest.approx(float(p.kappa(c=p.c_e_valid[1], T=T)), rel=1e-12)
+    # the regularisation is the model's too: capped smoothly at the top of the fitted range, positive
+    # and smooth at the bottom (kappa -> 0 as the electrolyte starves, no clip at 50 mol/m^3)
+    for c in (1e4, 3000.0, 20.0, 1.0, 0.0, -5.0):
+        c_reg = float(regularised_concentration(c, p.c_e_valid[1]))
+        assert ev(f["kappa"](S(c), S(T))) == pytest.approx(float(p.kappa(c=c_reg, T=T)), rel=1e-12)
+    assert float(regularised_concentration(1e4, p.c_e_valid[1])) == pytest.approx(p.c_e_valid[1], rel=1e-9)
+    assert 0 < ev(f["kappa"](S(0.0), S(T))) < 0.05 * float(p.kappa(c=50.0, T=T))  # the clip held kappa(50)
 
 
 def test_table_function_matches_numpy():
@@ -74,7 +80,7 @@ def test_bruggeman_from_tau():
 
 def test_electrode_bruggeman_fit_default_and_number(box):
     p = load_parameters("nmc111")
-    g = mesh_geometry(box)
+    g = mesh_geometry(box, load_parameters("nmc111").sep_porosity)
     assert electrode_bruggeman(p, g) == p.sep_bruggeman  # nothing measured (box: no image)
     with pytest.raises(InputError, match="fit needs a measured tortuosity"):
         electrode_bruggeman(p, g, "fit")
@@ -145,7 +151,7 @@ def box():
 
 
 def test_mesh_geometry_of_box(box):
-    g = mesh_geometry(box)
+    g = mesh_geometry(box, load_parameters("nmc111").sep_porosity)
     assert g.thickness_m == pytest.approx(10e-6, rel=1e-9)
     assert g.separator_thickness_m == pytest.approx(5e-6, rel=1e-9)
     assert g.area_m2 == pytest.approx(100e-12, rel=1e-9)
@@ -166,8 +172,10 @@ def sim_c10(tmp_path_factory):
 
 
 def test_twin_cli_agrees_at_c10(tmp_path, sim_c10):
-    """C/10 on the built-in box: the resolved model and its DFN twin (same Newman model, only the
-    geometry homogenised) within 2 % capacity and 15 mV voltage RMSE (measured: 0.07 %, 3.1 mV)."""
+    """Regression against the 1D DFN at low rate: C/10 on the built-in box, the resolved model and its
+    DFN twin (same Newman model, only the geometry homogenised; at C/10 transport losses are small, so
+    they must agree) within 1 % capacity and 15 mV voltage RMSE (measured with the nmc111 set:
+    155.51 vs 155.31 mAh/g, -0.13 %, 7.6 mV; with the former LiCoO2-type default 0.07 %, 3.1 mV)."""
     from tomocell.cli import main
 
     exp = json.loads((sim_c10 / "run.json").read_text())["parameters"]["experiment"]
@@ -176,7 +184,10 @@ def test_twin_cli_agrees_at_c10(tmp_path, sim_c10):
     assert main(["-q", "twin", str(sim_c10), "--out", str(twin)]) == 0
     rows = list(csv.DictReader(open(twin / "comparison.csv")))
     dfn = [r for r in rows if r["model"] == "dfn"][0]
-    assert abs(float(dfn["capacity_diff_rel"])) < 0.02
+    assert abs(float(dfn["capacity_diff_rel"])) < 0.01
+    res = [r for r in rows if r["model"] == "resolved"][0]
+    # the capacity itself: the nmc111 window (x 0.440 -> 1.0 = 155.5 mAh/g) is nearly all used at C/10
+    assert 150.0 < float(res["capacity_mAh_g"]) <= 155.6
     assert float(dfn["voltage_rmse_mV"]) < 15.0
     ts = list(csv.DictReader(open(twin / "timeseries.csv")))
     assert {"t_s", "voltage_V", "current_A", "capacity_mAh_g"} <= set(ts[0])
@@ -340,7 +351,7 @@ def test_python_api(tmp_path, sim_c10):
 
 
 def test_psd_is_normalised_and_area_weighted(box):
-    g = mesh_geometry(box)
+    g = mesh_geometry(box, load_parameters("nmc111").sep_porosity)
     f_a, lo, hi = g.psd()
     R = np.linspace(lo, hi, 4001)
     vals = np.array([ev(f_a(S(r))) for r in R])
