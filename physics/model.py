@@ -39,7 +39,7 @@ from mpi4py import MPI
 from tomocell.errors import InputError
 from tomocell.meshing import tags as T
 from tomocell.physics.newton import NewtonSolver, iterative_options, newton_convergence  # noqa: F401  (re-exported)
-from tomocell.physics.parameters import FARADAY, Parameters, regularised_concentration
+from tomocell.physics.parameters import FARADAY, Parameters, regularised_concentration, regularised_vacancies
 from tomocell.physics.topology import MeshInput, analyse_mesh  # noqa: F401  (re-exported)
 from tomocell.physics.bodies import colour_bodies, single_body
 
@@ -52,11 +52,13 @@ CC_ALL = 3
 FIELD_NAMES = ("c_s", "phi_s", "c_e", "phi_e")
 
 
-def exchange_current_density(p: Parameters, theta: Any, c: Any) -> Any:
+def exchange_current_density(p: Parameters, theta: Any, c: Any, backend: str = "numpy") -> Any:
     """i0 = F k c^alpha_a (c_max (1 - theta))^alpha_a (c_max theta)^alpha_c [A/m^2] at the stoichiometry
-    theta and the salt concentration c [mol/m^3]: the one formula, for UFL (the residual) and numpy
-    arrays (the interface table) alike; the callers clamp theta into (0, 1) and c above 0."""
-    return FARADAY * p.k_ct * c**p.alpha_a * (p.c_max * (1 - theta))**p.alpha_a * (p.c_max * theta)**p.alpha_c
+    theta and the salt concentration c [mol/m^3]: the one formula, for UFL (the residual, backend
+    "ufl") and numpy arrays (the interface table) alike. theta and 1 - theta pass through the smooth
+    floor of :func:`~tomocell.physics.parameters.regularised_vacancies`; the callers keep c above 0."""
+    th, vac = regularised_vacancies(theta, backend)
+    return FARADAY * p.k_ct * c**p.alpha_a * (p.c_max * vac)**p.alpha_a * (p.c_max * th)**p.alpha_c
 
 
 def reacting_fraction(msh: dmesh.Mesh, cell_tag: np.ndarray, sep_porosity: float) -> fem.Function:
@@ -250,9 +252,8 @@ class HalfCellModel(NewtonSolver):
     def exchange_current(self, cs: Any, ce: Any) -> Any:
         """i0 [A/m^2] from the scaled concentrations."""
         p = self.p
-        th = ufl.min_value(ufl.max_value(cs, 1e-9), 1 - 1e-9)
         c = ufl.max_value(ce, 1e-9) * p.c_e0
-        return exchange_current_density(p, th, c)
+        return exchange_current_density(p, cs, c, backend="ufl")
 
     def overpotential(self, cs: Any, ps: Any, pe: Any) -> Any:
         return ps - pe - self.ocp(cs)

@@ -223,7 +223,7 @@ class NewtonSolver:
                 db.delValue(key)
         opts: dict[str, Any] = {
             "snes_type": "newtonls",
-            "snes_linesearch_type": "l2",  # end of discharge with the BPX NMC111 set: see the commit message
+            "snes_linesearch_type": "basic",
             "snes_max_it": 15,
             "snes_rtol": 1e-11,
             "snes_atol": 1e-13,

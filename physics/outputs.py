@@ -234,9 +234,8 @@ class OutputWriter:
             cs = ps = ce = pe = np.zeros(0)
         lo, hi = p.ocp_valid
         U = np.asarray(p.ocp(x=np.clip(cs, lo, hi)), dtype=float) * np.ones_like(cs)
-        th = np.clip(cs, 1e-9, 1 - 1e-9)
         c = np.maximum(ce, 1e-9) * p.c_e0
-        i0 = exchange_current_density(p, th, c)
+        i0 = exchange_current_density(p, cs, c)
         eta = ps - pe - U
         vt = p.thermal_voltage
         j = i0 * (np.exp(p.alpha_a * eta / vt) - np.exp(-p.alpha_c * eta / vt))
