@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="solid diffusion: each labelled particle its own body, Li crossing no contact (default), "
                              "or clusters (touching particles share one concentration field, the model before "
                              "issue 17); electrons cross contacts in both")
+    parser.add_argument("--cbd", choices=("dense", "porous"), default="dense",
+                        help="carbon-binder domain: dense electron conductor (default, as Lu et al. 2020 model it after "
+                             "resolving its micro-pores), or porous: electrolyte also fills its nanopores (parameters "
+                             "cbd.porosity, cbd.bruggeman) and active|CBD facets react over that pore fraction; for "
+                             "single-scan volumes whose CBD label still holds unresolved porosity")
     parser.add_argument("--max-ddod", type=float, default=0.02, metavar="F", help="largest change of depth of discharge per step (default 0.02)")
     parser.add_argument("--checkpoint-every", type=int, default=25, metavar="N", help="checkpoint every N steps (and on SIGTERM)")
     parser.add_argument("--resume", action="store_true",
@@ -165,7 +170,8 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
                 from tomocell.physics.protocols.run import run_experiment
 
                 model = make_model(inp, params, li_kinetics=kw.pop("li_kinetics", "butler-volmer"),
-                                   linear_solver=kw.pop("linear_solver", "auto"), bodies=kw.pop("bodies", "particles"))
+                                   linear_solver=kw.pop("linear_solver", "auto"), bodies=kw.pop("bodies", "particles"),
+                                   cbd=kw.pop("cbd", "dense"))
                 kw.pop("cv_cutoff_c_rate", None)
                 try:
                     res = run_experiment(model, experiment, out_dir=out, cell_area_m2=cell_area_m2, **kw)
@@ -222,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
                             rest_s=60.0 * args.rest_min, charge_c_rate=args.charge_c_rate, resume=args.resume,
                             dod_snapshots=_parse_dod(args.dod), checkpoint_every=args.checkpoint_every,
                             max_inert_fraction=args.max_inert, preset=args.experiment_preset,
-                            partitioner=args.partitioner, bodies=args.bodies,
+                            partitioner=args.partitioner, bodies=args.bodies, cbd=args.cbd,
                             cell_area_m2=None if args.cell_area_cm2 is None else 1e-4 * args.cell_area_cm2)
         if mpi.rank() == 0:
             done = [s for s in res.steps if s["status"] == "done"]
@@ -236,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
         charge_c_rate=args.charge_c_rate, cv_cutoff_c_rate=args.cv_cutoff,
         linear_solver=args.solver, max_ddod=args.max_ddod, checkpoint_every=args.checkpoint_every, resume=args.resume,
         guard=True, overwrite=args.overwrite, max_inert_fraction=args.max_inert, partitioner=args.partitioner,
-        bodies=args.bodies,
+        bodies=args.bodies, cbd=args.cbd,
     )
     if mpi.rank() == 0:
         print(summary_line(res, args.out))

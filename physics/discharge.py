@@ -87,7 +87,8 @@ class DischargeResult:
 
 def make_model(inp: MeshInput, params: Parameters, *, li_kinetics: str = "butler-volmer",
                linear_solver: str = "auto", lu_lag: int = 3, direct_dof_limit: int = DIRECT_DOF_LIMIT,
-               solver_options: dict[str, Any] | None = None, bodies: str = "particles") -> HalfCellModel:
+               solver_options: dict[str, Any] | None = None, bodies: str = "particles",
+               cbd: str = "dense") -> HalfCellModel:
     """The model with the linear solver chosen by size.
 
     ``linear_solver``: "direct" (MUMPS LU), "iterative" (GMRES + field-split AMG, see
@@ -96,12 +97,14 @@ def make_model(inp: MeshInput, params: Parameters, *, li_kinetics: str = "butler
     ``solver_options``: PETSc options (without prefix) that override the defaults, e.g.
     ``{"fieldsplit_ps_pc_gamg_threshold": 0.05}``. ``bodies``: "particles" (each labelled particle its
     own diffusion body, :mod:`tomocell.physics.bodies`) or "clusters" (touching particles share c_s).
+    ``cbd``: "dense" (electron conductor only, the default) or "porous" (also electrolyte in its
+    nanopores, :mod:`tomocell.physics.electrolyte_phases`).
     """
     if linear_solver == "auto":
         ncell = inp.mesh.topology.index_map(3).size_global
         linear_solver = "direct" if ncell * 0.5 < direct_dof_limit else "iterative"
     return HalfCellModel(inp, params, li_kinetics=li_kinetics, linear_solver=linear_solver, lu_lag=lu_lag,
-                         solver_options=solver_options, bodies=bodies)
+                         solver_options=solver_options, bodies=bodies, cbd=cbd)
 
 
 def shortcut_steps(p: Parameters, c_rate: float, rest_s: float = 0.0, charge_c_rate: float | None = None,
@@ -143,6 +146,7 @@ def simulate_discharge(
     control: StepControl | None = None,
     max_steps: int = 100_000,
     bodies: str = "particles",
+    cbd: str = "dense",
 ) -> DischargeResult:
     """Galvanostatic discharge to the cut-off (then an optional rest and CC-CV charge); outputs under ``out_dir``.
 
@@ -152,7 +156,8 @@ def simulate_discharge(
     which a larger fraction of the active material is disconnected (None: run it, with a warning). Raises
     InputError before any solve on bad input, SolverError when the time stepping cannot continue,
     ``bodies``: "particles" (each labelled particle its own Fick body, the default) or "clusters" (touching
-    particles share one c_s field; the model before issue 17), see :func:`make_model`.
+    particles share one c_s field; the model before issue 17), ``cbd`` "dense" or "porous", see
+    :func:`make_model`.
     :class:`~tomocell.errors.Interrupted` after writing a checkpoint on SIGINT/SIGTERM.
     """
     from tomocell.physics.protocols.run import run_experiment
@@ -173,12 +178,12 @@ def simulate_discharge(
         p = params if isinstance(params, Parameters) else load_parameters(params)
         if inp is None:
             raise InputError("simulate_discharge needs a mesh or a model")
-        model = make_model(inp, p, li_kinetics=li_kinetics, linear_solver=linear_solver, bodies=bodies)
+        model = make_model(inp, p, li_kinetics=li_kinetics, linear_solver=linear_solver, bodies=bodies, cbd=cbd)
     p = model.p
     steps = shortcut_steps(p, c_rate, rest_s, charge_c_rate, cv_cutoff_c_rate)
     settings = {"c_rate": float(c_rate), "rest_s": float(rest_s),
                 "charge_c_rate": None if charge_c_rate is None else float(charge_c_rate),
-                "cv_cutoff_c_rate": float(cv_cutoff_c_rate), "bodies": model.bodies}
+                "cv_cutoff_c_rate": float(cv_cutoff_c_rate), "bodies": model.bodies, "cbd": model.cbd}
     try:
         ex = run_experiment(model, steps, out_dir=out_dir, control=control, event_tol_V=event_tol_V,
                             max_ddod=max_ddod, max_steps=max_steps, dod_snapshots=dod_snapshots,

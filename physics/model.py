@@ -4,15 +4,17 @@ Unknowns (P1 Lagrange, each on its own submesh of the parent mesh, dimensionless
 
 * ``cs`` = c_s / c_max on ACTIVE cells (Fick diffusion, D_s(x)),
 * ``ps`` = phi_s [V] on ACTIVE + CBD cells (Ohm's law, continuous across their contacts),
-* ``ce`` = c_e / c_e0 on PORE + SEPARATOR cells, ``pe`` = phi_e [V] on the same cells
-  (concentrated-solution theory with electroneutrality, binary salt; the separator is homogenised:
-  porosity eps in the storage term, eps^b (Bruggeman) on kappa and D).
+* ``ce`` = c_e / c_e0 on PORE + SEPARATOR cells (+ CBD with ``cbd="porous"``), ``pe`` = phi_e [V]
+  on the same cells (concentrated-solution theory with electroneutrality, binary salt; the separator
+  and a porous CBD are homogenised: porosity eps in the storage term, eps^b (Bruggeman) on kappa and
+  D; physics/electrolyte_phases.py).
 
-Interface (ACTIVE against PORE or SEPARATOR, one ``dS`` measure with "+" on the active side):
+Interface (ACTIVE against PORE or SEPARATOR, or porous CBD; one ``dS`` measure with "+" on the active
+side; facets against the separator or a porous CBD react over its porosity):
 Butler-Volmer current density ``i_n = i0 [exp(a_a eta/V_T) - exp(-a_c eta/V_T)]`` [A/m^2],
 positive anodic (Li leaves the particle); i0 = F k c_e^a_a (c_max - c_s)^a_a c_s^a_c,
 eta = phi_s - phi_e - U(c_s/c_max). The Li flux into the particle is -i_n/F, the Li+ flux into the
-electrolyte +i_n/F; CBD/electrolyte and CBD/active carry no reaction.
+electrolyte +i_n/F; CBD/electrolyte carries no reaction, nor does CBD/active with the dense CBD (default).
 Boundaries: current collector (z = 0, solid facets only): galvanostatic current density
 (``i_app`` [A/m^2] per projected area, > 0 on discharge, spread over the solid contact area) or a
 fixed potential; Li face (top of the separator): Li-metal Butler-Volmer with phi_Li = 0
@@ -39,6 +41,7 @@ from mpi4py import MPI
 from tomocell.errors import InputError
 from tomocell.meshing import tags as T
 from tomocell.physics.newton import NewtonSolver, iterative_options, newton_convergence  # noqa: F401  (re-exported)
+from tomocell.physics.electrolyte_phases import ElectrolytePhase, check_cbd_model, electrolyte_phases, electrolyte_tags
 from tomocell.physics.parameters import FARADAY, Parameters, regularised_concentration, regularised_vacancies
 from tomocell.physics.topology import MeshInput, analyse_mesh  # noqa: F401  (re-exported)
 from tomocell.physics.bodies import colour_bodies, single_body
@@ -61,12 +64,16 @@ def exchange_current_density(p: Parameters, theta: Any, c: Any, backend: str = "
     return FARADAY * p.k_ct * c**p.alpha_a * (p.c_max * vac)**p.alpha_a * (p.c_max * th)**p.alpha_c
 
 
-def reacting_fraction(msh: dmesh.Mesh, cell_tag: np.ndarray, sep_porosity: float) -> fem.Function:
+def reacting_fraction(msh: dmesh.Mesh, cell_tag: np.ndarray, phases: tuple[ElectrolytePhase, ...]) -> fem.Function:
     """DG0 function on the parent mesh: the wetted fraction of an interface facet, read on its
-    electrolyte ("-") side: ``sep_porosity`` on SEPARATOR cells, 1 elsewhere (owned + ghost cells)."""
+    electrolyte ("-") side: the porosity of the electrolyte phase there (separator: eps_sep; porous
+    CBD: eps_cbd), 1 elsewhere (owned + ghost cells)."""
     Q0 = fem.functionspace(msh, ("DG", 0))
     f = fem.Function(Q0, name="reacting_fraction")
-    f.x.array[Q0.dofmap.list[:, 0]] = np.where(cell_tag == T.SEPARATOR, float(sep_porosity), 1.0)
+    vals = np.ones(cell_tag.size)
+    for ph in phases:
+        vals[cell_tag == ph.tag] = ph.porosity
+    f.x.array[Q0.dofmap.list[:, 0]] = vals
     return f
 
 
@@ -118,6 +125,7 @@ class HalfCellModel(NewtonSolver):
         jacobian_reuse_across_steps: bool = True,
         interface_quadrature_degree: int | None = None,
         bodies: str = "particles",
+        cbd: str = "dense",
     ):
         if li_kinetics not in ("butler-volmer", "ideal"):
             raise InputError(f"li_kinetics must be 'butler-volmer' or 'ideal', got {li_kinetics!r}")
@@ -126,6 +134,10 @@ class HalfCellModel(NewtonSolver):
         if bodies not in ("particles", "clusters"):
             raise InputError(f"bodies must be 'particles' or 'clusters', got {bodies!r}")
         self.bodies = bodies
+        self.cbd = check_cbd_model(cbd)
+        #: the electrolyte-carrying phases with their porosity and transport factor (physics/electrolyte_phases.py)
+        self.electrolyte = electrolyte_phases(params, cbd)
+        self.electrolyte_tags = electrolyte_tags(cbd)
         self.inp = inp
         self.p = params
         self.li_kinetics = li_kinetics
@@ -139,7 +151,7 @@ class HalfCellModel(NewtonSolver):
         self.jacobian_reuse_ratio = float(jacobian_reuse_ratio)
         self.jacobian_reuse_across_steps = bool(jacobian_reuse_across_steps)
         self.ell = float(length_unit)
-        self.topo = analyse_mesh(inp)
+        self.topo = analyse_mesh(inp, self.electrolyte_tags)
         self.comm = inp.mesh.comm
         msh = inp.mesh
         tdim = msh.topology.dim
@@ -155,7 +167,7 @@ class HalfCellModel(NewtonSolver):
         K = self.n_colours = self.colouring.n_colours
         self.sm_s, em_s = sub((T.ACTIVE,))
         self.sm_p, em_p = sub(T.SOLID_CELLS)
-        self.sm_e, em_e = sub(T.ELECTROLYTE_CELLS)
+        self.sm_e, em_e = sub(self.electrolyte_tags)
         self.entity_maps = [em_s, em_p, em_e]
         col_sm = [(self.sm_s, em_s)] if K == 1 else []
         for k in range(K if K > 1 else 0):
@@ -196,10 +208,10 @@ class HalfCellModel(NewtonSolver):
         icol = cc[idata[:, 0]] if idata.size else np.zeros(0, np.int32)
         sd = [(IFACE, self.topo.iface_data)] + [(IFACE_COLOUR + k, idata[icol == k].flatten()) for k in range(K)]
         self.dS = ufl.Measure("dS", domain=msh, subdomain_data=sd, metadata=qi)
-        self.react_frac = reacting_fraction(msh, ct, params.sep_porosity)
+        self.react_frac = reacting_fraction(msh, ct, self.electrolyte)
         # per field: the cells its P1 mass matrix lives on (the solver's compressed blocks)
-        self.field_measures = [self.dx_cs(0), self.dx(T.SOLID_CELLS), self.dx(T.ELECTROLYTE_CELLS),
-                               self.dx(T.ELECTROLYTE_CELLS), *(self.dx_cs(k) for k in range(1, K))]
+        self.field_measures = [self.dx_cs(0), self.dx(T.SOLID_CELLS), self.dx(self.electrolyte_tags),
+                               self.dx(self.electrolyte_tags), *(self.dx_cs(k) for k in range(1, K))]
         self.ds = ufl.Measure("ds", domain=msh, subdomain_data=[(CC_SOLID, self.topo.cc_solid_data),
                                                                  (LI, self.topo.li_data),
                                                                  (CC_ALL, self.topo.cc_all_data)], metadata=q)
@@ -305,8 +317,6 @@ class HalfCellModel(NewtonSolver):
         dx, ds = self.dx, self.ds
         dt = self.dt
         iface = self.interface_currents(u)
-        eps, brug = p.sep_porosity, p.sep_bruggeman
-        tau_sep = eps**brug
 
         # particles: c_max dc/dt = div(D_s grad c); Li flux -i_n/F enters through the interface; one
         # equation per body colour, no flux between colours (no Li across particle contacts)
@@ -329,7 +339,8 @@ class HalfCellModel(NewtonSolver):
         W = ell**2 / self.scale_De
         Fce = 0
         Fpe = 0
-        for tag, e, tau in ((T.PORE, 1.0, 1.0), (T.SEPARATOR, eps, tau_sep)):
+        for ph in self.electrolyte:  # pores; separator and porous CBD with their porosity and eps^b
+            tag, e, tau = ph.tag, ph.porosity, ph.transport
             Fce += W * (e * (ce - ce_old) / dt * w * dx(tag) - ufl.inner(self.li_flux(ce, pe, e, tau), ufl.grad(w)) / ell**2 * dx(tag))
             Fpe += -ell**2 / self.scale_kappa * ufl.inner(self.ionic_current(ce, pe, tau), ufl.grad(r)) / ell**2 * dx(tag)
         if self.li_kinetics == "butler-volmer":
@@ -447,20 +458,19 @@ class HalfCellModel(NewtonSolver):
         p = self.p
         ell3 = self.ell**3
         iface = self.interface_currents(self.u)
-        eps = p.sep_porosity
 
         def solid(f: Callable[[int], Any]) -> Any:
             return sum(f(k) * self.dx_cs(k) for k in range(self.n_colours))
 
         forms = {
             "li_solid_mol": solid(lambda k: p.c_max * ell3 * self.cs[k]),
-            "li_electrolyte_mol": p.c_e0 * ell3 * (ce * self.dx(T.PORE) + eps * ce * self.dx(T.SEPARATOR)),
+            "li_electrolyte_mol": p.c_e0 * ell3 * sum(ph.porosity * ce * self.dx(ph.tag) for ph in self.electrolyte),
             # the change since the accepted state, integrated from (c - c_old) itself: differencing the
             # totals above loses ~1e-12 of them to summation round-off, which is ~1e-10 of a short
             # step's charge on a mesh of ~1e4 cells
             "dli_solid_mol": solid(lambda k: p.c_max * ell3 * (self.cs[k] - self.cs_old[k])),
-            "dli_electrolyte_mol": p.c_e0 * ell3 * ((ce - self.ce_n) * self.dx(T.PORE)
-                                                    + eps * (ce - self.ce_n) * self.dx(T.SEPARATOR)),
+            "dli_electrolyte_mol": p.c_e0 * ell3 * sum(ph.porosity * (ce - self.ce_n) * self.dx(ph.tag)
+                                                       for ph in self.electrolyte),
             "interface_current_A": sum(self.ell**2 * i_n * dS for i_n, dS in iface),
             "phi_s_cc_int": ps * self.ds(CC_SOLID),
             "cs_int": solid(lambda k: self.cs[k]),

@@ -256,12 +256,15 @@ class OutputWriter:
         Q = fem.functionspace(sm, ("DG", 0))
         n_sub = sm.topology.index_map(3).size_local + sm.topology.index_map(3).num_ghosts
         parent = m.entity_maps[2].sub_topology_to_topology(np.arange(n_sub, dtype=np.int32), inverse=False)
-        is_sep = m.topo.cell_tag[parent] == T.SEPARATOR
+        tag = m.topo.cell_tag[parent]
         eps = fem.Function(Q)
         tau = fem.Function(Q)
         dofs = Q.dofmap.list[:, 0]
-        eps.x.array[dofs] = np.where(is_sep, m.p.sep_porosity, 1.0)
-        tau.x.array[dofs] = np.where(is_sep, m.p.sep_porosity**m.p.sep_bruggeman, 1.0)
+        eps.x.array[dofs] = 1.0
+        tau.x.array[dofs] = 1.0
+        for ph in m.electrolyte:  # separator, porous CBD
+            eps.x.array[dofs[tag == ph.tag]] = ph.porosity
+            tau.x.array[dofs[tag == ph.tag]] = ph.transport
         # scaled flux -> mol/m^2/s: N_scaled * c_e0 / length_unit; the separator carries tau
         N = m.li_flux(m.u[2], m.u[3], tau=tau)  # the residual's own flux (ionic_current is linear in tau)
         expr = ufl.sqrt(ufl.inner(N, N)) * m.p.c_e0 / m.ell

@@ -310,6 +310,10 @@ class Parameters:
     li_alpha_a: float
     li_alpha_c: float
     initial_stoichiometry: float | None = None
+    #: electrolyte-filled fraction of the CBD and the Bruggeman exponent of its effective ionic
+    #: transport, used only by the porous-CBD model (``HalfCellModel(cbd="porous")``)
+    cbd_porosity: float = 0.5
+    cbd_bruggeman: float = 1.5
 
     @property
     def thermal_voltage(self) -> float:
@@ -419,6 +423,8 @@ def from_dict(data: dict[str, Any]) -> Parameters:
         li_alpha_a=_num(data, "li_metal.alpha_a"),
         li_alpha_c=_num(data, "li_metal.alpha_c"),
         initial_stoichiometry=None if init is None else float(Func(init, "initial_stoichiometry")()),
+        cbd_porosity=_num(data, "cbd.porosity") if "porosity" in data.get("cbd", {}) else 0.5,
+        cbd_bruggeman=_num(data, "cbd.bruggeman") if "bruggeman" in data.get("cbd", {}) else 1.5,
     )
     validate(p)
     return p
@@ -443,6 +449,9 @@ def validate(p: Parameters) -> None:
             raise InputError(f"parameter {name} must lie in (0, 1), got {a}")
     if not 0 < p.sep_porosity <= 1:
         raise InputError(f"parameter separator.porosity must lie in (0, 1], got {p.sep_porosity}")
+    if not 0 < p.cbd_porosity < 1:
+        raise InputError(f"parameter cbd.porosity must lie in (0, 1), got {p.cbd_porosity}")
+    positive("cbd.bruggeman", p.cbd_bruggeman)
     xs = np.linspace(*p.ocp_valid, 201)
     u = np.broadcast_to(np.asarray(p.ocp(x=xs), dtype=float), xs.shape)
     if not (np.all(np.isfinite(u)) and np.all(np.diff(u) < 0)):

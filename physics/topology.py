@@ -111,8 +111,12 @@ def _component_labels(msh: dmesh.Mesh, in_group: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(label), label, -1).astype(np.int64)
 
 
-def analyse_mesh(inp: MeshInput) -> Topology:
-    """Check the tags and build integration data; InputError (on every rank) on unusable meshes."""
+def analyse_mesh(inp: MeshInput, electrolyte_cells: tuple[int, ...] = T.ELECTROLYTE_CELLS) -> Topology:
+    """Check the tags and build integration data; InputError (on every rank) on unusable meshes.
+
+    ``electrolyte_cells``: the tags that carry the electrolyte (with the porous-CBD model CBD too,
+    :func:`~tomocell.physics.electrolyte_phases.electrolyte_tags`); the reaction interface is the
+    facets between ACTIVE cells and those."""
     msh = inp.mesh
     comm = msh.comm
     tdim = msh.topology.dim
@@ -156,7 +160,7 @@ def analyse_mesh(inp: MeshInput) -> Topology:
         return mark
 
     solid = np.isin(ct, T.SOLID_CELLS)
-    elec = np.isin(ct, T.ELECTROLYTE_CELLS)
+    elec = np.isin(ct, electrolyte_cells)
     lab_e = _component_labels(msh, elec)
     seed_e = set().union(*comm.allgather(set(np.unique(lab_e[seeds(T.LI_FACE) & elec]).tolist())))
     live_e = np.isin(lab_e, list(seed_e)) & elec
@@ -190,15 +194,15 @@ def analyse_mesh(inp: MeshInput) -> Topology:
     c0 = f2c.array[offs[two]]
     c1 = f2c.array[offs[two] + 1]
     t0, t1 = ct[c0], ct[c1]
-    is_e0 = np.isin(t0, T.ELECTROLYTE_CELLS)
-    is_e1 = np.isin(t1, T.ELECTROLYTE_CELLS)
+    is_e0 = np.isin(t0, electrolyte_cells)
+    is_e1 = np.isin(t1, electrolyte_cells)
     react = ((t0 == T.ACTIVE) & is_e1) | ((t1 == T.ACTIVE) & is_e0)
     rfacets = two[react]
     data = np.asarray(fem.compute_integration_domains(fem.IntegralType.interior_facet, msh.topology, rfacets),
                       dtype=np.int32).reshape(-1, 4)
     swap = ct[data[:, 0]] != T.ACTIVE
     data[swap] = data[swap][:, [2, 3, 0, 1]]
-    assert np.all(ct[data[:, 0]] == T.ACTIVE) and np.all(np.isin(ct[data[:, 2]], T.ELECTROLYTE_CELLS))
+    assert np.all(ct[data[:, 0]] == T.ACTIVE) and np.all(np.isin(ct[data[:, 2]], electrolyte_cells))
     counts["reaction_facets"] = _global_count(comm, data.shape[0])
     if counts["reaction_facets"] == 0:
         raise InputError("mesh has no active/electrolyte interface facets: no reaction surface")
@@ -219,7 +223,7 @@ def analyse_mesh(inp: MeshInput) -> Topology:
 
     cc_all = ext(T.CURRENT_COLLECTOR, None)
     cc_solid = ext(T.CURRENT_COLLECTOR, T.SOLID_CELLS)
-    li = ext(T.LI_FACE, T.ELECTROLYTE_CELLS)
+    li = ext(T.LI_FACE, electrolyte_cells)
     counts["cc_facets"] = _global_count(comm, cc_all.size // 2)
     counts["cc_solid_facets"] = _global_count(comm, cc_solid.size // 2)
     counts["li_facets"] = _global_count(comm, li.size // 2)

@@ -156,11 +156,13 @@ class Ref:
         eta = self.bv_eta(-i, self.i0(x_s, ca), self.aa, self.ac, self.VT)
         return pa + self.U(x_s) + eta - i * a / self.sigma
 
-    def voltage_initial(self, i, a, Lp, Ls, x0):
+    def voltage_initial(self, i, a, Lp, Ls, x0, layer_transport=1.0, react_fraction=1.0):
         """Collector potential [V] at t = 0+: uniform c0 and x0, only the ohmic drops in the electrolyte
-        (kappa with Bruggeman in the separator) and solid, the interface and Li-face kinetics."""
+        (kappa with Bruggeman in the separator) and solid, the interface and Li-face kinetics.
+        ``layer_transport``: factor on kappa in the Lp layer (a porous medium there, eps^b);
+        ``react_fraction``: the wetted fraction of the interface (the local current is i / it)."""
         k0 = self.kappa(self.c0)
         phi_top = -self.bv_eta(i, self.li_i0, self.li_aa, self.li_ac, self.VT)
-        pa = phi_top - i * (Lp / k0 + Ls / (k0 * self.eps**self.brug))
-        eta = self.bv_eta(-i, self.i0(x0, self.c0), self.aa, self.ac, self.VT)
+        pa = phi_top - i * (Lp / (k0 * layer_transport) + Ls / (k0 * self.eps**self.brug))
+        eta = self.bv_eta(-i / react_fraction, self.i0(x0, self.c0), self.aa, self.ac, self.VT)
         return pa + self.U(x0) + eta - i * a / self.sigma

@@ -172,3 +172,37 @@ def test_separator_facing_facets_react_over_the_separator_porosity(params):
     i0 = float(exchange_current_density(params, x0, params.c_e0))
     i_n = i0 * (np.exp(params.alpha_a * 0.01 / vt) - np.exp(-params.alpha_c * 0.01 / vt))
     assert m.quantities()["interface_current_A"] == pytest.approx(i_n * m.area_iface * m.ell**2, rel=1e-9)
+
+
+def test_porous_cbd_conserves_li_and_charge_and_reacts_through_its_pores(cell, params):
+    """cbd="porous" on the box cell (CBD film on the collector and CBD columns): the electrolyte fills
+    eps_cbd of the CBD, so the Li inventory, the reacting area and the balances change accordingly;
+    Li and charge stay conserved to round-off over 3C steps."""
+    dense = HalfCellModel(cell, params, petsc_prefix="cbd_dense_")
+    m = HalfCellModel(cell, params, petsc_prefix="cbd_porous_", cbd="porous")
+    assert m.topo.counts["reaction_facets"] > dense.topo.counts["reaction_facets"]  # active|CBD facets react
+    assert m.area_iface > dense.area_iface
+    x0, _ = params.theta_limits()
+    for mod in (dense, m):
+        mod.set_state(x0)
+    # electrolyte inventory: c0 (V_pore + eps_sep V_sep + eps_cbd V_cbd), volumes from the model
+    v = m.vol
+    inv = params.c_e0 * m.ell**3 * (v["pore"] + params.sep_porosity * v["separator"] + params.cbd_porosity * v["cbd"])
+    assert m.quantities()["li_electrolyte_mol"] == pytest.approx(inv, rel=1e-12)
+    assert dense.quantities()["li_electrolyte_mol"] < inv
+    current = 3.0 * m.one_c_current_A()
+    m.set_current_A(current)
+    q0 = m.quantities()
+    for dt in (5.0, 30.0, 120.0):
+        ok, _, _ = m.solve_step(dt)
+        assert ok
+        q = m.quantities()
+        passed = current * dt / FARADAY
+        d_li = (q["li_solid_mol"] + q["li_electrolyte_mol"]) - (q0["li_solid_mol"] + q0["li_electrolyte_mol"])
+        assert abs(d_li - passed) / passed <= 1e-10
+        assert q["interface_current_A"] == pytest.approx(-current, rel=1e-9)
+        assert q["li_face_current_A"] == pytest.approx(current, rel=1e-9)
+        m.accept_step()
+        q0 = q
+    for mod in (dense, m):
+        mod.close()
