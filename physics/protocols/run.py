@@ -71,13 +71,18 @@ class ExperimentResult:
     area_cm2: float = float("nan")
     linear_solver: str = ""
     solver_switches: list[dict[str, Any]] = field(default_factory=list)
+    #: the model's reacting interface area [um^2] (facets against the separator or a porous CBD
+    #: weighted by their porosity) and its CBD model ("dense" / "porous")
+    reacting_area_um2: float = float("nan")
+    cbd: str = ""
 
     def summary(self) -> dict[str, Any]:
         return {"experiment_steps": self.steps, "one_c_current_A": self.one_c_current_A, "dofs": self.dofs,
                 "wall_s": self.wall_s, "time_steps": len(self.rows) - 1, "snapshots": self.snapshots,
                 "newton_total": self.newton_total, "krylov_total": self.krylov_total, "inert": self.inert,
                 "final_voltage_V": self.rows[-1]["voltage_V"] if self.rows else float("nan"),
-                "linear_solver": self.linear_solver, "solver_switches": self.solver_switches}
+                "linear_solver": self.linear_solver, "solver_switches": self.solver_switches,
+                "reacting_area_um2": self.reacting_area_um2, "cbd": self.cbd}
 
 
 def _value_current(kind: str, val: float, v: float, i1c: float, area_m2: float, scale: float) -> float:
@@ -416,7 +421,8 @@ def run_experiment(model: HalfCellModel, steps: list[Step], *, out_dir: str | Pa
                          q["voltage_V"], S["q_dis"] / q_nom, dt_try, st.newton, k)
     res = ExperimentResult(summaries, i1c, model.dof_count(), time.perf_counter() - t_wall, rows, list(S["snaps"]),
                            S["newton"], S["krylov"], inert, mass_g, mass_total_g, area * 1e4, model.linear_solver,
-                           list(model.solver_switches))
+                           list(model.solver_switches), float(model.area_iface) * (model.ell / 1e-6) ** 2,
+                           getattr(model, "cbd", "dense"))
     if out is not None and comm.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_csv_rows(out / "timeseries.csv", COLUMNS, rows)
