@@ -43,7 +43,7 @@ from tomocell.meshing import tags as T
 from tomocell.physics.newton import NewtonSolver, iterative_options, newton_convergence  # noqa: F401  (re-exported)
 from tomocell.physics.electrolyte_phases import ElectrolytePhase, check_cbd_model, electrolyte_phases, electrolyte_tags
 from tomocell.physics.parameters import FARADAY, Parameters, regularised_concentration, regularised_vacancies
-from tomocell.physics.topology import MeshInput, analyse_mesh  # noqa: F401  (re-exported)
+from tomocell.physics.topology import CBD_DRY, SOLID_TAGS, MeshInput, analyse_mesh  # noqa: F401  (re-exported)
 from tomocell.physics.bodies import colour_bodies, single_body
 
 IFACE = 1  # dS subdomain id of the reaction interface
@@ -166,7 +166,7 @@ class HalfCellModel(NewtonSolver):
         self.colouring = colour_bodies(msh, ct, self.topo.particle) if bodies == "particles" else single_body(ct)
         K = self.n_colours = self.colouring.n_colours
         self.sm_s, em_s = sub((T.ACTIVE,))
-        self.sm_p, em_p = sub(T.SOLID_CELLS)
+        self.sm_p, em_p = sub(SOLID_TAGS)
         self.sm_e, em_e = sub(self.electrolyte_tags)
         self.entity_maps = [em_s, em_p, em_e]
         col_sm = [(self.sm_s, em_s)] if K == 1 else []
@@ -210,7 +210,7 @@ class HalfCellModel(NewtonSolver):
         self.dS = ufl.Measure("dS", domain=msh, subdomain_data=sd, metadata=qi)
         self.react_frac = reacting_fraction(msh, ct, self.electrolyte)
         # per field: the cells its P1 mass matrix lives on (the solver's compressed blocks)
-        self.field_measures = [self.dx_cs(0), self.dx(T.SOLID_CELLS), self.dx(self.electrolyte_tags),
+        self.field_measures = [self.dx_cs(0), self.dx(SOLID_TAGS), self.dx(self.electrolyte_tags),
                                self.dx(self.electrolyte_tags), *(self.dx_cs(k) for k in range(1, K))]
         self.ds = ufl.Measure("ds", domain=msh, subdomain_data=[(CC_SOLID, self.topo.cc_solid_data),
                                                                  (LI, self.topo.li_data),
@@ -331,7 +331,7 @@ class HalfCellModel(NewtonSolver):
         W = ell**2 / self.scale_sigma
         i_cc = self.i_app * self.area_cc / self.area_cc_solid  # A/m^2 on the solid contact area
         Fps = W * (p.sigma_active / ell**2 * ufl.inner(ufl.grad(ps), ufl.grad(q)) * dx(T.ACTIVE)
-                   + p.sigma_cbd / ell**2 * ufl.inner(ufl.grad(ps), ufl.grad(q)) * dx(T.CBD)
+                   + p.sigma_cbd / ell**2 * ufl.inner(ufl.grad(ps), ufl.grad(q)) * dx((T.CBD, CBD_DRY))
                    + sum(i_n / ell * q("+") * dS for i_n, dS in iface))
         if not self.potentiostatic:
             Fps += W * i_cc / ell * q * ds(CC_SOLID)

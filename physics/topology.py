@@ -19,6 +19,12 @@ from mpi4py import MPI
 from tomocell.errors import InputError
 from tomocell.meshing import tags as T
 
+#: internal cell tag (never in a mesh file) of porous-CBD cells whose electrolyte is cut off from the
+#: separator: they conduct electrons like dense CBD and hold no electrolyte
+CBD_DRY = 20
+#: the cells that carry phi_s
+SOLID_TAGS = (*T.SOLID_CELLS, CBD_DRY)
+
 
 @dataclass
 class MeshInput:
@@ -181,13 +187,18 @@ def analyse_mesh(inp: MeshInput, electrolyte_cells: tuple[int, ...] = T.ELECTROL
     counts["solid_clusters_on_cc"] = len(tot)
     best = max(tot, key=lambda k: (tot[k], -k)) if tot else -2
     live_s = (lab_s == best) & solid
-    dead = (solid & ~live_s) | (elec & ~live_e)
+    # a CBD cell that carries electrolyte (porous CBD) but whose electrolyte is cut off from the
+    # separator still conducts electrons: it becomes "dry" CBD (no electrolyte, no reaction) instead
+    # of inert, so cutting its pores off does not cut the electron paths through it
+    dry = (ct == T.CBD) & elec & ~live_e & live_s
+    dead = ((solid & ~live_s) | (elec & ~live_e)) & ~dry
+    counts["dry_cbd_cells"] = _global_count(comm, np.count_nonzero(dry[:n_owned]))
     counts["isolated_active_cells"] = _global_count(comm, np.count_nonzero(dead[:n_owned] & (ct[:n_owned] == T.ACTIVE)))
     counts["isolated_cbd_cells"] = _global_count(comm, np.count_nonzero(dead[:n_owned] & (ct[:n_owned] == T.CBD)))
     counts["isolated_electrolyte_cells"] = _global_count(comm, np.count_nonzero(dead[:n_owned] & elec[:n_owned]))
     inert = _inert_volumes(msh, ct[:n_owned], dead[:n_owned])
     ct_orig = ct.copy()
-    ct = np.where(dead, 0, ct).astype(np.int32)
+    ct = np.where(dead, 0, np.where(dry, CBD_DRY, ct)).astype(np.int32)
     if _global_count(comm, np.count_nonzero(ct[:n_owned] == T.ACTIVE)) == 0:
         raise InputError("no active material is electronically connected to the current collector")
     two = np.nonzero(ncell == 2)[0].astype(np.int32)
@@ -222,7 +233,7 @@ def analyse_mesh(inp: MeshInput, electrolyte_cells: tuple[int, ...] = T.ELECTROL
                           dtype=np.int32)
 
     cc_all = ext(T.CURRENT_COLLECTOR, None)
-    cc_solid = ext(T.CURRENT_COLLECTOR, T.SOLID_CELLS)
+    cc_solid = ext(T.CURRENT_COLLECTOR, SOLID_TAGS)
     li = ext(T.LI_FACE, electrolyte_cells)
     counts["cc_facets"] = _global_count(comm, cc_all.size // 2)
     counts["cc_solid_facets"] = _global_count(comm, cc_solid.size // 2)

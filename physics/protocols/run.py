@@ -176,6 +176,10 @@ def report_inert(model: HalfCellModel, max_inert_fraction: float | None) -> dict
                     "(capacity_mAh_g) and per its connected part (capacity_mAh_g_connected); the C-rate is "
                     "relative to the connected part.", ", ".join(parts), c.get("isolated_active_cells", 0),
                     c.get("isolated_cbd_cells", 0), c.get("isolated_electrolyte_cells", 0))
+    n_dry = model.topo.counts.get("dry_cbd_cells", 0)
+    if n_dry and model.comm.rank == 0:
+        log.info("porous CBD: %d CBD cells whose pores are cut off from the separator hold no electrolyte "
+                 "(they still conduct electrons)", n_dry)
     if max_inert_fraction is not None and fa > max_inert_fraction:
         raise InputError(f"{100 * fa:.1f} % of the active material is disconnected from the current collector or "
                          f"the electrolyte (limit {100 * max_inert_fraction:.1f} %, --max-inert): check the mesh "
