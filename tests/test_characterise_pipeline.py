@@ -179,7 +179,7 @@ def test_gan_subvolume_metrics_match_hand_counts_bounds_and_measured_values(gan_
     """64^3 crop of the GAN volume: pore fraction and voxel-face area against hand counts; tau above
     the Hashin-Shtrikman bound and against TauFactor on the same crop; pore sizes against PoreSpy on the
     same crop (tests/data/gan_crop64_references.json, made by scripts/make_test_references.py with a
-    throwaway venv: never by tomocell); the particles against the values measured on this crop."""
+    throwaway venv: never by tomocell); the particles against PoreSpy's SNOW watershed of the same crop."""
     vs = 0.390625
     arr = tifffile.imread(gan_volume_path)[:64, :64, :64]
     v = Volume.from_stored_labels(arr, vs, {0: "pore", 85: "active", 170: "cbd"})
@@ -202,8 +202,13 @@ def test_gan_subvolume_metrics_match_hand_counts_bounds_and_measured_values(gan_
     d50_bf = ref["porespy_local_thickness"]["bf_integer_radii"]["d50_voxels"]
     assert d50_bf <= m["pore_size"]["d50_um"] / vs < d50_bf + 2.0, m["pore_size"]["d50_um"]
     assert abs(m["pore_size"]["d50_um"] / vs - 10.77) <= 0.5, m["pore_size"]["d50_um"]  # regression guard
-    # watershed particles: measured d50 8.33 um, 40 particles (10 % guards the segmentation)
-    assert m["particles"]["d50_um"] == pytest.approx(8.33, rel=0.1) and 36 <= m["particles"]["count"] <= 44
+    # watershed particles against PoreSpy's SNOW partitioning of the same crop (its defaults): 37
+    # particles, D50 8.25 um; tomocell's h-maxima markers give 40 and 8.33 um. The two marker rules
+    # split touching particles differently, which moves the count by a few and the volume-weighted D50
+    # little: 5 % on D50 (a voxel-size error of 5 % or a radius/diameter slip fails it), 20 % on count
+    snow = ref["porespy_snow_particles"]
+    assert m["particles"]["d50_um"] == pytest.approx(snow["d50_um"], rel=0.05), m["particles"]
+    assert m["particles"]["count"] == pytest.approx(snow["count"], rel=0.2), m["particles"]
     assert 1.0 <= m["travel"]["median_tau_pore"] <= m["travel"]["median_tau_electrode"] * 1.5
     sa = m["specific_areas"]["active_pore"]
     assert sa["voxel_faces_per_um"] == pytest.approx(_hand_face_area_per_um(arr, 85, 0, vs), rel=1e-12)  # 0.1237
