@@ -141,6 +141,7 @@ def mesh_geometry(inp: Any, sep_porosity: float, length_unit: float = 1e-6) -> T
     from mpi4py import MPI
 
     from tomocell.meshing import tags as T
+    from tomocell.physics.electrolyte_phases import ElectrolytePhase
     from tomocell.physics.model import IFACE, reacting_fraction
     from tomocell.physics.topology import analyse_mesh
 
@@ -168,7 +169,9 @@ def mesh_geometry(inp: Any, sep_porosity: float, length_unit: float = 1e-6) -> T
     sep_thickness = sep_vol / area if sep_vol > 0 else 0.0
     if sep_thickness <= 0 or thickness >= z_sep:
         raise InputError("the mesh has no separator slab above the electrode: the twin needs its thickness")
-    iface = integral(reacting_fraction(msh, ct, sep_porosity)("-") * dS(IFACE))  # reacting area, as the model
+    # reacting area, as the (dense-CBD) model: separator-facing facets over the separator porosity
+    sep = (ElectrolytePhase(T.SEPARATOR, sep_porosity, sep_porosity),)
+    iface = integral(reacting_fraction(msh, ct, sep)("-") * dS(IFACE))
     # per-particle volumes from the particle labels (connected active cells only)
     V0 = fem.functionspace(msh, ("DG", 0))
     w = ufl.TestFunction(V0)

@@ -67,6 +67,10 @@ MUTATIONS: dict[str, tuple[str, str, str, str]] = {
     "face_areas_reversed": ("microstructure/interfaces.py", "farea = (vs[1] * vs[2], vs[0] * vs[2], vs[0] * vs[1])",
                             "farea = (vs[0] * vs[1], vs[0] * vs[2], vs[1] * vs[2])",
                             "voxel-face areas in reverse axis order"),
+    "tortuosity_spacing_reversed": ("microstructure/tortuosity.py",
+                                    "return _solve(mask, None, volume.voxel_size_um, axis,",
+                                    "return _solve(mask, None, volume.voxel_size_um[::-1], axis,",
+                                    "tortuosity solve with the voxel spacing in reverse axis order"),
 }
 
 #: test files whose tests compare physical values with independent references
