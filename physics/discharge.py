@@ -77,6 +77,10 @@ class DischargeResult:
     linear_solver: str = ""
     #: switches from the iterative solver to LU after a failed linear solve (time, step length)
     solver_switches: list[dict[str, Any]] = field(default_factory=list)
+    #: the reacting interface area [um^2] (separator- and porous-CBD-facing facets weighted by their
+    #: porosity) and the CBD model ("dense" / "porous")
+    reacting_area_um2: float = float("nan")
+    cbd: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -214,4 +218,5 @@ def simulate_discharge(
         snapshots=ex.snapshots, dofs=ex.dofs, cells=model.inp.mesh.topology.index_map(3).size_global,
         mpi_size=model.comm.size, wall_s=time.perf_counter() - t_wall, rows=rows, charge_Ah=q_chg / 3600.0,
         linear_solver=ex.linear_solver, solver_switches=ex.solver_switches,
+        reacting_area_um2=ex.reacting_area_um2, cbd=ex.cbd,
     )
