@@ -129,57 +129,123 @@ def _centre_flags(dt: np.ndarray, vs: np.ndarray, norms: np.ndarray, need: np.nd
 
 
 @numba.njit(cache=True)
-def _collect(flags: np.ndarray, dt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Centres (int32 z, y, x and float32 radius, in C order, i.e. sorted by plane) and the index of
-    each plane's first centre, without the int64 temporaries of ``np.nonzero``."""
+def _collect(flags: np.ndarray, dt: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Centres grouped into radius levels: int32 z, y, x, float32 radius, ``seg_start`` (level ``s``
+    holds centres ``seg_start[s]:seg_start[s+1]``, all of one float32 radius, sorted by plane) and
+    ``seg_order`` (the levels by decreasing radius). A counting sort on the index of the lattice norm
+    (as in ``_centre_flags``), without the int64 temporaries of ``np.nonzero`` or a full sort."""
     nz, ny, nx = flags.shape
-    n = 0
-    for v in flags.ravel():
-        n += v
-    cz, cy, cx = np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int32)
-    cr = np.empty(n, np.float32)
-    start = np.zeros(nz + 1, np.int64)
-    i = 0
+    nl = norms.size
+    count = np.zeros(nl + 1, np.int64)
     for z in range(nz):
-        start[z] = i
         for y in range(ny):
             for x in range(nx):
                 if flags[z, y, x]:
-                    cz[i], cy[i], cx[i], cr[i] = z, y, x, dt[z, y, x]
-                    i += 1
-    start[nz] = i
-    return cz, cy, cx, cr, start
+                    r = np.float64(dt[z, y, x])
+                    count[np.searchsorted(norms, r * r * (1.0 + _REL_TOL), side="right")] += 1
+    pos = np.cumsum(count)  # pos[i]: first slot of norm level i
+    n = pos[nl]
+    cz, cy, cx = np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int32)
+    cr = np.empty(n, np.float32)
+    fill = pos[:nl].copy()
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if flags[z, y, x]:
+                    r = np.float64(dt[z, y, x])
+                    i = np.searchsorted(norms, r * r * (1.0 + _REL_TOL), side="right") - 1
+                    j = fill[i]
+                    cz[j], cy[j], cx[j], cr[j] = z, y, x, dt[z, y, x]
+                    fill[i] = j + 1
+    # a norm level may hold float32 radii one rounding apart (anisotropic voxels): split it into
+    # runs of one value, keeping each run sorted by plane (stable sort)
+    starts = [np.int64(0)] * 0
+    for i in range(nl):
+        a, b = pos[i], pos[i + 1]
+        if a == b:
+            continue
+        same = True
+        for j in range(a + 1, b):
+            if cr[j] != cr[a]:
+                same = False
+                break
+        if not same:
+            o = np.argsort(-cr[a:b], kind="mergesort") + a
+            cz[a:b], cy[a:b], cx[a:b], cr[a:b] = cz[o], cy[o], cx[o], cr[o]
+        starts.append(a)
+        for j in range(a + 1, b):
+            if cr[j] != cr[j - 1]:
+                starts.append(j)
+    starts.append(n)
+    seg_start = np.array(starts, np.int64)
+    seg_r = cr[seg_start[:-1]]
+    seg_order = np.argsort(-seg_r, kind="mergesort")
+    return cz, cy, cx, cr, seg_start, seg_order
+
+
+@numba.njit(inline="always")
+def _find(nxt: np.ndarray, y: int, p: int) -> int:
+    """First unpainted phase voxel at or after ``p`` in row ``y`` (union-find, path halving)."""
+    while nxt[y, p] != p:
+        q = nxt[y, nxt[y, p]]
+        nxt[y, p] = q
+        p = q
+    return p
 
 
 @numba.njit(parallel=True, cache=True)
 def _paint(mask: np.ndarray, cz: np.ndarray, cy: np.ndarray, cx: np.ndarray, cr: np.ndarray,
-           plane_start: np.ndarray, vs: np.ndarray, out: np.ndarray) -> None:
-    """out[x] = max radius of the balls (centres sorted by plane) covering the phase voxel x."""
+           seg_start: np.ndarray, seg_order: np.ndarray, vs: np.ndarray, out: np.ndarray) -> None:
+    """out[x] = 2 x the largest radius of the balls covering the phase voxel x.
+
+    Each thread owns whole planes. In a plane the levels are painted from the largest radius down and
+    a voxel is written once, by the first (largest) ball that covers it: per row, a union-find over
+    the unpainted phase voxels skips painted runs, so a ball's row costs one lookup plus its new
+    voxels, and the plane is done as soon as none is left."""
     nz, ny, nx = mask.shape
-    r_max = 0.0
-    for i in range(cr.size):
-        r_max = max(r_max, np.float64(cr[i]))
-    reach = int(np.floor(r_max * (1.0 + _REL_TOL) / vs[0]))
+    nseg = seg_order.size
     for z in numba.prange(nz):
-        for zc in range(max(0, z - reach), min(nz, z + reach + 1)):
-            ez = ((z - zc) * vs[0]) ** 2
-            for i in range(plane_start[zc], plane_start[zc + 1]):
-                r = np.float64(cr[i])
-                rem = r * r * (1.0 + _REL_TOL) - ez
+        nxt = np.empty((ny, nx + 1), np.int32)
+        left = 0
+        for y in range(ny):
+            nxt[y, nx] = nx
+            for x in range(nx):
+                if mask[z, y, x]:
+                    nxt[y, x] = x
+                    left += 1
+                else:
+                    nxt[y, x] = x + 1
+        for k in range(nseg):
+            if left == 0:
+                break
+            s = seg_order[k]
+            a, b = seg_start[s], seg_start[s + 1]
+            r = np.float64(cr[a])
+            r2 = r * r * (1.0 + _REL_TOL)
+            reach = int(np.floor(np.sqrt(r2) / vs[0]))
+            lo = a + np.searchsorted(cz[a:b], z - reach, side="left")
+            hi = a + np.searchsorted(cz[a:b], z + reach, side="right")
+            d = np.float32(2.0) * cr[a]
+            for i in range(lo, hi):
+                ez = ((z - cz[i]) * vs[0]) ** 2
+                rem = r2 - ez
                 if rem < 0.0:
                     continue
-                rf = np.float32(cr[i])
                 y0 = cy[i]
+                x0 = cx[i]
                 hy = int(np.floor(np.sqrt(rem) / vs[1]))
                 for y in range(max(0, y0 - hy), min(ny, y0 + hy + 1)):
                     rem2 = rem - ((y - y0) * vs[1]) ** 2
                     if rem2 < 0.0:
                         continue
-                    x0 = cx[i]
                     hx = int(np.floor(np.sqrt(rem2) / vs[2]))
-                    for x in range(max(0, x0 - hx), min(nx, x0 + hx + 1)):
-                        if mask[z, y, x] and out[z, y, x] < rf:
-                            out[z, y, x] = rf
+                    xe = min(nx - 1, x0 + hx)
+                    p = _find(nxt, y, max(0, x0 - hx))
+                    while p <= xe:
+                        out[z, y, p] = d
+                        nxt[y, p] = p + 1
+                        left -= 1
+                        p = _find(nxt, y, p + 1)
 
 
 def local_thickness(volume: Volume, phase: str = "pore") -> np.ndarray:
@@ -201,13 +267,12 @@ def local_thickness_mask(mask: np.ndarray, voxel_size_um: tuple[float, float, fl
     dt = distance_um(mask, voxel_size_um)
     norms, need = containment_tables(float(dt.max()), vs)
     flags = _centre_flags(dt, vs, norms, need)
-    cz, cy, cx, cr, plane_start = _collect(flags, dt)
+    cz, cy, cx, cr, seg_start, seg_order = _collect(flags, dt, norms)
     del flags, dt
     log.debug("local thickness: %d ball centres (%.1f %% of the phase)", cr.size, 100.0 * cr.size / max(int(mask.sum()), 1))
-    radius = np.zeros(mask.shape, np.float32)
-    _paint(mask, cz, cy, cx, cr, plane_start, vs, radius)
-    radius *= np.float32(2.0)
-    return radius
+    diameter = np.zeros(mask.shape, np.float32)
+    _paint(mask, cz, cy, cx, cr, seg_start, seg_order, vs, diameter)
+    return diameter
 
 
 def size_distribution(lt_um: np.ndarray, mask: np.ndarray, bin_um: float | None = None) -> dict[str, Any]:
