@@ -90,40 +90,73 @@ def containment_tables(r_max: float, vs: np.ndarray) -> tuple[np.ndarray, np.nda
     return norms, need
 
 
+@numba.njit(inline="always")
+def _inside_a_neighbour(dt: np.ndarray, z: int, y: int, x: int, i: int, need: np.ndarray) -> bool:
+    """The discrete ball of (z, y, x) (norm index ``i``) lies inside the ball of a 26-neighbour."""
+    nz, ny, nx = dt.shape
+    for dz in range(-1, 2):
+        zz = z + dz
+        if zz < 0 or zz >= nz:
+            continue
+        for dy in range(-1, 2):
+            yy = y + dy
+            if yy < 0 or yy >= ny:
+                continue
+            for dx in range(-1, 2):
+                xx = x + dx
+                if xx < 0 or xx >= nx or (dz == 0 and dy == 0 and dx == 0):
+                    continue
+                r2 = np.float64(dt[zz, yy, xx]) ** 2
+                if r2 * (1.0 + _REL_TOL) >= need[4 * abs(dz) + 2 * abs(dy) + abs(dx) - 1, i]:
+                    return True
+    return False
+
+
+@numba.njit(inline="always")
+def _covers_a_smaller(dt: np.ndarray, z: int, y: int, x: int, r2: float, vs: np.ndarray) -> bool:
+    """The ball (squared radius ``r2``, inside the 26-neighbourhood) of (z, y, x) covers a phase
+    voxel of smaller distance."""
+    nz, ny, nx = dt.shape
+    d = dt[z, y, x]
+    for dz in range(-1, 2):
+        zz = z + dz
+        if zz < 0 or zz >= nz:
+            continue
+        for dy in range(-1, 2):
+            yy = y + dy
+            if yy < 0 or yy >= ny:
+                continue
+            for dx in range(-1, 2):
+                xx = x + dx
+                if xx < 0 or xx >= nx or (dz * vs[0]) ** 2 + (dy * vs[1]) ** 2 + (dx * vs[2]) ** 2 > r2:
+                    continue
+                q = dt[zz, yy, xx]
+                if 0.0 < q < d:
+                    return True
+    return False
+
+
 @numba.njit(parallel=True, cache=True)
 def _centre_flags(dt: np.ndarray, vs: np.ndarray, norms: np.ndarray, need: np.ndarray) -> np.ndarray:
-    """1 where the discrete ball of a phase voxel is not inside the ball of a 26-neighbour, else 0."""
+    """1 where the discrete ball of a phase voxel is needed, else 0: dropped when inside the ball of
+    a 26-neighbour (which is at least as large), or when small (inside the 26-neighbourhood) and
+    covering no phase voxel of smaller distance (every voxel q gets at least dt(q) anyway, as the
+    painting starts from dt, so such a ball adds nothing: this drops the whole smallest level, the
+    voxels beside the wall)."""
     nz, ny, nx = dt.shape
     out = np.zeros(dt.shape, np.uint8)
+    small = 2.0 * min(vs[0], min(vs[1], vs[2]))
     for z in numba.prange(nz):
         for y in range(ny):
             for x in range(nx):
                 r = np.float64(dt[z, y, x])
                 if r <= 0.0:
                     continue
-                i = np.searchsorted(norms, r * r * (1.0 + _REL_TOL), side="right") - 1
-                keep = True
-                for dz in range(-1, 2):
-                    zz = z + dz
-                    if zz < 0 or zz >= nz:
-                        continue
-                    for dy in range(-1, 2):
-                        yy = y + dy
-                        if yy < 0 or yy >= ny:
-                            continue
-                        for dx in range(-1, 2):
-                            xx = x + dx
-                            if xx < 0 or xx >= nx or (dz == 0 and dy == 0 and dx == 0):
-                                continue
-                            r2 = np.float64(dt[zz, yy, xx]) ** 2
-                            if r2 * (1.0 + _REL_TOL) >= need[4 * abs(dz) + 2 * abs(dy) + abs(dx) - 1, i]:
-                                keep = False
-                                break
-                        if not keep:
-                            break
-                    if not keep:
-                        break
-                if keep:
+                r2 = r * r * (1.0 + _REL_TOL)
+                if r * (1.0 + _REL_TOL) < small and not _covers_a_smaller(dt, z, y, x, r2, vs):
+                    continue
+                i = np.searchsorted(norms, r2, side="right") - 1
+                if not _inside_a_neighbour(dt, z, y, x, i, need):
                     out[z, y, x] = 1
     return out
 
@@ -194,15 +227,16 @@ def _find(nxt: np.ndarray, y: int, p: int) -> int:
 
 
 @numba.njit(parallel=True, cache=True)
-def _paint(mask: np.ndarray, cz: np.ndarray, cy: np.ndarray, cx: np.ndarray, cr: np.ndarray,
+def _paint(cz: np.ndarray, cy: np.ndarray, cx: np.ndarray, cr: np.ndarray,
            seg_start: np.ndarray, seg_order: np.ndarray, vs: np.ndarray, out: np.ndarray) -> None:
-    """out[x] = 2 x the largest radius of the balls covering the phase voxel x.
+    """out[x] = 2 x the largest radius of the balls covering the phase voxel x, in place: on entry
+    ``out`` is 2 dt (0 outside the phase), the voxel's own ball.
 
     Each thread owns whole planes. In a plane the levels are painted from the largest radius down and
     a voxel is written once, by the first (largest) ball that covers it: per row, a union-find over
     the unpainted phase voxels skips painted runs, so a ball's row costs one lookup plus its new
     voxels, and the plane is done as soon as none is left."""
-    nz, ny, nx = mask.shape
+    nz, ny, nx = out.shape
     nseg = seg_order.size
     for z in numba.prange(nz):
         nxt = np.empty((ny, nx + 1), np.int32)
@@ -210,7 +244,7 @@ def _paint(mask: np.ndarray, cz: np.ndarray, cy: np.ndarray, cx: np.ndarray, cr:
         for y in range(ny):
             nxt[y, nx] = nx
             for x in range(nx):
-                if mask[z, y, x]:
+                if out[z, y, x] > 0.0:
                     nxt[y, x] = x
                     left += 1
                 else:
@@ -242,7 +276,8 @@ def _paint(mask: np.ndarray, cz: np.ndarray, cy: np.ndarray, cx: np.ndarray, cr:
                     xe = min(nx - 1, x0 + hx)
                     p = _find(nxt, y, max(0, x0 - hx))
                     while p <= xe:
-                        out[z, y, p] = d
+                        if out[z, y, p] < d:
+                            out[z, y, p] = d
                         nxt[y, p] = p + 1
                         left -= 1
                         p = _find(nxt, y, p + 1)
@@ -268,11 +303,11 @@ def local_thickness_mask(mask: np.ndarray, voxel_size_um: tuple[float, float, fl
     norms, need = containment_tables(float(dt.max()), vs)
     flags = _centre_flags(dt, vs, norms, need)
     cz, cy, cx, cr, seg_start, seg_order = _collect(flags, dt, norms)
-    del flags, dt
+    del flags
     log.debug("local thickness: %d ball centres (%.1f %% of the phase)", cr.size, 100.0 * cr.size / max(int(mask.sum()), 1))
-    diameter = np.zeros(mask.shape, np.float32)
-    _paint(mask, cz, cy, cx, cr, seg_start, seg_order, vs, diameter)
-    return diameter
+    dt *= np.float32(2.0)  # becomes the diameter field, in place
+    _paint(cz, cy, cx, cr, seg_start, seg_order, vs, dt)
+    return dt
 
 
 def size_distribution(lt_um: np.ndarray, mask: np.ndarray, bin_um: float | None = None) -> dict[str, Any]:
