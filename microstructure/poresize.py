@@ -91,9 +91,14 @@ def containment_tables(r_max: float, vs: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 @numba.njit(inline="always")
-def _inside_a_neighbour(dt: np.ndarray, z: int, y: int, x: int, i: int, need: np.ndarray) -> bool:
-    """The discrete ball of (z, y, x) (norm index ``i``) lies inside the ball of a 26-neighbour."""
+def _needed(dt: np.ndarray, z: int, y: int, x: int, i: int, need: np.ndarray, small: bool, r2: float,
+            vs: np.ndarray) -> bool:
+    """The ball of the phase voxel (z, y, x) (norm index ``i``, squared radius ``r2``) is needed:
+    not inside the ball of a 26-neighbour, and if ``small`` (inside the 26-neighbourhood) covering a
+    phase voxel of smaller distance."""
     nz, ny, nx = dt.shape
+    d = np.float64(dt[z, y, x])
+    smaller = not small
     for dz in range(-1, 2):
         zz = z + dz
         if zz < 0 or zz >= nz:
@@ -106,57 +111,39 @@ def _inside_a_neighbour(dt: np.ndarray, z: int, y: int, x: int, i: int, need: np
                 xx = x + dx
                 if xx < 0 or xx >= nx or (dz == 0 and dy == 0 and dx == 0):
                     continue
-                r2 = np.float64(dt[zz, yy, xx]) ** 2
-                if r2 * (1.0 + _REL_TOL) >= need[4 * abs(dz) + 2 * abs(dy) + abs(dx) - 1, i]:
-                    return True
-    return False
-
-
-@numba.njit(inline="always")
-def _covers_a_smaller(dt: np.ndarray, z: int, y: int, x: int, r2: float, vs: np.ndarray) -> bool:
-    """The ball (squared radius ``r2``, inside the 26-neighbourhood) of (z, y, x) covers a phase
-    voxel of smaller distance."""
-    nz, ny, nx = dt.shape
-    d = dt[z, y, x]
-    for dz in range(-1, 2):
-        zz = z + dz
-        if zz < 0 or zz >= nz:
-            continue
-        for dy in range(-1, 2):
-            yy = y + dy
-            if yy < 0 or yy >= ny:
-                continue
-            for dx in range(-1, 2):
-                xx = x + dx
-                if xx < 0 or xx >= nx or (dz * vs[0]) ** 2 + (dy * vs[1]) ** 2 + (dx * vs[2]) ** 2 > r2:
-                    continue
-                q = dt[zz, yy, xx]
-                if 0.0 < q < d:
-                    return True
-    return False
+                q = np.float64(dt[zz, yy, xx])
+                if q * q * (1.0 + _REL_TOL) >= need[4 * abs(dz) + 2 * abs(dy) + abs(dx) - 1, i]:
+                    return False
+                if not smaller and 0.0 < q < d and (dz * vs[0]) ** 2 + (dy * vs[1]) ** 2 + (dx * vs[2]) ** 2 <= r2:
+                    smaller = True
+    return smaller
 
 
 @numba.njit(parallel=True, cache=True)
 def _centre_flags(dt: np.ndarray, vs: np.ndarray, norms: np.ndarray, need: np.ndarray) -> np.ndarray:
-    """1 where the discrete ball of a phase voxel is needed, else 0: dropped when inside the ball of
-    a 26-neighbour (which is at least as large), or when small (inside the 26-neighbourhood) and
-    covering no phase voxel of smaller distance (every voxel q gets at least dt(q) anyway, as the
-    painting starts from dt, so such a ball adds nothing: this drops the whole smallest level, the
-    voxels beside the wall)."""
+    """1 where the discrete ball of a phase voxel is needed, else 0. Dropped: a ball inside the ball
+    of a 26-neighbour (which is at least as large), and a small ball (inside the 26-neighbourhood)
+    that covers no phase voxel of smaller distance: every voxel q gets at least dt(q) anyway (the
+    painting starts from dt), so a ball of radius <= dt(q) of all its voxels adds nothing. The
+    second rule drops the whole smallest level (the voxels beside the wall) without a look."""
     nz, ny, nx = dt.shape
     out = np.zeros(dt.shape, np.uint8)
     small = 2.0 * min(vs[0], min(vs[1], vs[2]))
+    plane_min = np.full(nz, np.inf)
+    for z in numba.prange(nz):
+        for v in dt[z].ravel():
+            if 0.0 < v < plane_min[z]:
+                plane_min[z] = v
+    d_min = plane_min.min()  # smallest positive distance: a ball of that radius covers no smaller one
     for z in numba.prange(nz):
         for y in range(ny):
             for x in range(nx):
                 r = np.float64(dt[z, y, x])
-                if r <= 0.0:
+                if r <= d_min:  # also skips r = 0, outside the phase
                     continue
                 r2 = r * r * (1.0 + _REL_TOL)
-                if r * (1.0 + _REL_TOL) < small and not _covers_a_smaller(dt, z, y, x, r2, vs):
-                    continue
                 i = np.searchsorted(norms, r2, side="right") - 1
-                if not _inside_a_neighbour(dt, z, y, x, i, need):
+                if _needed(dt, z, y, x, i, need, r * (1.0 + _REL_TOL) < small, r2, vs):
                     out[z, y, x] = 1
     return out
 
