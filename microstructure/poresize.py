@@ -225,8 +225,11 @@ def _paint(cz: np.ndarray, cy: np.ndarray, cx: np.ndarray, cr: np.ndarray,
     voxels, and the plane is done as soon as none is left."""
     nz, ny, nx = out.shape
     nseg = seg_order.size
+    r_max = np.float64(cr[seg_start[seg_order[0]]]) if nseg else 0.0
+    h_max = int(np.floor(r_max * (1.0 + _REL_TOL) / vs[1])) + 1
     for z in numba.prange(nz):
         nxt = np.empty((ny, nx + 1), np.int32)
+        hx_of = np.empty(2 * h_max + 1, np.int64)  # half-width of each row of the current disc
         left = 0
         for y in range(ny):
             nxt[y, nx] = nx
@@ -247,19 +250,23 @@ def _paint(cz: np.ndarray, cy: np.ndarray, cx: np.ndarray, cr: np.ndarray,
             lo = a + np.searchsorted(cz[a:b], z - reach, side="left")
             hi = a + np.searchsorted(cz[a:b], z + reach, side="right")
             d = np.float32(2.0) * cr[a]
+            zc = -1
+            hy = -1
             for i in range(lo, hi):
-                ez = ((z - cz[i]) * vs[0]) ** 2
-                rem = r2 - ez
-                if rem < 0.0:
-                    continue
+                if cz[i] != zc:  # a new plane of centres: the disc its balls cut from plane z
+                    zc = cz[i]
+                    rem = r2 - ((z - zc) * vs[0]) ** 2
+                    hy = int(np.floor(np.sqrt(rem) / vs[1])) if rem >= 0.0 else -1
+                    for j in range(2 * hy + 1):
+                        rem2 = rem - ((j - hy) * vs[1]) ** 2
+                        hx_of[j] = int(np.floor(np.sqrt(rem2) / vs[2])) if rem2 >= 0.0 else -1
                 y0 = cy[i]
                 x0 = cx[i]
-                hy = int(np.floor(np.sqrt(rem) / vs[1]))
-                for y in range(max(0, y0 - hy), min(ny, y0 + hy + 1)):
-                    rem2 = rem - ((y - y0) * vs[1]) ** 2
-                    if rem2 < 0.0:
+                for j in range(max(0, hy - y0), min(2 * hy + 1, ny - y0 + hy)):
+                    hx = hx_of[j]
+                    if hx < 0:
                         continue
-                    hx = int(np.floor(np.sqrt(rem2) / vs[2]))
+                    y = y0 - hy + j
                     xe = min(nx - 1, x0 + hx)
                     p = _find(nxt, y, max(0, x0 - hx))
                     while p <= xe:
