@@ -12,10 +12,14 @@ computed exactly (no radius bins) by a sorted ball painting compiled with numba:
 1. centres: a voxel ``c`` is dropped when a 26-neighbour ``c'`` has ``dt(c') >= dt(c) + |c - c'|``,
    because then ball(c) lies inside ball(c'), which is at least as large: nothing it paints is
    lost. What remains is (a superset of) the medial axis, a few % of the phase voxels.
-2. painting: every kept ball paints, on the phase voxels it covers, its radius where that is larger
-   than what is there, so each voxel ends with the largest ball covering it. The output planes are
-   split over the threads (each thread owns its planes and visits the centres within reach of them,
-   sorted by plane), so there is no write race and no atomic operation.
+2. painting (in place on 2 dt, each voxel's own ball): balls grouped by radius level and painted
+   from the largest radius down, so a voxel is written once, by the first (largest) ball covering
+   it; per row a union-find over the unpainted voxels skips painted runs, and a plane stops when
+   full. A ball that covers no phase voxel of smaller distance is dropped before painting (the whole
+   smallest level). The output planes are split over the threads (no write race, no atomics).
+   GAN pore phase, 256^3 (2026-12-07, idle): 2.2 CPU s, 370 MB peak, against PoreSpy 3.2's default
+   3.1 CPU s, 696 MB (`scripts/bench_characterise.py --compare PY --only-lt`); the former
+   one-pass painting took 5.1 CPU s for the same field.
 
 Exact to rounding: the result is the definition above, not a binned approximation. PoreSpy's
 ``local_thickness`` (3.x) defaults to 25 radius bins and reports the bin value, which is up to a bin
