@@ -7,7 +7,7 @@ the machine is shared, figures are for people. Run as
 
     .venv/bin/python scripts/bench_characterise.py [--crop N] [--volume PATH] [--skip-full]
     mpirun -n 2 .venv/bin/python scripts/bench_characterise.py --only-tau   # tau solve split over 2 ranks
-    .venv/bin/python scripts/bench_characterise.py --compare /tmp/ref/bin/python [--crop 128]
+    .venv/bin/python scripts/bench_characterise.py --compare /tmp/ref/bin/python [--crop 128] [--only-lt]
 
 ``--compare PY``: tomocell, TauFactor and PoreSpy side by side on the same volume (pore tortuosity
 along axis 0, pore local thickness), each in its own process so that each peak memory is its own.
@@ -53,6 +53,7 @@ def main() -> int:
                     help="tau along axis 0 on growing cubic crops: growth exponents of time and memory, projection to 500^3")
     ap.add_argument("--compare", metavar="PY", default=None,
                     help="python of a venv with taufactor and porespy: side-by-side comparison")
+    ap.add_argument("--only-lt", action="store_true", help="--compare: only local thickness (tomocell and PoreSpy)")
     ap.add_argument("--with-gamg", action="store_true", help="--compare: also tomocell's assembled CG + GAMG (3.7 GB)")
     ap.add_argument("--tf-conv", type=float, default=1e-3, help="TauFactor convergence criterion (default 1e-3)")
     args = ap.parse_args()

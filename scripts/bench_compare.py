@@ -106,13 +106,13 @@ def compare(args) -> int:
     me = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         lt_tc, lt_ps = str(Path(tmp) / "tc.npy"), str(Path(tmp) / "ps.npy")
-        rows = [
-            ("tortuosity", "tomocell (CG + GMG)", _run(me, base + _TOMOCELL_TAU.format(repo=str(REPO), h=h, pc="gmg"), "tomocell gmg")),
-        ]
-        if args.with_gamg:
-            rows.append(("tortuosity", "tomocell (CG + GAMG)", _run(me, base + _TOMOCELL_TAU.format(repo=str(REPO), h=h, pc="gamg"), "tomocell gamg")))
+        rows = []
+        if not args.only_lt:
+            rows.append(("tortuosity", "tomocell (CG + GMG)", _run(me, base + _TOMOCELL_TAU.format(repo=str(REPO), h=h, pc="gmg"), "tomocell gmg")))
+            if args.with_gamg:
+                rows.append(("tortuosity", "tomocell (CG + GAMG)", _run(me, base + _TOMOCELL_TAU.format(repo=str(REPO), h=h, pc="gamg"), "tomocell gamg")))
+            rows.append(("tortuosity", f"TauFactor (conv {args.tf_conv:g})", _run(args.compare, base + _TAUFACTOR.format(conv=args.tf_conv), "TauFactor")))
         rows += [
-            ("tortuosity", f"TauFactor (conv {args.tf_conv:g})", _run(args.compare, base + _TAUFACTOR.format(conv=args.tf_conv), "TauFactor")),
             ("local thickness", "tomocell", _run(me, base + _TOMOCELL_LT.format(repo=str(REPO), h=h, out=lt_tc), "tomocell LT")),
             ("local thickness", "PoreSpy (default)", _run(args.compare, base + _PORESPY_LT.format(out=lt_ps), "PoreSpy")),
         ]
