@@ -54,12 +54,15 @@ MUTATIONS: dict[str, tuple[str, str, str, str]] = {
                   "i0 = 10 * p.li_i0 * ufl.max_value(ce, 1e-9)", "Li-metal exchange current x 10"),
     "faraday_x1.05": ("physics/parameters.py", "FARADAY = 96485.33212", "FARADAY = 1.05 * 96485.33212",
                       "Faraday constant 5 % off"),
-    "reaction_sign_solid": ("physics/model.py", "+ i_n / (F * p.c_max * ell) * v(\"+\") * dS(IFACE))",
-                            "- i_n / (F * p.c_max * ell) * v(\"+\") * dS(IFACE))",
+    "reaction_sign_solid": ("physics/model.py", "+ i_n / (F * p.c_max * ell) * v(\"+\") * dS)",
+                            "- i_n / (F * p.c_max * ell) * v(\"+\") * dS)",
                             "Li flux into the particle with the wrong sign"),
     "bv_alpha_a": ("physics/model.py", "ufl.exp(p.alpha_a * eta / vt)", "ufl.exp((p.alpha_a + 0.2) * eta / vt)",
                    "Butler-Volmer anodic alpha + 0.2"),
-    "bruggeman_off": ("physics/model.py", "tau_sep = eps**brug", "tau_sep = eps", "separator Bruggeman eps^b -> eps"),
+    "bruggeman_off": ("physics/electrolyte_phases.py", "p.sep_porosity, p.sep_porosity**p.sep_bruggeman)",
+                      "p.sep_porosity, p.sep_porosity)", "separator Bruggeman eps^b -> eps"),
+    "cbd_bruggeman_off": ("physics/electrolyte_phases.py", "p.cbd_porosity, p.cbd_porosity**p.cbd_bruggeman)",
+                          "p.cbd_porosity, p.cbd_porosity)", "porous-CBD Bruggeman eps^b -> eps"),
     "sigma_x0.1": ("physics/model.py", "W * (p.sigma_active / ell**2", "W * (0.1 * p.sigma_active / ell**2",
                    "active-material conductivity x 0.1"),
     "voxel_axis_swap": ("meshing/voxel.py", "xs = block_edges(n2, coarsen, d2)", "xs = block_edges(n2, coarsen, d0)",
@@ -122,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the mutated copies (their paths are printed)")
     a = ap.parse_args(argv)
     names = a.only or list(MUTATIONS)
+    # every mutation must still find its text (the code moves on): refuse before an hour of runs
+    stale = [n for n in names if (ROOT / MUTATIONS[n][0]).read_text().count(MUTATIONS[n][1]) != 1]
+    if stale:
+        print(f"mutation_check: the text of {', '.join(stale)} is not found exactly once: update MUTATIONS",
+              file=sys.stderr)
+        return 2
     base = Path(tempfile.mkdtemp(prefix="tomocell-mutation-"))
     rows = []
     try:
