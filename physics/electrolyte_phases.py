@@ -21,7 +21,9 @@ for the dense-vs-porous comparison.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from tomocell.errors import InputError
 from tomocell.meshing import tags as T
@@ -63,9 +65,16 @@ def electrolyte_phases(p: Parameters, cbd: str = "dense") -> tuple[ElectrolytePh
     return tuple(phases)
 
 
-def porosity_by_tag(phases: tuple[ElectrolytePhase, ...]) -> dict[int, float]:
-    return {ph.tag: ph.porosity for ph in phases}
+def reacting_fraction(msh: Any, cell_tag: np.ndarray, phases: tuple[ElectrolytePhase, ...]) -> Any:
+    """DG0 function on the parent mesh: the wetted fraction of an interface facet, read on its
+    electrolyte ("-") side: the porosity of the electrolyte phase there (separator: eps_sep; porous
+    CBD: eps_cbd), 1 elsewhere (owned + ghost cells)."""
+    from dolfinx import fem  # here: the phase table itself needs no DOLFINx
 
-
-def transport_by_tag(phases: tuple[ElectrolytePhase, ...]) -> dict[int, float]:
-    return {ph.tag: ph.transport for ph in phases}
+    Q0 = fem.functionspace(msh, ("DG", 0))
+    f = fem.Function(Q0, name="reacting_fraction")
+    vals = np.ones(cell_tag.size)
+    for ph in phases:
+        vals[cell_tag == ph.tag] = ph.porosity
+    f.x.array[Q0.dofmap.list[:, 0]] = vals
+    return f

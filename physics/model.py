@@ -41,8 +41,10 @@ from mpi4py import MPI
 from tomocell.errors import InputError
 from tomocell.meshing import tags as T
 from tomocell.physics.newton import NewtonSolver, iterative_options, newton_convergence  # noqa: F401  (re-exported)
-from tomocell.physics.electrolyte_phases import ElectrolytePhase, check_cbd_model, electrolyte_phases, electrolyte_tags
-from tomocell.physics.parameters import FARADAY, Parameters, regularised_concentration, regularised_vacancies
+from tomocell.physics.electrolyte_phases import check_cbd_model, electrolyte_phases, electrolyte_tags
+from tomocell.physics.electrolyte_phases import reacting_fraction  # noqa: F401  (re-exported)
+from tomocell.physics.kinetics import exchange_current_density  # noqa: F401  (re-exported)
+from tomocell.physics.parameters import FARADAY, Parameters, regularised_concentration
 from tomocell.physics.topology import CBD_DRY, SOLID_TAGS, MeshInput, analyse_mesh  # noqa: F401  (re-exported)
 from tomocell.physics.bodies import colour_bodies, single_body
 
@@ -53,28 +55,6 @@ LI = 2
 CC_ALL = 3
 
 FIELD_NAMES = ("c_s", "phi_s", "c_e", "phi_e")
-
-
-def exchange_current_density(p: Parameters, theta: Any, c: Any, backend: str = "numpy") -> Any:
-    """i0 = F k c^alpha_a (c_max (1 - theta))^alpha_a (c_max theta)^alpha_c [A/m^2] at the stoichiometry
-    theta and the salt concentration c [mol/m^3]: the one formula, for UFL (the residual, backend
-    "ufl") and numpy arrays (the interface table) alike. theta and 1 - theta pass through the smooth
-    floor of :func:`~tomocell.physics.parameters.regularised_vacancies`; the callers keep c above 0."""
-    th, vac = regularised_vacancies(theta, backend)
-    return FARADAY * p.k_ct * c**p.alpha_a * (p.c_max * vac)**p.alpha_a * (p.c_max * th)**p.alpha_c
-
-
-def reacting_fraction(msh: dmesh.Mesh, cell_tag: np.ndarray, phases: tuple[ElectrolytePhase, ...]) -> fem.Function:
-    """DG0 function on the parent mesh: the wetted fraction of an interface facet, read on its
-    electrolyte ("-") side: the porosity of the electrolyte phase there (separator: eps_sep; porous
-    CBD: eps_cbd), 1 elsewhere (owned + ghost cells)."""
-    Q0 = fem.functionspace(msh, ("DG", 0))
-    f = fem.Function(Q0, name="reacting_fraction")
-    vals = np.ones(cell_tag.size)
-    for ph in phases:
-        vals[cell_tag == ph.tag] = ph.porosity
-    f.x.array[Q0.dofmap.list[:, 0]] = vals
-    return f
 
 
 class HalfCellModel(NewtonSolver):

@@ -69,34 +69,6 @@ def _softplus(y: Any, backend: str) -> Any:
     return mx(y, 0.0) + ns["log"](1.0 + ns["exp"](-ns["abs"](y)))
 
 
-#: Width of the smooth floor of the stoichiometry factors theta and 1 - theta in the exchange current
-#: (:func:`regularised_vacancies`): 1e-5 changes the 1C and 5C capacities of the coarse tiny demo by
-#: +0.008 % and +0.005 % from the 1e-6 values (1e-4: +0.06 %, +0.02 %).
-THETA_FLOOR = 1e-5
-
-
-def regularised_vacancies(theta: Any, backend: str = "numpy") -> tuple[Any, Any]:
-    """(theta_reg, (1 - theta)_reg): theta and 1 - theta through the smooth floor
-    ``f(z) = (z + sqrt(z^2 + 4 d^2)) / 2`` (d = THETA_FLOOR), for the factors (c_max theta)^alpha_c
-    (c_max (1 - theta))^alpha_a of i0.
-
-    f(z) = z (1 + d^2/z^2 + ...) above the floor (relative 1e-4 at z = 100 d), d at z = 0, d^2/|z|
-    below: smooth, > 0 for every z (no underflow), with a bounded slope. Why: near the end of a
-    discharge the surface stoichiometry that gives the cut-off voltage is within about 1e-6 of full
-    lithiation, where sqrt(1 - theta) has an unbounded slope; the former hard clamp at 1 - 1e-9 had
-    a zero slope past it, and Newton cycled between the two sides of the kink (2-cycles of the
-    residual, 15-iteration failures, 0.03 s steps: with the BPX NMC111 set the tiny demo's 1C
-    discharge took 345 steps, most of them in its last 0.2 % of depth of discharge). A softplus floor
-    underflows to 0 a few hundred d past the bound, where the square root's slope is infinite."""
-    d = THETA_FLOOR
-    ns = _namespace(backend)
-
-    def f(z: Any) -> Any:
-        return 0.5 * (z + ns["sqrt"](z * z + 4.0 * d * d))
-
-    return f(theta), f(1.0 - theta)
-
-
 def regularised_concentration(c: Any, c_hi: float, backend: str = "numpy") -> Any:
     """The concentration [mol/m^3] at which the electrolyte functions are evaluated.
 

@@ -40,7 +40,7 @@ MUTATIONS: dict[str, tuple[str, str, str, str]] = {
                    "kap = 0.1 * p.kappa(c=c, T=p.temperature, ufl=True)", "electrolyte conductivity x 0.1"),
     "migration_sign": ("physics/model.py", "+ tp * self.ionic_current(ce, pe, tau) / (FARADAY",
                        "- tp * self.ionic_current(ce, pe, tau) / (FARADAY", "migration term - t+ i_e / F"),
-    "i0_x2": ("physics/model.py", "return FARADAY * p.k_ct * c**p.alpha_a",
+    "i0_x2": ("physics/kinetics.py", "return FARADAY * p.k_ct * c**p.alpha_a",
               "return 2 * FARADAY * p.k_ct * c**p.alpha_a", "exchange current density x 2"),
     "Ds_x2": ("physics/model.py", "Ds / ell**2 * ufl.inner(ufl.grad(cs), ufl.grad(v))",
               "2 * Ds / ell**2 * ufl.inner(ufl.grad(cs), ufl.grad(v))", "solid diffusivity x 2"),
