@@ -60,7 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--separator", type=float, default=25.0, metavar="UM",
                         help="separator slab thickness, um (0: none; default 25)")
     parser.add_argument("--coarsen", type=int, default=1, metavar="N",
-                        help="coarsen the label grid by N^3 blocks (majority phase) before meshing (default 1)")
+                        help="coarsen the label grid by N^3 blocks before meshing (default 1)")
+    parser.add_argument("--coarsen-method", choices=("fraction", "mode"), default="fraction",
+                        help="how a coarse block gets its phase: fraction (default: every phase keeps its "
+                             "volume; thin CBD films become the blocks where they are densest) or mode (the "
+                             "majority phase; drops films thinner than a block)")
     parser.add_argument("--particles", default="auto", metavar="auto|none|FILE",
                         help="particle labels for the mesh's particle_tags (particles.csv of `simulate`): auto "
                              "(default) separates the active phase by the same watershed as `characterise`; a .npy "
@@ -125,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(f"particle labels {part.shape} do not match the volume {vol.shape}")
         with man.timed("mesh"):
             res = mesh_volume(vol, route=args.route, h_interface_um=args.h_interface, h_bulk_um=args.h_bulk,
-                              separator_um=args.separator, coarsen=args.coarsen, particle_labels=part,
+                              separator_um=args.separator, coarsen=args.coarsen,
+                              coarsen_method=args.coarsen_method, particle_labels=part,
                               fallback=not args.no_fallback, smoothing_iterations=args.smoothing_iterations,
                               threads=args.threads, area_tol=args.area_tol, geometry_check=args.geometry_check,
                               hausd_vox=args.hausd,

@@ -42,6 +42,7 @@ def mesh_volume(
     h_bulk_um: float = 1.0,
     separator_um: float = 25.0,
     coarsen: int = 1,
+    coarsen_method: str = "fraction",
     particle_labels: np.ndarray | None = None,
     fallback: bool = True,
     area_tol: float | None = 0.05,
@@ -56,7 +57,9 @@ def mesh_volume(
     """Mesh ``volume`` and check it (see module docstring).
 
     ``coarsen`` (voxel route): block size of the label grid; (surface route): the label grid is
-    coarsened by the same block mode before the surface is built when ``coarsen > 1``.
+    coarsened the same way before the surface is built when ``coarsen > 1``. ``coarsen_method``: how a
+    block gets its phase (:func:`tomocell.meshing.coarsen.coarsen_labels`; 'fraction', the default, keeps
+    each phase's volume, 'mode' takes the majority phase and drops films thinner than a block).
     ``smoothing_iterations``: Taubin iterations of the surface route (12; 8 keeps a rough, fine-CBD
     scan's CBD volume within 3 %).
     ``area_tol`` / ``min_sicn``: acceptance of the surface route (interface areas vs the reference,
@@ -89,14 +92,10 @@ def mesh_volume(
         # the smoothed voxel route (meshing/smoothed.py): volumes as the (coarsened) voxels, areas checked
         from tomocell.meshing.smoothed import smoothed_mesh
 
-        mesh = smoothed_mesh(volume, separator_um=separator_um, coarsen=coarsen, particle_labels=particle_labels)
+        mesh = smoothed_mesh(volume, separator_um=separator_um, coarsen=coarsen, coarsen_method=coarsen_method,
+                             particle_labels=particle_labels)
         report = fidelity_report(mesh, volume, mc_reference=mc)
-        if coarsen > 1:
-            from tomocell.meshing.coarsen import block_mode
-
-            report["phase_volumes_vs_original_voxels"] = report["phase_volumes"]
-            ref = _coarse_reference_volume(volume, block_mode(volume.labels, coarsen), coarsen)
-            report["phase_volumes"] = fidelity_report(mesh, ref, mc_reference=mc)["phase_volumes"]
+        _coarse_volume_check(report, mesh, volume, coarsen, coarsen_method, mc)
         check_fidelity(report, area_tol=area_tol, min_sicn=min_sicn)
         report["isolated_voxels"] = isolated
         return _check_geometry(MeshResult(mesh, report), volume, geometry_check)
@@ -104,15 +103,15 @@ def mesh_volume(
         try:
             vol_s, part_s = volume, particle_labels
             if coarsen > 1:
-                from tomocell.meshing.coarsen import block_mode
+                from tomocell.meshing.coarsen import coarsen_labels, particle_labels_on
 
-                lab = block_mode(volume.labels, coarsen)
+                lab = coarsen_labels(volume.labels, coarsen, coarsen_method)
                 vs = tuple(v * coarsen for v in volume.voxel_size_um)
                 if any(n * coarsen != m for n, m in zip(lab.shape, volume.shape)):
                     raise InputError(f"surface route: volume shape {volume.shape} must be a multiple of --coarsen {coarsen}")
                 vol_s = volume.with_labels(lab)
                 vol_s = Volume(lab, vs, vol_s.metadata)
-                part_s = block_mode(particle_labels, coarsen, ignore_zero=True) if particle_labels is not None else None
+                part_s = particle_labels_on(lab, particle_labels, coarsen) if particle_labels is not None else None
             if route == "levelset":
                 from tomocell.meshing.levelset import levelset_mesh
 
@@ -139,18 +138,12 @@ def mesh_volume(
             log.warning("%s route failed (%s); falling back to the exact voxel route", route, reason)
     else:
         reason = None
-    mesh = voxel_mesh(volume, separator_um=separator_um, coarsen=coarsen, particle_labels=particle_labels)
+    mesh = voxel_mesh(volume, separator_um=separator_um, coarsen=coarsen, coarsen_method=coarsen_method,
+                      particle_labels=particle_labels)
     if reason:
         mesh.info["fallback"] = reason
     report = fidelity_report(mesh, volume, mc_reference=mc)
-    if coarsen > 1:
-        # the coarse grid is the reference of a coarsened voxel mesh: check volumes against it
-        from tomocell.meshing.coarsen import block_mode
-
-        report["phase_volumes_vs_original_voxels"] = report["phase_volumes"]
-        lab = block_mode(volume.labels, coarsen)
-        ref = _coarse_reference_volume(volume, lab, coarsen)
-        report["phase_volumes"] = fidelity_report(mesh, ref, mc_reference=mc)["phase_volumes"]
+    _coarse_volume_check(report, mesh, volume, coarsen, coarsen_method, mc)
     # voxel interfaces are stair-stepped: their excess area is reported, not a failure
     check_fidelity(report, area_tol=None)
     report["isolated_voxels"] = isolated
@@ -216,6 +209,20 @@ def _check_geometry(result: MeshResult, volume: Volume, mode: str) -> MeshResult
             raise GeometryChangedError(msg + " (strict fidelity; drop --strict-fidelity to accept with a warning)")
         log.warning("%s", msg)
     return result
+
+
+def _coarse_volume_check(report: dict, mesh: TetMesh, volume: Volume, coarsen: int, method: str,
+                         mc: dict[str, float]) -> None:
+    """A coarsened mesh's own volume check is against its coarse grid (what it meshes); the change the
+    coarsening made is kept as ``phase_volumes_vs_original_voxels`` (and warned about by the geometry check)."""
+    if coarsen <= 1:
+        return
+    from tomocell.meshing.coarsen import coarsen_labels
+
+    report["phase_volumes_vs_original_voxels"] = report["phase_volumes"]
+    ref = _coarse_reference_volume(volume, coarsen_labels(volume.labels, coarsen, method), coarsen)
+    report["phase_volumes"] = fidelity_report(mesh, ref, mc_reference=mc)["phase_volumes"]
+    report["coarsening"] = {"factor": coarsen, "method": method}
 
 
 def _coarse_reference_volume(volume: Volume, lab: np.ndarray, n: int) -> Volume:

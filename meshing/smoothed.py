@@ -217,11 +217,11 @@ def smooth_voxel_mesh(
 
 
 def smoothed_mesh(volume: Volume, *, separator_um: float = 25.0, coarsen: int = 1,
-                  particle_labels: np.ndarray | None = None, **smoothing) -> TetMesh:
+                  coarsen_method: str = "fraction", particle_labels: np.ndarray | None = None, **smoothing) -> TetMesh:
     """Voxel-route mesh of ``volume`` (see :func:`voxel_mesh`) smoothed by :func:`smooth_voxel_mesh`."""
     t0 = time.perf_counter()
     m = smooth_voxel_mesh(voxel_mesh(volume, separator_um=separator_um, coarsen=coarsen,
-                                     particle_labels=particle_labels), **smoothing)
+                                     coarsen_method=coarsen_method, particle_labels=particle_labels), **smoothing)
     m.info["time_s"] = time.perf_counter() - t0
     log.info("smoothed route: %d tets in %.1f s", m.num_tets, m.info["time_s"])
     return m

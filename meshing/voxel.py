@@ -18,7 +18,7 @@ import numpy as np
 from tomocell.errors import InputError
 from tomocell.log import get_logger
 from tomocell.meshing import tags
-from tomocell.meshing.coarsen import block_edges, block_mode
+from tomocell.meshing.coarsen import block_edges, coarsen_labels, particle_labels_on
 from tomocell.meshing.separator import layer_thicknesses
 from tomocell.meshing.tagging import tag_facets
 from tomocell.meshing.tetmesh import TetMesh
@@ -62,6 +62,7 @@ def voxel_mesh(
     *,
     separator_um: float = 25.0,
     coarsen: int = 1,
+    coarsen_method: str = "fraction",
     particle_labels: np.ndarray | None = None,
     separator_growth: float = 1.3,
     separator_max_aspect: float = 3.0,
@@ -71,7 +72,9 @@ def voxel_mesh(
     Args:
         volume: labelled volume (axis 0 through-thickness, index 0 at the separator side).
         separator_um: thickness of the separator slab added above the electrode (0: none).
-        coarsen: block size; each block takes its most frequent phase (partial blocks at the far ends).
+        coarsen: block size (partial blocks at the far ends).
+        coarsen_method: how a block gets its phase (:func:`tomocell.meshing.coarsen.coarsen_labels`):
+            'fraction' (default) keeps every phase's volume, 'mode' takes the majority phase.
         particle_labels: integer particle label per voxel (same shape as the volume, 0 outside
             particles); stored as the second cell field ``particle_tags``.
         separator_growth, separator_max_aspect: separator layers grow by this factor up to
@@ -94,10 +97,8 @@ def voxel_mesh(
         particle_labels = np.asarray(particle_labels)
         if particle_labels.shape != volume.shape:
             raise InputError(f"particle labels shape {particle_labels.shape} != volume shape {volume.shape}")
-    lab = block_mode(volume.labels, coarsen)
-    plab = block_mode(particle_labels, coarsen, ignore_zero=True) if particle_labels is not None else None
-    if plab is not None:
-        plab = np.where(lab == ACTIVE, plab, 0)
+    lab = coarsen_labels(volume.labels, coarsen, coarsen_method)
+    plab = particle_labels_on(lab, particle_labels, coarsen, ACTIVE) if particle_labels is not None else None
     # z grows from the current collector: flip axis 0 (index 0 = separator side = top)
     lab_z = lab[::-1]
     z_el = block_edges(n0, coarsen, d0)  # distances from the separator plane
@@ -126,7 +127,7 @@ def voxel_mesh(
         points=points, tets=tets, cell_tags=cell_tags, facets=facets, facet_tags=ftags,
         particle_tags=particle_tags, box_um=box, electrode_thickness_um=float(L),
         info={
-            "route": "voxel", "coarsen": coarsen, "separator_um": float(separator_um),
+            "route": "voxel", "coarsen": coarsen, "coarsen_method": coarsen_method if coarsen > 1 else None, "separator_um": float(separator_um),
             "separator_layers": int(n_sep), "voxel_size_um": list(volume.voxel_size_um),
             "volume_shape": list(volume.shape),
             "reference_labels_shape": list(lab.shape),

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import tomocell.fem  # noqa: F401
+from tomocell.errors import InputError
 from tomocell.meshing import tags
 from tomocell.meshing.phantoms import sphere_pack_volume
 from tomocell.meshing.tagging import NonConformalMeshError, face_table, tag_facets
@@ -142,10 +143,52 @@ def test_xdmf_round_trip_parallel(tmp_path):
 
 
 def test_bad_inputs():
-    from tomocell.errors import InputError
 
     vol = Volume(np.zeros((3, 3, 3), np.uint8), 1.0)
     with pytest.raises(InputError):
         voxel_mesh(vol, coarsen=4)
     with pytest.raises(InputError):
         voxel_mesh(vol, particle_labels=np.zeros((2, 2, 2)))
+
+
+def test_fraction_preserving_coarsening_keeps_a_thin_film_that_the_majority_erases():
+    from tomocell.meshing.coarsen import block_counts, coarsen_labels
+
+    # spheres of active material wrapped in a thin CBD skin (0.6 voxel): in 2^3 blocks the skin is rarely the
+    # majority, so the majority rule erases it; the fraction rule must keep each phase's volume to
+    # within one block and put the CBD where it was (blocks whose CBD fraction is highest)
+    z, y, x = np.mgrid[:24, :20, :22] + 0.5
+    lab = np.zeros(z.shape, np.uint8)
+    for c, r in (((7, 6, 7), 4.6), ((16, 13, 14), 5.3)):
+        d = np.sqrt((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2)
+        lab[(d < r + 0.6) & (lab == 0)] = 2
+        lab[d < r] = 1
+    fine = np.bincount(lab.ravel(), minlength=3)
+    assert fine[2] > 0.3 * fine[1]
+    counts, size = block_counts(lab, 2, 3)
+    assert counts.sum(axis=-1).tolist() == size.tolist()
+    mode = coarsen_labels(lab, 2, "mode")
+    frac = coarsen_labels(lab, 2)
+    vol_mode = np.bincount(mode.ravel(), weights=size.ravel(), minlength=3)
+    vol_frac = np.bincount(frac.ravel(), weights=size.ravel(), minlength=3)
+    assert vol_mode[2] < 0.6 * fine[2]  # half the skin gone
+    assert np.all(np.abs(vol_frac - fine) <= 8)  # every phase to within one 2^3 block
+    # the scarcest phase (CBD) took the blocks where it was densest: none left behind holds more
+    cbd_share = counts[..., 2] / size
+    assert cbd_share[frac == 2].min() >= cbd_share[frac != 2].max() > 0
+    # a phase absent from the fine grid stays absent; factor 1 is the identity; bad method refused
+    assert not np.any(coarsen_labels(np.where(lab == 2, 0, lab).astype(np.uint8), 2) == 2)
+    assert np.array_equal(coarsen_labels(lab, 1), lab)
+    with pytest.raises(InputError, match="unknown coarsening method"):
+        coarsen_labels(lab, 2, "median")
+
+
+def test_fraction_coarsened_mesh_labels_every_active_block_with_a_particle():
+    vol, part = _phantom((13, 10, 11))
+    m = voxel_mesh(vol, separator_um=0.0, coarsen=2, particle_labels=part)
+    act = m.cell_tags == tags.ACTIVE
+    assert m.info["coarsen_method"] == "fraction"
+    assert np.all(m.particle_tags[act] > 0) and np.all(m.particle_tags[~act] == 0)
+    assert set(np.unique(m.particle_tags[act])) <= set(np.unique(part[part > 0]))
+    frac = m.tet_volumes_um3()[act].sum() / np.prod(m.box_um)
+    assert frac == pytest.approx(vol.fractions()["active"], abs=2 * 8 * 0.125 / np.prod(m.box_um))
