@@ -287,13 +287,29 @@ def _touches_box(labels: np.ndarray) -> np.ndarray:
     return t[1:]
 
 
+def volume_weighted_quantiles(d_um: np.ndarray, qs: tuple[float, ...] = (0.1, 0.5, 0.9),
+                              volumes_um3: np.ndarray | None = None) -> list[float]:
+    """Volume-weighted quantiles (D10, D50, D90 by default) of particle diameters, um.
+
+    The one definition of Dxx in tomocell (the generator's targets and achieved sizes, `characterise`,
+    the RVE study): the diameters are sorted and each particle's volume is placed at the midpoint of
+    its step of the cumulative volume distribution, which is interpolated linearly, so a quantile moves
+    continuously with the particle sizes (a first-crossing step rule jumps a whole particle when a
+    few voxels change). ``volumes_um3``: the particles' volumes (default: d^3, spheres).
+    """
+    d = np.asarray(d_um, dtype=float)
+    w = d**3 if volumes_um3 is None else np.asarray(volumes_um3, dtype=float)
+    o = np.argsort(d, kind="stable")
+    d, w = d[o], w[o]
+    c = (np.cumsum(w) - 0.5 * w) / w.sum()
+    return [float(np.interp(q, c, d)) for q in qs]
+
+
 def volume_weighted_diameters(table: dict[str, np.ndarray], qs: tuple[float, ...] = (0.1, 0.5, 0.9)) -> dict[str, float]:
-    """D10/D50/D90 of the equivalent diameter, weighted by particle volume (um)."""
-    d = np.asarray(table["equivalent_diameter_um"])
-    w = np.asarray(table["volume_um3"])
-    o = np.argsort(d)
-    cw = np.cumsum(w[o]) / w.sum()
-    return {f"d{int(q * 100)}_um": float(d[o][min(np.searchsorted(cw, q), d.size - 1)]) for q in qs}
+    """D10/D50/D90 of the equivalent diameter, weighted by particle volume (um; see
+    :func:`volume_weighted_quantiles`)."""
+    vals = volume_weighted_quantiles(table["equivalent_diameter_um"], qs, volumes_um3=table["volume_um3"])
+    return {f"d{int(q * 100)}_um": v for q, v in zip(qs, vals)}
 
 
 def summary(table: dict[str, Any]) -> dict[str, Any]:

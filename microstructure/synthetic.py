@@ -49,6 +49,7 @@ from scipy.spatial.transform import Rotation
 
 from tomocell.errors import InputError
 from tomocell.log import get_logger, progress
+from tomocell.microstructure.particles import volume_weighted_quantiles
 from tomocell.microstructure.volume import ACTIVE, CBD, PORE, Volume, _check_voxel_size
 
 log = get_logger("microstructure.synthetic")
@@ -139,14 +140,6 @@ def stratified_diameters(total_volume_um3: float, mu: float, sigma: float, lo: f
         out.append(d)
         u += du
     return np.array(out)
-
-
-def volume_weighted_quantiles(d_um: np.ndarray, qs: tuple[float, ...] = (0.1, 0.5, 0.9)) -> list[float]:
-    """Volume-weighted quantiles of a set of diameters (linear interpolation of the cumulative volume)."""
-    d = np.sort(np.asarray(d_um, dtype=float))
-    w = d**3
-    c = (np.cumsum(w) - 0.5 * w) / w.sum()
-    return [float(np.interp(q, c, d)) for q in qs]
 
 
 # ----------------------------------------------------------------------------- particles

@@ -15,8 +15,8 @@ from tomocell.microstructure.synthetic import (
     generate_electrode,
     size_distribution,
     stratified_diameters,
-    volume_weighted_quantiles,
 )
+from tomocell.microstructure.particles import volume_weighted_quantiles
 from tomocell.microstructure.volume import ACTIVE, CBD, PORE
 
 
