@@ -130,10 +130,9 @@ def simulate_file(mesh: str | Path, c_rate: float, out: str | Path, **kw: Any) -
     from tomocell.physics.discharge import simulate_discharge
     from tomocell.physics.parameters import load_parameters
 
-    import math
+    from tomocell.config import check_c_rate
 
-    if not (c_rate is not None and math.isfinite(c_rate) and c_rate > 0):
-        raise InputError(f"--c-rate must be a finite number > 0, got {c_rate}")
+    c_rate = check_c_rate(c_rate, "--c-rate")
     guard = {"guard": bool(kw.pop("guard", False)), "overwrite": bool(kw.pop("overwrite", False)),
              "resume": bool(kw.get("resume", False))}
     overrides = kw.pop("overrides", None) or {}

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from tomocell.config import check_c_rate
 from tomocell.errors import InputError
 from tomocell.log import get_logger
 from tomocell.physics.model import HalfCellModel, MeshInput
@@ -167,12 +168,11 @@ def simulate_discharge(
     from tomocell.physics.protocols.run import run_experiment
 
     t_wall = time.perf_counter()
-    if not (isinstance(c_rate, (int, float)) and np.isfinite(c_rate) and c_rate > 0):
-        raise InputError(f"C-rate must be a finite number > 0, got {c_rate}")
+    c_rate = check_c_rate(c_rate)
     if rest_s < 0:
         raise InputError(f"rest duration must be >= 0 s, got {rest_s}")
-    if charge_c_rate is not None and not (np.isfinite(charge_c_rate) and charge_c_rate > 0):
-        raise InputError(f"charge C-rate must be a finite number > 0, got {charge_c_rate}")
+    if charge_c_rate is not None:
+        charge_c_rate = check_c_rate(charge_c_rate, "charge C-rate")
     if not cv_cutoff_c_rate > 0:
         raise InputError(f"CV cut-off C-rate must be > 0, got {cv_cutoff_c_rate}")
     if charge_c_rate is not None and li_kinetics == "ideal":

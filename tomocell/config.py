@@ -6,6 +6,9 @@ options on the command line win over the file.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import json
 import os
 import tomllib
@@ -97,3 +100,12 @@ def parse_voxel_size(spec: str | float | list[float] | tuple[float, ...] | None)
     if not all(v > 0 and v == v and v != float("inf") for v in vals):
         raise InputError(f"--voxel-size must be positive and finite (um), got {vals}")
     return (vals[0], vals[1], vals[2])
+
+
+def check_c_rate(value: Any, name: str = "C-rate") -> float:
+    """``value`` as a float if it is a finite number > 0 (the one check of a C-rate: the CLI, the demo,
+    ``simulate_file`` and ``simulate_discharge``); else InputError naming ``name``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value > 0):
+        raise InputError(f"{name} must be a finite number > 0, got {value}")
+    return float(value)

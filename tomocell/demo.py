@@ -270,10 +270,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tomocell.errors import InputError
+    from tomocell.config import check_c_rate
 
-    if args.c_rate is None or not args.c_rate > 0:
-        raise InputError(f"--c-rate must be > 0, got {args.c_rate}")
+    check_c_rate(args.c_rate, "--c-rate")
     generator, meshing = SIZES[args.size]
     summary = run_demo(args.out, seed=args.seed, c_rate=args.c_rate, fresh=args.fresh, generator=generator,
                        meshing=meshing)
