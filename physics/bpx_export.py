@@ -10,7 +10,7 @@ efficiency, surface area per volume, radius) and the set's functions: the OCP on
 the electrolyte conductivity and diffusivity as BPX interpolated tables (BPX expressions allow
 only x, exp, tanh and cosh), D_s as a number or table. What BPX cannot hold goes into
 ``User-defined`` under ``tomocell ...`` names (read back by
-:func:`tomocell.physics.parameters.bpx_to_raw`): the concentration-dependent transference number
+:func:`tomocell.physics.bpx_import.bpx_to_raw`): the concentration-dependent transference number
 and thermodynamic factor, the initial electrolyte concentration, Li-metal kinetics, CBD conductivity
 and density. BPX's cation transference number is the set's value at c_e0.
 """

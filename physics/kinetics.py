@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tomocell.physics.parameters import FARADAY, _namespace
+from tomocell.physics.expressions import backend_namespace
+from tomocell.physics.parameters import FARADAY
 
 if TYPE_CHECKING:
     from tomocell.physics.parameters import Parameters
@@ -30,7 +31,7 @@ def regularised_vacancies(theta: Any, backend: str = "numpy") -> tuple[Any, Any]
     discharge took 345 steps, most of them in its last 0.2 % of depth of discharge). A softplus floor
     underflows to 0 a few hundred d past the bound, where the square root's slope is infinite."""
     d = THETA_FLOOR
-    ns = _namespace(backend)
+    ns = backend_namespace(backend)
 
     def f(z: Any) -> Any:
         return 0.5 * (z + ns["sqrt"](z * z + 4.0 * d * d))

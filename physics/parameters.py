@@ -23,10 +23,8 @@ come from the bundled default set. Everything is SI.
 
 from __future__ import annotations
 
-import ast
 import copy
 import json
-import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from tomocell.errors import InputError
+from tomocell.physics.bpx_import import bpx_to_raw
+from tomocell.physics.expressions import Func, backend_namespace
 
 FARADAY = 96485.33212  # C/mol
 GAS_CONSTANT = 8.314462618  # J/(mol K)
@@ -55,7 +55,7 @@ C_E_MIN = 1e-6
 
 def _softplus(y: Any, backend: str) -> Any:
     """log(1 + exp(y)), overflow-free: max(y, 0) + log(1 + exp(-|y|)) (smooth: the kinks cancel)."""
-    ns = _namespace(backend)
+    ns = backend_namespace(backend)
     if backend == "numpy":
         mx = np.maximum
     elif backend == "ufl":
@@ -87,168 +87,6 @@ def regularised_concentration(c: Any, c_hi: float, backend: str = "numpy") -> An
 BUNDLED = {"nmc111": "nmc111_lipf6_ecemc.json", "lco-ramadass2004": "lco_ramadass2004_lipf6_ecemc.json",
            "xu2019": "xu2019_nmc_li.json"}
 DEFAULT_SET = "nmc111"
-
-_ALLOWED_FUNCS = ("exp", "tanh", "cosh", "sinh", "sqrt", "log", "abs")
-_ALLOWED_NAMES = ("x", "c", "T")
-
-
-#: bounds of a parameter expression: characters and syntax-tree nodes (the bundled OCP fits have < 150)
-MAX_EXPRESSION_CHARS = 4000
-MAX_EXPRESSION_NODES = 1000
-
-
-class _FloatConstants(ast.NodeTransformer):
-    """Integer literals become floats, so ``9**9**9`` overflows at once (OverflowError) instead of
-    computing a 370-million-digit integer: Python's int power is the only unbounded operation the
-    grammar allows, floats (and numpy/UFL) are bounded by IEEE arithmetic. A bare integer exponent
-    (``x**2``) is kept: its base is then a float or an array, and UFL keeps its integer power."""
-
-    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:  # noqa: N802 - ast API
-        if isinstance(node.op, ast.Pow) and isinstance(node.right, ast.Constant) and type(node.right.value) is int:
-            node.left = self.visit(node.left)
-            return node
-        return self.generic_visit(node)
-
-    def visit_Constant(self, node: ast.Constant) -> ast.AST:  # noqa: N802 - ast API
-        if type(node.value) is int:
-            return ast.copy_location(ast.Constant(float(node.value)), node)
-        return node
-
-
-def _check_expression(text: str) -> ast.Expression:
-    """Parse an arithmetic expression and reject anything but numbers, x/c/T and the allowed calls.
-
-    Bounded: at most MAX_EXPRESSION_CHARS characters and MAX_EXPRESSION_NODES nodes, integer literals
-    evaluated as floats (see :class:`_FloatConstants`)."""
-    if len(text) > MAX_EXPRESSION_CHARS:
-        raise InputError(f"parameter expression of {len(text)} characters is longer than {MAX_EXPRESSION_CHARS}")
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError as exc:
-        raise InputError(f"parameter expression {text!r} is not valid: {exc.msg}") from None
-    except (RecursionError, MemoryError):
-        raise InputError(f"parameter expression {text[:60]!r}... is nested too deeply") from None
-    n_nodes = sum(1 for _ in ast.walk(tree))
-    if n_nodes > MAX_EXPRESSION_NODES:
-        raise InputError(f"parameter expression {text[:60]!r}... has {n_nodes} terms (more than {MAX_EXPRESSION_NODES})")
-    ok_ops = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Expression, ast.Load, ast.BinOp, ast.UnaryOp) + ok_ops):
-            continue
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            continue
-        if isinstance(node, ast.Name) and (node.id in _ALLOWED_NAMES or node.id in _ALLOWED_FUNCS):
-            continue
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _ALLOWED_FUNCS and not node.keywords:
-            continue
-        raise InputError(f"parameter expression {text!r}: {type(node).__name__} is not allowed "
-                         f"(use numbers, {', '.join(_ALLOWED_NAMES)}, + - * / ** and {', '.join(_ALLOWED_FUNCS)})")
-    return ast.fix_missing_locations(_FloatConstants().visit(tree))
-
-
-def _namespace(kind: str) -> dict[str, Any]:
-    if kind == "numpy":
-        return {"exp": np.exp, "tanh": np.tanh, "cosh": np.cosh, "sinh": np.sinh, "sqrt": np.sqrt,
-                "log": np.log, "abs": np.abs}
-    if kind == "pybamm":
-        import pybamm
-
-        return {"exp": pybamm.exp, "tanh": pybamm.tanh, "cosh": pybamm.cosh, "sinh": pybamm.sinh,
-                "sqrt": pybamm.sqrt, "log": pybamm.log, "abs": abs}
-    import ufl
-
-    return {"exp": ufl.exp, "tanh": ufl.tanh, "cosh": ufl.cosh, "sinh": ufl.sinh, "sqrt": ufl.sqrt,
-            "log": ufl.ln, "abs": abs}
-
-
-class Func:
-    """A scalar material function: constant, expression or table, for numpy or UFL arguments.
-
-    Call as ``f(x=...)`` (electrode functions of stoichiometry) or ``f(c=..., T=...)`` (electrolyte
-    functions of concentration in mol/m^3). ``ufl=True`` builds a UFL expression instead.
-    """
-
-    def __init__(self, spec: Any, name: str = "parameter"):
-        self.name = name
-        self.spec = spec
-        self.valid: tuple[float, float] | None = None
-        self._const: float | None = None
-        self._code = None
-        self._table: tuple[np.ndarray, np.ndarray] | None = None
-        if isinstance(spec, (int, float)):
-            self._const = float(spec)
-            return
-        if not isinstance(spec, dict):
-            raise InputError(f"{name}: expected a number or a mapping, got {spec!r}")
-        if spec.get("valid") is not None:
-            lo, hi = spec["valid"]
-            self.valid = (float(lo), float(hi))
-        if "value" in spec:
-            try:
-                self._const = float(spec["value"])
-            except (TypeError, ValueError):
-                raise InputError(f"{name}: value {spec['value']!r} is not a number") from None
-        elif "expression" in spec:
-            tree = _check_expression(str(spec["expression"]))
-            self._code = compile(tree, f"<{name}>", "eval")
-        elif "table" in spec:
-            tx = np.asarray(spec["table"].get("x"), dtype=float)
-            ty = np.asarray(spec["table"].get("y"), dtype=float)
-            if tx.ndim != 1 or tx.shape != ty.shape or tx.size < 2:
-                raise InputError(f"{name}: table needs equally long x and y lists with >= 2 points")
-            order = np.argsort(tx)
-            tx, ty = tx[order], ty[order]
-            if np.any(np.diff(tx) <= 0):
-                raise InputError(f"{name}: table x values must be distinct")
-            self._table = (tx, ty)
-        else:
-            raise InputError(f"{name}: needs 'value', 'expression' or 'table'")
-
-    @property
-    def is_constant(self) -> bool:
-        return self._const is not None
-
-    def __call__(self, x: Any = None, c: Any = None, T: Any = None, ufl: bool = False, backend: str | None = None) -> Any:
-        """``backend``: "numpy" (default), "ufl" (same as ``ufl=True``) or "pybamm" (PyBaMM symbols)."""
-        if self._const is not None:
-            return self._const
-        backend = backend or ("ufl" if ufl else "numpy")
-        arg = x if x is not None else c
-        if self._table is not None:
-            return self._piecewise_linear(arg, backend)
-        ns = _namespace(backend)
-        ns.update({"x": arg, "c": arg if c is None else c, "T": T, "__builtins__": {}})
-        try:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # inf/nan are caught by validate()
-                return eval(self._code, ns)  # noqa: S307 - AST checked in _check_expression
-        except (OverflowError, ZeroDivisionError, ValueError) as exc:
-            raise InputError(f"parameter {self.name}: expression {self.spec.get('expression')!r} cannot be "
-                             f"evaluated ({exc})") from None
-
-    def _piecewise_linear(self, arg: Any, backend: str) -> Any:
-        # A sum of ramps max(x - x_i, 0): continuous, linearly extrapolated, and expressible in UFL
-        # (and PyBaMM) with one max per node (a chain of conditionals would be much larger to compile).
-        tx, ty = self._table
-        slopes = np.diff(ty) / np.diff(tx)
-        if backend in ("ufl", "pybamm"):
-            if backend == "ufl":
-                import ufl
-
-                ramp = ufl.max_value
-            else:
-                import pybamm
-
-                ramp = pybamm.maximum
-            out = float(ty[0]) + float(slopes[0]) * (arg - float(tx[0]))
-            for i in range(1, slopes.size):
-                out = out + float(slopes[i] - slopes[i - 1]) * ramp(arg - float(tx[i]), 0.0)
-            return out
-        a = np.asarray(arg, dtype=float)
-        out = ty[0] + slopes[0] * (a - tx[0])
-        for i in range(1, slopes.size):
-            out = out + (slopes[i] - slopes[i - 1]) * np.maximum(a - tx[i], 0.0)
-        return out
-
 
 @dataclass
 class Parameters:
@@ -519,7 +357,7 @@ def load_raw(spec: str | Path | None = None) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise InputError(f"parameter file {path}: not valid JSON ({exc})") from None
     if isinstance(data, dict) and "Parameterisation" in data:
-        return bpx_to_raw(data, source=str(path))
+        return bpx_to_raw(data, load_raw(DEFAULT_SET), DEFAULT_SET, source=str(path))
     if not isinstance(data, dict):
         raise InputError(f"parameter file {path} must hold a JSON object")
     check_known_keys(data, str(path))
@@ -582,122 +420,6 @@ def load_parameters(spec: str | Path | None = None, overrides: dict[str, Any] | 
     return from_dict(data)
 
 
-# ---- BPX ---------------------------------------------------------------------------------------
-
-def _bpx_value(v: Any, name: str, var: str) -> dict[str, Any]:
-    src = f"BPX field '{name}'"
-    if isinstance(v, (int, float)):
-        return {"value": float(v), "source": src}
-    if isinstance(v, str):
-        return {"expression": v.replace("x", var) if var != "x" else v, "source": src}
-    if isinstance(v, dict) and "x" in v and "y" in v:
-        return {"table": {"x": v["x"], "y": v["y"]}, "source": src}
-    raise InputError(f"BPX field '{name}': unsupported value {v!r}")
-
-
 def read_bpx(path: str | Path, overrides: dict[str, Any] | None = None) -> Parameters:
     """Parameters from a BPX JSON file (fields BPX defines; the rest from the default set)."""
     return load_parameters(path, overrides)
-
-
-def bpx_to_raw(bpx: dict[str, Any], source: str = "BPX") -> dict[str, Any]:
-    """Map BPX ``Parameterisation`` fields onto this module's schema.
-
-    Used: Cell (Reference temperature, Lower/Upper voltage cut-off), Electrolyte (Initial
-    concentration, Cation transference number, Conductivity, Diffusivity: numbers or expressions in
-    x = concentration in mol/m^3), Positive electrode (Maximum concentration, Diffusivity, OCP,
-    Conductivity, Reaction rate constant k_norm with i0 = F k_norm sqrt((c_e/c_e0)(x)(1-x)),
-    Minimum stoichiometry), Separator (Thickness, Porosity, Transport efficiency = porosity^b).
-    Activation energies are not applied: runs are at the BPX reference temperature.
-    """
-    par = bpx.get("Parameterisation")
-    if not isinstance(par, dict):
-        raise InputError(f"{source}: BPX file without a 'Parameterisation' object")
-    raw = copy.deepcopy(load_raw(DEFAULT_SET))
-    raw["name"] = f"bpx:{Path(source).name}"
-    raw["description"] = f"BPX file {source}; CBD, Li-metal and density from {DEFAULT_SET}"
-    cell, el, pos, sep = (par.get(k, {}) for k in ("Cell", "Electrolyte", "Positive electrode", "Separator"))
-    if not pos:
-        raise InputError(f"{source}: BPX file has no 'Positive electrode' section")
-
-    def need(section: dict[str, Any], key: str, sec_name: str) -> Any:
-        if key not in section:
-            raise InputError(f"{source}: BPX field '{sec_name}/{key}' is missing")
-        return section[key]
-
-    if "Reference temperature [K]" in cell:
-        raw["temperature"] = {"value": float(cell["Reference temperature [K]"]), "source": "BPX Cell/Reference temperature"}
-    for key, target in [("Lower voltage cut-off [V]", "voltage_min"), ("Upper voltage cut-off [V]", "voltage_max")]:
-        if key in cell:
-            raw[target] = {"value": float(cell[key]), "source": f"BPX Cell/{key}"}
-    a = raw["active"]
-    a["material"] = "BPX positive electrode"
-    c_max = float(need(pos, "Maximum concentration [mol.m-3]", "Positive electrode"))
-    a["c_max"] = {"value": c_max, "source": "BPX Positive electrode/Maximum concentration"}
-    a["diffusivity"] = _bpx_value(need(pos, "Diffusivity [m2.s-1]", "Positive electrode"), "Positive electrode/Diffusivity", "x")
-    ocp = _bpx_value(need(pos, "OCP [V]", "Positive electrode"), "Positive electrode/OCP", "x")
-    ocp["valid"] = [0.0, 1.0]
-    a["ocp"] = ocp
-    if "Conductivity [S.m-1]" in pos:
-        a["conductivity"] = _bpx_value(pos["Conductivity [S.m-1]"], "Positive electrode/Conductivity", "x")
-    e = raw["electrolyte"]
-    user = par.get("User-defined") or {}
-    c_e0 = float(el.get("Initial concentration [mol.m-3]",
-                        user.get("tomocell initial electrolyte concentration [mol.m-3]", 1000.0)))
-    e["c0"] = {"value": c_e0, "source": "BPX Electrolyte/Initial concentration"}
-    if "Reaction rate constant [mol.m-2.s-1]" in pos:
-        k_norm = float(pos["Reaction rate constant [mol.m-2.s-1]"])
-        a["rate_constant"] = {"value": k_norm / (c_max * math.sqrt(c_e0)),
-                              "source": "BPX Positive electrode/Reaction rate constant k_norm / (c_max sqrt(c_e0))"}
-    a["alpha_a"] = {"value": 0.5, "source": "BPX kinetics are symmetric (sinh form)"}
-    a["alpha_c"] = {"value": 0.5, "source": "BPX kinetics are symmetric (sinh form)"}
-    for key, target in [("Conductivity [S.m-1]", "conductivity"), ("Diffusivity [m2.s-1]", "diffusivity"),
-                        ("Cation transference number", "transference")]:
-        if key in el:
-            val = _bpx_value(el[key], f"Electrolyte/{key}", "c")
-            val["valid"] = e[target].get("valid", [50.0, 3000.0]) if isinstance(e.get(target), dict) else [50.0, 3000.0]
-            e[target] = val
-    e["thermodynamic_factor"] = {"value": 1.0, "source": "BPX defines no thermodynamic factor: 1 (ideal solution)"}
-    if sep:
-        s = raw["separator"]
-        if "Thickness [m]" in sep:
-            s["thickness"] = {"value": float(sep["Thickness [m]"]), "source": "BPX Separator/Thickness"}
-        if "Porosity" in sep:
-            s["porosity"] = {"value": float(sep["Porosity"]), "source": "BPX Separator/Porosity"}
-        te = sep.get("Transport efficiency")
-        eps = float(s["porosity"]["value"])
-        if te is not None and 0 < eps < 1 and 0 < float(te) < 1:
-            s["bruggeman"] = {"value": math.log(float(te)) / math.log(eps),
-                              "source": "BPX Separator/Transport efficiency = porosity^b"}
-    _apply_tomocell_user_defined(raw, user)
-    return raw
-
-
-#: User-defined BPX fields written by `tomocell export-bpx` (physics/bpx_export.py) -> dotted names here
-_USER_DEFINED = {
-    "tomocell initial electrolyte concentration [mol.m-3]": ("electrolyte.c0", ""),
-    "tomocell cation transference number": ("electrolyte.transference", "c"),
-    "tomocell thermodynamic factor": ("electrolyte.thermodynamic_factor", "c"),
-    "tomocell Li metal exchange-current density [A.m-2]": ("li_metal.exchange_current_density", ""),
-    "tomocell Li metal concentration exponent": ("li_metal.c_exponent", ""),
-    "tomocell CBD conductivity [S.m-1]": ("cbd.conductivity", ""),
-    "tomocell active material density [kg.m-3]": ("active.density", ""),
-    "tomocell active material conductivity [S.m-1]": ("active.conductivity", ""),
-    "tomocell separator Bruggeman coefficient": ("separator.bruggeman", ""),
-}
-
-
-def _apply_tomocell_user_defined(raw: dict[str, Any], user: dict[str, Any]) -> None:
-    """Read back the half-cell parameters BPX has no field for (User-defined 'tomocell ...' names)."""
-    for key, (dotted, var) in _USER_DEFINED.items():
-        if key not in user:
-            continue
-        sec, name = dotted.split(".")
-        old = raw[sec].get(name)
-        val = _bpx_value(user[key], f"User-defined/{key}", var or "x")
-        if var and isinstance(old, dict) and old.get("valid"):
-            val["valid"] = old["valid"]
-        raw[sec][name] = val
-    lo, hi = user.get("tomocell OCP valid minimum stoichiometry"), user.get("tomocell OCP valid maximum stoichiometry")
-    if lo is not None and hi is not None:
-        raw["active"]["ocp"]["valid"] = [float(lo), float(hi)]
