@@ -53,9 +53,11 @@ def upsampled(volume, particles: np.ndarray, n: int):
 
 
 def mesh_case(volume, particles: np.ndarray, route: str, blocks: str, separator_um: float, out: Path) -> Path:
-    """The mesh of one case (made on rank 0, reused when ``out/mesh.xdmf`` exists)."""
+    """The mesh of one case, reused when ``out/mesh.xdmf`` exists. Every rank builds it (its fidelity
+    report's voxel tortuosity is a collective solve under mpirun); rank 0 writes it."""
     path = out / "mesh.xdmf"
-    if mpi.is_root() and not path.is_file():
+    exists = mpi.world().bcast(path.is_file() if mpi.is_root() else None, root=0)
+    if not exists:
         coarsen = 1
         if blocks.startswith("up"):
             volume, particles = upsampled(volume, particles, int(blocks[2:]))
@@ -63,7 +65,8 @@ def mesh_case(volume, particles: np.ndarray, route: str, blocks: str, separator_
             coarsen = int(blocks)
         res = tc.mesh(volume, route=route, coarsen=coarsen, separator_um=separator_um, area_tol=None,
                       particle_labels=particles)
-        res.save(out)
+        if mpi.is_root():
+            res.save(out)
     mpi.world().barrier()
     return path
 
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     from tomocell.microstructure.particles import label_particles
 
     vol = tc.generate(preset="demo", box_um=tuple(args.box_um), seed=args.seed)
-    part = label_particles(vol) if mpi.is_root() else None
+    part = label_particles(vol)
     rows = []
     for case in args.cases:
         route, c = case.split(":")

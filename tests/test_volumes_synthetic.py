@@ -13,9 +13,8 @@ from tomocell.microstructure.checks import find_isolated_clusters
 from tomocell.microstructure.synthetic import (
     PRESETS,
     generate_electrode,
-    size_distribution,
-    stratified_diameters,
 )
+from tomocell.microstructure.packing import size_distribution, stratified_diameters
 from tomocell.microstructure.particles import volume_weighted_quantiles
 from tomocell.microstructure.volume import ACTIVE, CBD, PORE
 
