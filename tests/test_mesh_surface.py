@@ -302,7 +302,7 @@ def test_node_insertion_replaces_a_sliver_whose_nodes_are_all_constrained():
 
 
 def test_region_patches_identify_each_region():
-    from tomocell.meshing.gmsh_volume import _region_table
+    from tomocell.meshing.gmsh_pool import _region_table
 
     # two separate CBD blobs in pore, one touching the box: each is its own region with its own patches
     lab = np.zeros((10, 10, 10), np.uint8)
