@@ -268,7 +268,7 @@ def test_sliver_removal_flips_flat_tet_on_an_interface_and_keeps_volumes():
 
 
 def test_node_insertion_replaces_a_sliver_whose_nodes_are_all_constrained():
-    from tomocell.meshing.improve import _insert_node, _orient
+    from tomocell.meshing.local_ops import _insert_node, orient as _orient
     from tomocell.meshing.tagging import face_table
 
     # flat tet abcd between two pyramids (apexes p, r): all six nodes lie on the outer (tagged) faces,
@@ -439,7 +439,7 @@ def test_intersecting_triangles_matches_all_pairs_on_a_perturbed_surface():
 def test_kernel_centre_of_a_cavity():
     """The insertion point of the sliver pass: for a regular octahedron the centre, equidistant from
     all eight faces; for a cavity no point sees wholly (two tets meeting at a vertex only), none."""
-    from tomocell.meshing.improve import _kernel_centre
+    from tomocell.meshing.local_ops import _kernel_centre
 
     v = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float) * 2.0 + 5.0
     faces = []
@@ -494,7 +494,7 @@ def test_interface_node_slides_within_its_sheet():
     """Last resort of the sliver pass: an interface node inside one sheet (here the plane z = 0
     between two phases, a fan of six facets around v) moves only within the sheet and at most a
     quarter of its edge length, and only when that raises the worst tet around it."""
-    from tomocell.meshing.improve import _sheet_nodes, _sheet_normal, _smooth_node
+    from tomocell.meshing.local_ops import sheet_nodes as _sheet_nodes, sheet_normal as _sheet_normal, smooth_node as _smooth_node
 
     ang = np.linspace(0, 2 * np.pi, 7)[:-1]
     ring = np.column_stack([np.cos(ang), np.sin(ang), np.zeros(6)])
