@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tomocell.meshing.remesh import _point_segment_distance, _point_triangle_distance, triangle_quality
+from tomocell.meshing.remesh_kernels import point_segment_distance, point_triangle_distance, triangle_quality
 
 
 def test_point_triangle_distance_matches_dense_sampling():
@@ -15,15 +15,15 @@ def test_point_triangle_distance_matches_dense_sampling():
         a, b, c, p = rng.normal(size=(4, 3))
         pts = a + u[inside, None] * (b - a) + v[inside, None] * (c - a)
         ref = np.linalg.norm(pts - p, axis=1).min()
-        d = _point_triangle_distance(p, a, b, c)
+        d = point_triangle_distance(p, a, b, c)
         # the exact distance is never above the sampled one, and within the sampling step of it
         assert d <= ref + 1e-12 and ref - d < 0.03 * max(np.linalg.norm(b - a), np.linalg.norm(c - a))
     # a point above the face, and one beyond a vertex
     a, b, c = np.array([0.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0.0, 1, 0])
-    assert _point_triangle_distance(np.array([0.2, 0.2, 0.7]), a, b, c) == 0.7
-    assert np.isclose(_point_triangle_distance(np.array([2.0, 0, 0]), a, b, c), 1.0)
-    assert np.isclose(_point_segment_distance(np.array([0.5, 1.0, 0]), a, b), 1.0)
-    assert np.isclose(_point_segment_distance(np.array([-3.0, 4.0, 0]), a, b), 5.0)
+    assert point_triangle_distance(np.array([0.2, 0.2, 0.7]), a, b, c) == 0.7
+    assert np.isclose(point_triangle_distance(np.array([2.0, 0, 0]), a, b, c), 1.0)
+    assert np.isclose(point_segment_distance(np.array([0.5, 1.0, 0]), a, b), 1.0)
+    assert np.isclose(point_segment_distance(np.array([-3.0, 4.0, 0]), a, b), 5.0)
 
 
 def test_triangle_quality_limits():
@@ -93,5 +93,5 @@ def test_remeshing_a_ball_keeps_volume_area_and_stays_near_the_input():
     worst = 0.0
     for v in np.unique(groups[ball]):
         near = T1[np.argsort(np.linalg.norm(cen1 - s.points[v], axis=1))[:20]]
-        worst = max(worst, min(_point_triangle_distance(s.points[v], P[a], P[b], P[c]) for a, b, c in near))
+        worst = max(worst, min(point_triangle_distance(s.points[v], P[a], P[b], P[c]) for a, b, c in near))
     assert worst < 0.5 * vs

@@ -8,7 +8,8 @@ import pytest
 from tomocell.errors import InputError
 from tomocell.meshing import tags
 from tomocell.meshing.coarsen import block_mode
-from tomocell.meshing.remesh import remesh_surface, triangle_quality
+from tomocell.meshing.remesh import remesh_surface
+from tomocell.meshing.remesh_kernels import triangle_quality
 from tomocell.meshing.fidelity import fidelity_report, marching_cubes_areas, sicn
 from tomocell.meshing.phantoms import sphere_pack_volume
 from tomocell.meshing.surface import (
