@@ -112,7 +112,7 @@ def write_outputs(rows: list[dict], out: Path) -> None:
     finest = min(r["element_um"] for r in rows if r["route"] == "smoothed") if any(
         r["route"] == "smoothed" for r in rows) else None
     ref = {r["c_rate"]: r for r in rows if r["route"] == "smoothed" and r["element_um"] == finest}
-    lines = ["| mesh | tets | C-rate | capacity (mAh/g) | vs finest conformal | mean |eta_act| at 50 % DoD (mV) |"
+    lines = ["| mesh | tets | C-rate | capacity (mAh/g) | vs finest conformal | mean \\|eta_act\\| at 50 % DoD (mV) |"
              " active/pore area vs marching cubes | pore tau (mesh / voxels) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -150,7 +150,7 @@ def plot(rows: list[dict], path: Path) -> None:
             if eta:
                 axes[1].plot(*zip(*eta), marker=marker, ls=ls, color=col, label=lab)
     axes[0].set_ylabel("delivered capacity (mAh/g)")
-    axes[1].set_ylabel("mean activation overpotential |eta_act| at 50 % DoD (mV)")
+    axes[1].set_ylabel("mean |activation overpotential|\nat 50 % DoD (mV)")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("tetrahedra in the mesh")
