@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     out = Path(args.out)
     from tomocell.microstructure.particles import label_particles
 
-    vol = tc.generate(preset="demo", box_um=tuple(args.box_um), seed=args.seed)
+    vol = tc.generate(preset=args.preset, box_um=tuple(args.box_um), seed=args.seed)
     part = label_particles(vol)
     rows = []
     for case in args.cases:
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--box-um", type=float, nargs=3, default=(20.0, 12.0, 12.0), metavar=("Z", "Y", "X"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", default="demo", help="generator preset (tomocell generate --preset; default demo)")
     p.add_argument("--rates", type=float, nargs="+", default=(1.0, 5.0))
     p.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="route:blocks, e.g. smoothed:2 voxel:1")
     p.add_argument("--separator-um", type=float, default=15.0)
