@@ -40,10 +40,9 @@ from mpi4py import MPI
 
 from tomocell.errors import InputError
 from tomocell.meshing import tags as T
-from tomocell.physics.newton import NewtonSolver, iterative_options, newton_convergence  # noqa: F401  (re-exported)
-from tomocell.physics.electrolyte_phases import check_cbd_model, electrolyte_phases, electrolyte_tags
-from tomocell.physics.electrolyte_phases import reacting_fraction  # noqa: F401  (re-exported)
-from tomocell.physics.kinetics import exchange_current_density  # noqa: F401  (re-exported)
+from tomocell.physics.newton import NewtonSolver
+from tomocell.physics.electrolyte_phases import check_cbd_model, electrolyte_phases, electrolyte_tags, reacting_fraction
+from tomocell.physics.kinetics import exchange_current_density
 from tomocell.physics.parameters import FARADAY, Parameters, regularised_concentration
 from tomocell.physics.topology import CBD_DRY, SOLID_TAGS, MeshInput, analyse_mesh  # noqa: F401  (re-exported)
 from tomocell.physics.bodies import colour_bodies, single_body

@@ -69,7 +69,8 @@ from mpi4py import MPI
 from tomocell.atomic import write_csv_rows as _write_csv
 from tomocell.meshing import tags as T
 from tomocell.physics.fieldfiles import FieldSeriesWriter
-from tomocell.physics.model import IFACE_COLOUR, HalfCellModel, exchange_current_density
+from tomocell.physics.kinetics import exchange_current_density
+from tomocell.physics.model import IFACE_COLOUR, HalfCellModel
 
 TIMESERIES_COLUMNS = (
     "step", "t_s", "dt_s", "segment", "protocol_step", "voltage_V", "current_A", "current_density_A_m2", "capacity_Ah",

@@ -142,7 +142,8 @@ def mesh_geometry(inp: Any, sep_porosity: float, length_unit: float = 1e-6) -> T
 
     from tomocell.meshing import tags as T
     from tomocell.physics.electrolyte_phases import ElectrolytePhase
-    from tomocell.physics.model import IFACE, reacting_fraction
+    from tomocell.physics.electrolyte_phases import reacting_fraction
+    from tomocell.physics.model import IFACE
     from tomocell.physics.topology import analyse_mesh
 
     topo = analyse_mesh(inp)

@@ -167,7 +167,7 @@ def test_separator_facing_facets_react_over_the_separator_porosity(params):
     m.set_state(x0)
     m.u[1].x.array[:] += 0.01  # 10 mV anodic overpotential everywhere
     vt = params.thermal_voltage
-    from tomocell.physics.model import exchange_current_density
+    from tomocell.physics.kinetics import exchange_current_density
 
     i0 = float(exchange_current_density(params, x0, params.c_e0))
     i_n = i0 * (np.exp(params.alpha_a * 0.01 / vt) - np.exp(-params.alpha_c * 0.01 / vt))

@@ -98,7 +98,7 @@ def test_voltage_change_caps_the_next_step():
 
 
 def test_newton_convergence_rules():
-    from tomocell.physics.model import newton_convergence
+    from tomocell.physics.newton import newton_convergence
 
     # quadratic convergence to 1e-11 relative: converged
     h = [1.0, 1e-3, 1e-8, 1e-13]
