@@ -79,6 +79,12 @@ def newton_convergence(it: int, xnorm: float, gnorm: float, fnorm: float, fnorms
     electrode at 10C, residual 1e-4 -> 8e-10 -> 2.9e-10 -> flat for 13 iterations, down to
     dt = 2e-4 s). Accepted when the residual fell by >= 1e5, is below 1e-8 (the scaled state is O(1))
     and made no progress over two iterations.
+
+    A solve that stagnates above that floor (from iteration 6 on, the residual not halved over the
+    last three iterations) is given up at once rather than at ``max_it``: at the knee of a discharge
+    curve, where particle surfaces saturate one after another, such solves wandered at 1e-3-1e-2 for
+    all 15 iterations and then failed anyway (measured on the 96 k-tet demo mesh at 1C: 9 failed tries,
+    ~100 of 773 Newton iterations), and the shorter retry converges.
     """
     if not np.isfinite(fnorm):
         return -4  # SNES_DIVERGED_FNORM_NAN
@@ -91,6 +97,8 @@ def newton_convergence(it: int, xnorm: float, gnorm: float, fnorm: float, fnorms
         return 4  # SNES_CONVERGED_SNORM_RELATIVE
     if it >= 3 and fnorm <= 1e-5 * f0 and fnorm <= 1e-8 and fnorm >= 0.7 * fnorms[-3]:
         return 5  # SNES_CONVERGED_ITS: at the round-off floor
+    if it >= 6 and fnorm > 1e-8 and fnorm > 0.5 * fnorms[-4]:
+        return -6  # stagnated (reported as SNES_DIVERGED_LINE_SEARCH): retry with a shorter step now
     if it >= max_it:
         return -5  # SNES_DIVERGED_MAX_IT
     return 0

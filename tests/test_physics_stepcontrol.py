@@ -97,6 +97,21 @@ def test_voltage_change_caps_the_next_step():
     assert next_step_size(10.0, 10.0, 3, 0, off, dvoltage_V=-0.2) == pytest.approx(16.0)
 
 
+def test_voltage_error_estimate_caps_the_next_step():
+    from tomocell.physics.solver import voltage_error_estimate
+
+    # a straight voltage line: no error; a constant curvature: the Milne estimate dt/(dt+dt_prev) |dV - dV_pred|
+    assert voltage_error_estimate(10.0, -0.01, 10.0, -0.01) == 0.0
+    assert voltage_error_estimate(10.0, -0.03, 10.0, -0.01) == pytest.approx(0.01)
+    assert voltage_error_estimate(5.0, -0.01, 10.0, -0.01) == pytest.approx(0.005 / 3)
+    ctl = StepControl(dt_max_s=1e9, max_dvoltage_V=0.0, max_verror_V=2e-3)
+    # on the flat (0.5 mV) the step grows as before; in the knee (8 mV) it shrinks by 0.9 sqrt(2/8)
+    assert next_step_size(10.0, 10.0, 3, 0, ctl, verror_V=5e-4) == pytest.approx(16.0)
+    assert next_step_size(10.0, 10.0, 3, 0, ctl, verror_V=8e-3) == pytest.approx(4.5)
+    assert next_step_size(10.0, 10.0, 3, 0, StepControl(dt_max_s=1e9, max_dvoltage_V=0.0, max_verror_V=0.0),
+                          verror_V=8e-3) == pytest.approx(16.0)
+
+
 def test_newton_convergence_rules():
     from tomocell.physics.newton import newton_convergence
 
@@ -114,7 +129,21 @@ def test_newton_convergence_rules():
     # a stall far from converged (only 1e3 reduction) is NOT accepted, and fails at the iteration limit
     h = [1.0, 1e-3, 0.99e-3, 0.98e-3]
     assert newton_convergence(3, 1.0, 1e-3, 0.98e-3, h, 15) == 0
-    assert newton_convergence(15, 1.0, 1e-3, 0.98e-3, h + [0.97e-3] * 12, 15) == -5
+    # ... and is given up as stagnated once the residual has not halved over three iterations
+    h = [1.0, 1e-3, 0.99e-3, 0.98e-3, 0.97e-3, 0.96e-3, 0.95e-3]
+    assert newton_convergence(6, 1.0, 1e-3, 0.95e-3, h, 15) == -6
+    # slow but steady progress (2.5x per iteration) is not stagnation; at the limit it fails as before
+    h = [1.0] + [0.4 ** k for k in range(1, 7)]
+    assert newton_convergence(6, 1.0, 1e-3, h[-1], h, 15) == 0
+    h = [1.0] + [0.4 ** k for k in range(1, 16)]
+    assert newton_convergence(15, 1.0, 1e-3, h[-1], h, 15) == -5
+    # a measured failure at the knee of a 1C discharge (wandering at 1e-3-1e-2 until the limit of 15):
+    # given up at iteration 7
+    h = [1.9e-01, 1.5e-02, 8.0e-03, 1.2e-02, 5.4e-03, 4.5e-03, 4.3e-03, 3.0e-03]
+    assert [newton_convergence(k, 1.0, 1e-3, h[k], h[:k + 1], 15) for k in range(1, 8)] == [0] * 6 + [-6]
+    # a measured success that recovers from an early rise keeps going
+    h = [6.2e-01, 9.2e-01, 6.0e-02, 2.0e-02, 2.4e-03, 1.5e-04, 3.6e-05]
+    assert [newton_convergence(k, 1.0, 1e-3, h[k], h[:k + 1], 15) for k in range(1, 7)] == [0] * 6
     # a stall at 1e-7 absolute is not accepted either (not round-off for an O(1) state)
     h = [1.0e2, 1e-7, 0.9e-7, 0.9e-7]
     assert newton_convergence(3, 1.0, 1e-6, 0.9e-7, h, 15) == 0
@@ -132,3 +161,4 @@ def test_effort_counts_jacobians_with_reuse():
     ctl = StepControl()
     assert next_step_size(10.0, 10.0, StepStats(10.0, 6, 30, 0, jacobians=1).effort, 0, ctl) == \
         pytest.approx(10.0 * ctl.grow)
+

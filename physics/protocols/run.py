@@ -42,7 +42,7 @@ from tomocell.physics.model import HalfCellModel
 from tomocell.physics.outputs import TIMESERIES_COLUMNS, OutputWriter, write_csv_rows
 from tomocell.physics.parameters import FARADAY
 from tomocell.physics.protocols.experiment import Step
-from tomocell.physics.solver import StepControl, locate_event, next_step_size, try_step
+from tomocell.physics.solver import StepControl, locate_event, next_step_size, try_step, voltage_error_estimate
 
 log = get_logger("physics.protocols")
 
@@ -394,13 +394,17 @@ def run_experiment(model: HalfCellModel, steps: list[Step], *, out_dir: str | Pa
             S["krylov"] += st.krylov
             rows.append(row(k, seg, dt_try, cur, q, st, bal))
             dv = 0.0 if L["first"] else q["voltage_V"] - q_prev["voltage_V"]
+            prev = L.get("prev")  # (dt, dV, current) of the step before, same experiment step
+            verr = voltage_error_estimate(dt_try, dv, prev[0], prev[1]) if prev and prev[2] == cur else 0.0
+            L["prev"] = None if L["first"] else [dt_try, dv, cur]
             S["q_prev"] = q
             if pending and abs(S["q_dis"] - pending[0] * q_nom) <= 1e-9 * q_nom:
                 S["snaps"].append(pending[0])
                 if writer is not None:
                     writer.write_snapshot(pending[0], {"t_s": S["t"], "dod": pending[0], "voltage_V": q["voltage_V"],
                                                        "capacity_Ah": S["q_dis"] / 3600.0, "protocol_step": k})
-            L["dt"] = next_step_size(min(L["dt"], dt_cap), dt_try, st.effort, st.retries, ctl, dvoltage_V=dv)
+            L["dt"] = next_step_size(min(L["dt"], dt_cap), dt_try, st.effort, st.retries, ctl, dvoltage_V=dv,
+                                     verror_V=verr)
             L["first"] = False
             if not reason and step.duration_s is not None and \
                     S["t"] - L["t0"] >= step.duration_s - 1e-9 * max(1.0, step.duration_s):
