@@ -3,6 +3,7 @@ the stepper only talks to the model through snapshot/restore/solve_step/min conc
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tomocell.errors import SolverError
@@ -162,3 +163,28 @@ def test_effort_counts_jacobians_with_reuse():
     assert next_step_size(10.0, 10.0, StepStats(10.0, 6, 30, 0, jacobians=1).effort, 0, ctl) == \
         pytest.approx(10.0 * ctl.grow)
 
+
+
+def test_voltage_error_target_is_wired_into_the_discharge():
+    """The error cap acts in the time loop: a tight target takes more, shorter steps to the same answer,
+    and each accepted step after the cap was known stays near the target (0.9 sqrt rule, BE's dt^2)."""
+    from mpi4py import MPI
+
+    from tomocell.physics.discharge import simulate_discharge
+    from tomocell.physics.solver import voltage_error_estimate
+    from tomocell.physics.synthetic import box_cell
+
+    runs = {}
+    for tol in (0.0, 2e-4):
+        r = simulate_discharge(box_cell(MPI.COMM_WORLD, n=(3, 3, 4)), 2.0, dod_snapshots=(),
+                               control=StepControl(max_verror_V=tol))
+        runs[tol] = r
+    off, on = runs[0.0], runs[2e-4]
+    assert on.reason == off.reason == "cut-off"
+    assert on.steps > off.steps + 5, (on.steps, off.steps)
+    assert abs(on.capacity_Ah / off.capacity_Ah - 1) < 5e-3
+    rows = [x for x in on.rows[1:] if x["segment"] == "discharge"]
+    est = [voltage_error_estimate(b["dt_s"], b["voltage_V"] - a["voltage_V"], a["dt_s"],
+                                  a["voltage_V"] - p["voltage_V"]) for p, a, b in zip(rows, rows[1:], rows[2:])]
+    # the last step is cut to land on the cut-off, and an estimate can jump past the target once
+    assert np.median(est[2:-1]) <= 2e-4
