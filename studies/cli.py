@@ -16,6 +16,7 @@ STUDIES: dict[str, str] = {
     "thickness": "tomocell.studies.thickness",
     "calendering": "tomocell.studies.calendering",
     "calendering-rate": "tomocell.studies.calendering_rate",
+    "rve": "tomocell.studies.rve_capacity",
 }
 
 HELP = "run a design/manufacturing study (rate capability, graded designs, thickness, calendering) with resume"
@@ -29,7 +30,8 @@ DESCRIPTION = (
     "  graded-designs    as prepared / graded particle / R1 / R2 / R3 / high porosity at 3.75C (Fig. 6-7)\n"
     "  thickness         50 vs 75 um electrode over C-rates (Fig. 8, green curve)\n"
     "  calendering       structure metrics vs calendering strain (Fig. 9j-k)\n"
-    "  calendering-rate  calendered vs uncalendered rate capability at three mass loadings (Fig. 9l)\n\n"
+    "  calendering-rate  calendered vs uncalendered rate capability at three mass loadings (Fig. 9l)\n"
+    "  rve               metrics and capacity of lateral windows of growing width: how wide a column must be\n\n"
     "--config FILE here is the study's own config (TOML/YAML/JSON, same keys as the bundled "
     "studies/configs/<name>.toml; the *_full.toml files there document the full-resolution set-ups and their cost)."
 )

@@ -104,7 +104,7 @@ def load_volume_spec(spec: dict[str, Any], base_dir: str | Path | None = None) -
 
 
 #: variant kinds a study config may name, with the function each calls
-VARIANT_KINDS = ("as_prepared", "graded_particle", "graded_porosity", "thick", "calender")
+VARIANT_KINDS = ("as_prepared", "graded_particle", "graded_porosity", "thick", "calender", "crop")
 
 
 def apply_variants(volume: Volume, ids: np.ndarray | None, steps: list[dict[str, Any]] | dict[str, Any] | None,
@@ -113,11 +113,13 @@ def apply_variants(volume: Volume, ids: np.ndarray | None, steps: list[dict[str,
 
     kinds: ``as_prepared`` (nothing), ``graded_particle`` (band_um, erosion_um, small_diameter_um,
     tolerance), ``graded_porosity`` (band: R1..R4/global/[start, end], dilation_um), ``thick``
-    (thickness_um, method), ``calender`` (strain, cbd_attach_um). Particle ids survive only steps
-    that keep every active voxel (graded porosity); otherwise they become None (the caller relabels
+    (thickness_um, method), ``calender`` (strain, cbd_attach_um), ``crop`` (width_um, offset: a lateral
+    sub-volume, :mod:`tomocell.microstructure.variants_crop`). Particle ids survive the steps that keep
+    every active voxel where it was (graded porosity, crop); otherwise they become None (the caller relabels
     with the characterisation's watershed if it needs them). Returns (volume, ids, reports).
     """
     from tomocell.microstructure.variants_calendering import calender
+    from tomocell.microstructure.variants_crop import lateral_crop
     from tomocell.microstructure.variants_graded_particle import graded_particle
     from tomocell.microstructure.variants_graded_porosity import graded_porosity
     from tomocell.microstructure.variants_thick import thick_electrode
@@ -144,6 +146,8 @@ def apply_variants(volume: Volume, ids: np.ndarray | None, steps: list[dict[str,
                 if isinstance(kw.get("band"), list):
                     kw["band"] = tuple(kw["band"])
                 volume, rep = graded_porosity(volume, **kw)
+            elif kind == "crop":
+                volume, ids, rep = lateral_crop(volume, labels=ids, **kw)
             elif kind == "thick":
                 volume, rep = thick_electrode(volume, **kw)
                 ids = None

@@ -14,7 +14,8 @@ dict (numbers, strings, lists of numbers, nested dicts of those). :func:`run_stu
 * writes ``OUT/results.csv`` (tidy: one row per run x metric x index, with the run's scalar
   parameters as columns), ``OUT/summary.csv`` (wide: one row per run, scalar metrics only),
   ``OUT/report.md`` (runs, failures, figures with captions) and ``OUT/run.json`` for the study;
-  all atomically, figures by the study's ``figures_fn(outcomes, fig_dir) -> [Figure]``.
+  all atomically, figures by the study's ``figures_fn(outcomes, fig_dir) -> [Figure]`` (called with
+  ``config=`` too when it takes that keyword: settings that shape only the tables, not the runs).
 
 Under MPI every rank calls :func:`run_study`; rank 0 decides what to skip (broadcast) and writes
 the bookkeeping files, the run function is called on every rank (collective solvers).
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import inspect
 import json
 import math
 import re
@@ -225,7 +227,9 @@ def run_study(
             fig_dir = out / "figures"
             fig_dir.mkdir(parents=True, exist_ok=True)
             try:
-                figures = list(figures_fn(outcomes, fig_dir))
+                takes_config = "config" in inspect.signature(figures_fn).parameters
+                figures = list(figures_fn(outcomes, fig_dir, config=config or {}) if takes_config
+                               else figures_fn(outcomes, fig_dir))
             except Exception as exc:  # noqa: BLE001 - a broken figure must not lose the tables
                 log.error("study %s: figures failed: %s: %s", name, type(exc).__name__, exc)
                 figures = []

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tomocell.errors import InputError, SolverError
-from tomocell.studies import calendering_rate, graded_designs, rate_capability, thickness
+from tomocell.studies import calendering_rate, graded_designs, rate_capability, rve_capacity, thickness
 from tomocell.studies.electrochem import ragone_point
 from tomocell.studies.runner import RunOutcome, read_table, run_study_module, study_config
 
@@ -83,7 +83,7 @@ def test_default_plans_have_the_right_runs():
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "studies" / "configs"
 STUDY_OF_CONFIG = {"rate_capability": rate_capability, "graded_designs": graded_designs, "thickness": thickness,
-                   "calendering_rate": calendering_rate}
+                   "calendering_rate": calendering_rate, "rve": rve_capacity}
 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.toml")), ids=lambda p: p.name)
